@@ -1,0 +1,5 @@
+"""Command modules. Each exposes `register(app)` and keeps heavy imports inside functions."""
+
+from imagebot.commands import core, gitops, images, index, release
+
+ALL = (core, images, gitops, release, index)

@@ -1,0 +1,396 @@
+"""PURE: requirement sets (requirements/<set>.toml) -> validated, frozen RequirementSets.
+
+A set file has an optional [set] table and one table per ecosystem. Every package is one
+inline table on one line, so that a pull request adding a package is a one-line diff:
+
+    [set]
+    description = "Everyday data science"
+    r_source = "debian"            # R packages from Debian's r-cran-* ("debian") or r_repo ("cran")
+
+    [python]
+    numpy = { version = "2.3.4", reason = "arrays", requested_by = "@anna" }
+    scikit-learn = { version = "1.7.2", import = "sklearn", reason = "models", requested_by = "@ola" }
+
+    [r]
+    data.table = { version = "1.14.8", reason = "fast tables", requested_by = "@kari" }
+
+    [apt]
+    libpq5 = { version = "15.*", reason = "postgres client lib", requested_by = "@platform" }
+
+Validation reports every problem at once with file:line and a hint (see `check_sets`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imagebot.errors import Problem, RequirementsError
+
+ECOSYSTEMS = ("python", "r", "apt")
+R_SOURCES = ("debian", "cran")
+SET_KEYS = {"description", "r_source"}
+ENTRY_KEYS = {"version", "reason", "requested_by", "import", "extras"}
+REQUIRED_ENTRY_KEYS = ("version", "reason", "requested_by")
+
+_PEP503 = re.compile(r"[-_.]+")
+_PY_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+_R_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
+_R_VERSION = re.compile(r"^\d+([.-]\d+)+$")
+_APT_NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
+# Debian versions: [epoch:]upstream[-revision]; a trailing '*' pins a prefix (apt glob),
+# which survives Debian point releases while still naming the upstream version exactly.
+_APT_VERSION = re.compile(r"^(\d+:)?[0-9][A-Za-z0-9.+~-]*\*?$")
+_SET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def normalize(name: str) -> str:
+    """PEP 503 normalised project name."""
+    return _PEP503.sub("-", name).lower()
+
+
+@dataclass(frozen=True)
+class Requirement:
+    ecosystem: str  # "python" | "r" | "apt"
+    name: str  # as written in the file
+    version: str
+    reason: str
+    requested_by: str
+    line: int  # 1-based line in the set file, 0 when unknown
+    import_name: str | None = None  # python: the module to import when it differs from name
+    extras: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """Identity across sets: normalised for Python, exact for R and apt."""
+        return normalize(self.name) if self.ecosystem == "python" else self.name
+
+    @property
+    def pin(self) -> str:
+        """The requirement line for a resolver: name[extras]==version."""
+        extras = f"[{','.join(self.extras)}]" if self.extras else ""
+        return f"{self.name}{extras}=={self.version}"
+
+
+@dataclass(frozen=True)
+class RequirementSet:
+    name: str
+    path: Path
+    description: str
+    r_source: str
+    python: tuple[Requirement, ...]
+    r: tuple[Requirement, ...]
+    apt: tuple[Requirement, ...]
+
+    def entries(self, ecosystem: str) -> tuple[Requirement, ...]:
+        entries: tuple[Requirement, ...] = getattr(self, ecosystem)
+        return entries
+
+    def all_entries(self) -> tuple[Requirement, ...]:
+        return self.python + self.r + self.apt
+
+
+def _line_numbers(text: str) -> dict[tuple[str, str], int]:
+    """Map (table, key) to its 1-based line. tomllib has no positions, so scan the text."""
+    lines: dict[tuple[str, str], int] = {}
+    table = ""
+    header = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
+    key = re.compile(r"""^\s*(?:"([^"]+)"|'([^']+)'|([A-Za-z0-9_.-]+?))\s*=""")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if m := header.match(line):
+            table = m.group(1).strip().strip('"')
+            continue
+        if m := key.match(line):
+            name = next(g for g in m.groups() if g is not None)
+            lines.setdefault((table, name), number)
+    return lines
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    """Undo TOML's dotted keys for R names like data.table, which TOML reads as nested tables."""
+    for key, value in table.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, Mapping) and "version" not in value and value:
+            nested = list(_flatten(value, name))
+            if all(isinstance(v, Mapping) for _, v in nested):
+                yield from nested
+                continue
+        yield name, value
+
+
+def parse_set(path: Path, text: str) -> tuple[RequirementSet | None, list[Problem]]:
+    """Parse and validate one set file on its own. Returns the set (if readable) and problems."""
+    file = str(path)
+    problems: list[Problem] = []
+
+    def problem(line: int, message: str, hint: str) -> None:
+        problems.append(Problem(file, line, message, hint))
+
+    name = path.stem
+    if not _SET_NAME.match(name):
+        problem(
+            0,
+            f"set name {name!r} is not lowercase letters, digits, '-' or '_'",
+            "rename the file, e.g. requirements/datascience.toml",
+        )
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", 0) or 0
+        if not line and (m := re.search(r"line (\d+)", str(exc))):
+            line = int(m.group(1))
+        problem(
+            line, f"invalid TOML: {exc}", "fix the syntax; one package per line as an inline table"
+        )
+        return None, problems
+
+    lines = _line_numbers(text)
+    for table in raw:
+        if table not in (*ECOSYSTEMS, "set"):
+            problem(
+                lines.get(("", table), 0) or _table_line(text, table),
+                f"unknown table [{table}]",
+                f"use [set], {', '.join(f'[{e}]' for e in ECOSYSTEMS)}",
+            )
+
+    meta = raw.get("set", {})
+    if not isinstance(meta, Mapping):
+        meta = {}
+    for key in meta:
+        if key not in SET_KEYS:
+            problem(
+                lines.get(("set", key), 0),
+                f"unknown key set.{key}",
+                f"allowed: {', '.join(sorted(SET_KEYS))}",
+            )
+    r_source = meta.get("r_source", "debian")
+    if r_source not in R_SOURCES:
+        problem(
+            lines.get(("set", "r_source"), 0),
+            f"unknown r_source {r_source!r}",
+            f"use one of: {', '.join(R_SOURCES)}",
+        )
+        r_source = "debian"
+    description = str(meta.get("description", ""))
+
+    parsed: dict[str, list[Requirement]] = {e: [] for e in ECOSYSTEMS}
+    for ecosystem in ECOSYSTEMS:
+        table = raw.get(ecosystem, {})
+        if not isinstance(table, Mapping):
+            problem(0, f"[{ecosystem}] must be a table", f"write [{ecosystem}] on its own line")
+            continue
+        for entry_name, entry in _flatten(table):
+            line = lines.get((ecosystem, entry_name), 0)
+            requirement = _parse_entry(ecosystem, entry_name, entry, line, problem)
+            if requirement is not None:
+                parsed[ecosystem].append(requirement)
+        _check_sorted(parsed[ecosystem], ecosystem, problem)
+
+    return (
+        RequirementSet(
+            name=name,
+            path=path,
+            description=description,
+            r_source=r_source,
+            python=tuple(parsed["python"]),
+            r=tuple(parsed["r"]),
+            apt=tuple(parsed["apt"]),
+        ),
+        problems,
+    )
+
+
+def _table_line(text: str, table: str) -> int:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if re.match(rf"^\s*\[\s*{re.escape(table)}\s*\]", line):
+            return number
+    return 0
+
+
+def _parse_entry(
+    ecosystem: str, name: str, entry: Any, line: int, problem: Any
+) -> Requirement | None:
+    if not isinstance(entry, Mapping):
+        problem(
+            line,
+            f"{ecosystem} entry {name!r} must be an inline table",
+            f'write {name} = {{ version = "...", reason = "...", requested_by = "..." }}',
+        )
+        return None
+    ok = True
+    for key in entry:
+        if key not in ENTRY_KEYS:
+            problem(
+                line,
+                f"unknown field {key!r} in entry {name!r}",
+                f"allowed fields: {', '.join(sorted(ENTRY_KEYS))}",
+            )
+            ok = False
+    for key in REQUIRED_ENTRY_KEYS:
+        value = entry.get(key)
+        if not isinstance(value, str) or not value.strip():
+            what = "reason (why it is needed)" if key == "reason" else key
+            problem(line, f"entry {name!r} is missing {what}", f'add {key} = "..." to the entry')
+            ok = False
+    version = str(entry.get("version", "")).strip()
+    if ecosystem == "python":
+        if not _PY_NAME.match(name):
+            problem(line, f"{name!r} is not a valid Python project name", "use the name as on PyPI")
+            ok = False
+        elif name != normalize(name):
+            problem(
+                line, f"{name!r} is not normalised", f"write it as {normalize(name)!r} (PEP 503)"
+            )
+            ok = False
+        if version and not _is_exact_python_version(version):
+            problem(
+                line,
+                f"{name}: version {version!r} is not an exact pin",
+                'write the exact version, e.g. version = "2.3.4" (no ranges, no ==)',
+            )
+            ok = False
+    elif ecosystem == "r":
+        if not _R_NAME.match(name):
+            problem(
+                line,
+                f"{name!r} is not a valid R package name",
+                "use the name as on CRAN, e.g. data.table",
+            )
+            ok = False
+        if version and not _R_VERSION.match(version):
+            problem(
+                line,
+                f"{name}: version {version!r} is not an exact R version",
+                'write it as packageVersion() prints it, e.g. "1.14.8"',
+            )
+            ok = False
+    else:
+        if not _APT_NAME.match(name):
+            problem(
+                line,
+                f"{name!r} is not a valid Debian package name",
+                "lowercase letters, digits and . + - only",
+            )
+            ok = False
+        if version and not _APT_VERSION.match(version):
+            problem(
+                line,
+                f"{name}: version {version!r} is not a Debian version",
+                'use the version apt-cache policy shows, or an upstream prefix like "15.14*"',
+            )
+            ok = False
+    import_name = entry.get("import")
+    if import_name is not None and (ecosystem != "python" or not isinstance(import_name, str)):
+        problem(
+            line,
+            f"{name}: 'import' is only for Python entries and must be a string",
+            'e.g. import = "sklearn"',
+        )
+        ok = False
+    extras = entry.get("extras", [])
+    if not isinstance(extras, list) or not all(isinstance(x, str) for x in extras):
+        problem(line, f"{name}: extras must be a list of strings", 'e.g. extras = ["excel"]')
+        ok = False
+    if not ok:
+        return None
+    return Requirement(
+        ecosystem=ecosystem,
+        name=name,
+        version=version,
+        reason=entry["reason"].strip(),
+        requested_by=entry["requested_by"].strip(),
+        line=line,
+        import_name=import_name,
+        extras=tuple(extras),
+    )
+
+
+def _is_exact_python_version(version: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    if any(c in version for c in "<>=!~*, "):
+        return False
+    try:
+        Version(version)
+    except InvalidVersion:
+        return False
+    return True
+
+
+def _check_sorted(entries: Sequence[Requirement], ecosystem: str, problem: Any) -> None:
+    for before, after in itertools.pairwise(entries):
+        if after.key.lower() < before.key.lower():
+            problem(
+                after.line,
+                f"[{ecosystem}] is not sorted: {after.name!r} comes after {before.name!r}",
+                f"move {after.name!r} above {before.name!r} (imagebot add keeps the order)",
+            )
+            return
+
+
+def check_sets(sets: Sequence[RequirementSet]) -> list[Problem]:
+    """Cross-set rules: a package may be vetted in one set only (per ecosystem)."""
+    problems: list[Problem] = []
+    seen: dict[tuple[str, str], tuple[RequirementSet, Requirement]] = {}
+    for req_set in sets:
+        for entry in req_set.all_entries():
+            ident = (entry.ecosystem, entry.key)
+            if ident in seen:
+                first_set, first = seen[ident]
+                problems.append(
+                    Problem(
+                        str(req_set.path),
+                        entry.line,
+                        f"{entry.ecosystem} package {entry.name!r} is already in set "
+                        f"{first_set.name!r} ({first_set.path}:{first.line})",
+                        "keep it in one set only; later layers can use what earlier ones install",
+                    )
+                )
+            else:
+                seen[ident] = (req_set, entry)
+    return problems
+
+
+def set_path(requirements_dir: Path, name: str) -> Path:
+    return requirements_dir / f"{name}.toml"
+
+
+def load_sets(requirements_dir: Path, names: Sequence[str] | None = None) -> list[RequirementSet]:
+    """Load the named sets (default: every *.toml that is a set) and validate them together.
+
+    Raises RequirementsError listing every problem in every file.
+    """
+    if names is None:
+        paths = sorted(p for p in requirements_dir.glob("*.toml") if p.stem != "index-only")
+    else:
+        paths = [set_path(requirements_dir, n) for n in names]
+    sets: list[RequirementSet] = []
+    problems: list[Problem] = []
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            problems.append(
+                Problem(
+                    str(path),
+                    0,
+                    "requirement set file not found",
+                    "create it or remove the set from imagebot.toml",
+                )
+            )
+            continue
+        req_set, found = parse_set(path, text)
+        problems.extend(found)
+        if req_set is not None:
+            sets.append(req_set)
+    problems.extend(check_sets(sets))
+    if problems:
+        raise RequirementsError(
+            problems, str(requirements_dir), "fix the entries above, then run imagebot check again"
+        )
+    return sets
