@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import click
 import typer
 
 from imagebot import __version__
@@ -110,12 +109,16 @@ def main(argv: list[str] | None = None) -> None:
     except ImagebotError as exc:
         console.error(exc.message, exc.hint, exc.detail_lines())
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # usage errors: typer formats them itself
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            console.error(exc.format_message())
         sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         console.info("interrupted")
         sys.exit(INTERRUPTED_EXIT)
     except BrokenPipeError:
