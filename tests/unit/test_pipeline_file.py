@@ -1,0 +1,60 @@
+"""azure-pipelines.yml: triggers, stages and secret hygiene (its steps run for real in
+tests/integration/test_pipeline.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pipeline_steps import MACRO, load_pipeline, script_steps
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRETS = {"IMAGEBOT_GIT_TOKEN", "garKey.secureFilePath"}
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> dict:
+    return load_pipeline(ROOT / "azure-pipelines.yml")
+
+
+def test_merge_to_master_triggers_only_on_image_inputs(pipeline: dict) -> None:
+    assert pipeline["trigger"]["branches"]["include"] == ["master"]
+    assert set(pipeline["trigger"]["paths"]["include"]) == {
+        "requirements", "jupyter", "jupyterhub", "imagebot.toml",
+    }
+
+
+def test_pull_requests_validate_without_pushing(pipeline: dict) -> None:
+    steps = [s for s in script_steps(pipeline) if s.stage == "Validate"]
+    commands = [s.script for s in steps]
+    for expected in ("imagebot check", "imagebot lock --check", "imagebot render --check"):
+        assert expected in commands
+    assert any("pytest tests/unit" in c for c in commands)
+    assert any(c.startswith("imagebot build") for c in commands)
+    assert any(c.startswith("imagebot test") for c in commands)
+    assert not any("push" in c or "release" in c or "promote" in c for c in commands)
+
+
+def test_prod_is_a_gated_deployment_promoted_from_staging(pipeline: dict) -> None:
+    prod = next(s for s in pipeline["stages"] if s["stage"] == "Prod")
+    assert prod["dependsOn"] == "Staging"
+    job = prod["jobs"][0]
+    assert job["environment"] == "jupyter-prod"  # approvals live on the Azure environment
+    assert [s.script for s in script_steps(pipeline) if s.stage == "Prod"][-1] == "imagebot release prod"
+
+
+def test_secrets_only_reach_steps_through_env(pipeline: dict) -> None:
+    for step in script_steps(pipeline):
+        used_on_command_line = set(MACRO.findall(step.script))
+        assert not used_on_command_line & SECRETS, step.name
+        assert "--password" not in step.script and "token" not in step.script.lower()
+
+
+def test_every_checkout_sets_depth_and_credentials(pipeline: dict) -> None:
+    for stage in pipeline["stages"]:
+        for job in stage["jobs"]:
+            steps = job.get("steps") or job["strategy"]["runOnce"]["deploy"]["steps"]
+            checkout = steps[0]
+            assert checkout["checkout"] == "self"
+            assert checkout["fetchDepth"] == 1
+            assert checkout["persistCredentials"] is False
