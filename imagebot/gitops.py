@@ -1,0 +1,261 @@
+"""ADAPTER: the GitOps repository through the git CLI.
+
+The git CLI (not GitPython) because every operation here is one porcelain command, the CLI
+speaks every transport and credential helper a pipeline agent has, and it is what the bench
+floor measures against.
+
+Credentials come from the environment and reach git only through `GIT_CONFIG_*` variables of
+the child process: never in argv, never in the remote URL and never in a clone's .git/config.
+`IMAGEBOT_GIT_TOKEN` (with `IMAGEBOT_GIT_USERNAME`, default `x-access-token`) becomes an
+`http.extraHeader: Authorization: Basic ...`; `IMAGEBOT_GIT_AUTH_HEADER` is used verbatim (Azure
+Pipelines: `Authorization: Bearer $(System.AccessToken)`). Every message that leaves this module
+has userinfo in URLs redacted.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from imagebot.errors import GitOpsError
+
+TOKEN_ENV = "IMAGEBOT_GIT_TOKEN"
+USERNAME_ENV = "IMAGEBOT_GIT_USERNAME"
+HEADER_ENV = "IMAGEBOT_GIT_AUTH_HEADER"
+GIT_TIMEOUT_S = 300
+
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """Replace `user:secret@` in every URL in `text` with `***@`."""
+    return _USERINFO.sub(r"\g<scheme>***@", text)
+
+
+def remote_url(repo: str, root: Path) -> str:
+    """A clone URL for `repo`: URLs and scp-style remotes as they are, paths as file:// URLs.
+
+    Relative paths resolve against `root` (the directory of imagebot.toml). Local paths become
+    file:// so that `--depth 1` is honoured (git ignores it for plain-path clones).
+    """
+    if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
+        return repo
+    path = Path(repo).expanduser()
+    return (path if path.is_absolute() else root / path).resolve().as_uri()
+
+
+def credential_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Child-process variables that give git the pipeline's credentials, and never prompt."""
+    extra: dict[str, str] = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+    header = env.get(HEADER_ENV, "")
+    token = env.get(TOKEN_ENV, "")
+    if token and not header:
+        user = env.get(USERNAME_ENV, "") or "x-access-token"
+        basic = base64.b64encode(f"{user}:{token}".encode()).decode()
+        header = f"Authorization: Basic {basic}"
+    if header:
+        extra.update(
+            GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader", GIT_CONFIG_VALUE_0=header
+        )
+    return extra
+
+
+class PushOutcome(Enum):
+    PUSHED = "pushed"
+    STALE = "stale"  # non-fast-forward: someone pushed first; fetch, re-apply, retry
+
+
+_STALE = ("[rejected]", "non-fast-forward", "fetch first", "stale info")
+# Two pushes racing into the same ref: the loser's ref update fails on the server.
+_LOST_RACE = ("cannot lock ref", "failed to update ref", "incorrect old value")
+_AUTH = (
+    "authentication failed",
+    "could not read username",
+    "could not read password",
+    "permission denied",
+    "403",
+    "401",
+    "terminal prompts disabled",
+)
+_UNREACHABLE = (
+    "could not resolve host",
+    "connection refused",
+    "does not appear to be a git repository",
+    "repository not found",
+    "not found",
+    "could not read from remote",
+    "timed out",
+    "unable to access",
+)
+
+
+def _classify(stderr: str, action: str, url: str) -> GitOpsError:
+    text = stderr.lower()
+    detail = redact(" ".join(line.strip() for line in stderr.strip().splitlines()[-3:]))
+    where = redact(url)
+    if "remote rejected" in text or "hook declined" in text:
+        return GitOpsError(
+            f"{action} to {where} was rejected by the remote: {detail}",
+            "a server-side rule (protected branch, hook) refused it; nothing was changed",
+        )
+    if any(marker in text for marker in _AUTH):
+        return GitOpsError(
+            f"{action} {where}: authentication failed: {detail}",
+            f"set {TOKEN_ENV} (or {HEADER_ENV}) to a token with write access",
+        )
+    if any(marker in text for marker in _UNREACHABLE):
+        return GitOpsError(
+            f"{action} {where}: remote unreachable: {detail}",
+            "check the environment's repo URL in imagebot.toml and the network",
+        )
+    return GitOpsError(
+        f"{action} {where} failed: {detail}", "run the git command by hand to see why"
+    )
+
+
+@dataclass(frozen=True)
+class Git:
+    """git in one working directory, with the credential variables applied."""
+
+    cwd: Path
+    url: str  # the remote's URL, for messages only (redacted there)
+    env: Mapping[str, str]
+
+    def run(self, args: Sequence[str], action: str, *, check: bool = True) -> str:
+        proc = run_git(args, self.cwd, self.env)
+        if check and proc.returncode != 0:
+            raise _classify(proc.stderr, action, self.url)
+        return proc.stdout
+
+    def try_run(self, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        return run_git(args, self.cwd, self.env)
+
+
+def run_git(
+    args: Sequence[str], cwd: Path, env: Mapping[str, str]
+) -> subprocess.CompletedProcess[str]:
+    child_env = {**os.environ, **env, "LC_ALL": "C"}
+    try:
+        return subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env=child_env,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise GitOpsError("git is not installed", "install git (apt-get install git)") from None
+    except subprocess.TimeoutExpired:
+        raise GitOpsError(
+            f"git {args[0]} timed out after {GIT_TIMEOUT_S}s", "check the network and the remote"
+        ) from None
+
+
+def clone(url: str, branch: str, dest: Path, env: Mapping[str, str], *, depth: int = 1) -> Git:
+    """Shallow, single-branch clone of `branch` into `dest` (which must not exist)."""
+    git = Git(dest.parent, url, credential_env(env))
+    args = ["clone", "--quiet", "--no-tags", "--single-branch", "--branch", branch]
+    if depth:
+        args += ["--depth", str(depth)]
+    proc = git.try_run([*args, "--", url, str(dest)])
+    if proc.returncode != 0:
+        if "remote branch" in proc.stderr and "not found" in proc.stderr:
+            raise GitOpsError(
+                f"branch {branch!r} does not exist in {redact(url)}",
+                "check the environment's branch in imagebot.toml",
+            )
+        raise _classify(proc.stderr, "clone", url)
+    return Git(dest, url, git.env)
+
+
+def head(git: Git) -> str:
+    return git.run(["rev-parse", "HEAD"], "rev-parse").strip()
+
+
+def commit_all(git: Git, paths: Sequence[str], message: str, author: str) -> str:
+    """Commit `paths` with `author` ("Name <email>") as author and committer; the new sha."""
+    match = re.fullmatch(r"\s*(.*?)\s*<([^>]*)>\s*", author)
+    name, email = (match.group(1), match.group(2)) if match else (author, "")
+    ident = {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
+    }
+    local = Git(git.cwd, git.url, {**git.env, **ident})
+    local.run(["add", "--", *paths], "add")
+    proc = run_git(
+        ["-c", "commit.gpgsign=false", "commit", "--quiet", "--no-verify", "-m", message],
+        git.cwd,
+        {**git.env, **ident},
+    )
+    if proc.returncode != 0:
+        raise GitOpsError(f"git commit failed: {proc.stderr.strip()}", "check the clone's state")
+    return head(git)
+
+
+def push(git: Git, branch: str, *, new_branch: bool = False) -> PushOutcome:
+    """Push HEAD to `branch`. STALE when someone pushed first (non-fast-forward)."""
+    args = ["push", "--quiet", "--porcelain", "origin", f"HEAD:refs/heads/{branch}"]
+    proc = git.try_run(args)
+    if proc.returncode == 0:
+        return PushOutcome.PUSHED
+    output = proc.stdout + proc.stderr
+    lowered = output.lower()
+    lost_race = any(m in lowered for m in _LOST_RACE)
+    if lost_race or ("remote rejected" not in lowered and any(m in lowered for m in _STALE)):
+        if new_branch:
+            raise GitOpsError(
+                f"branch {branch!r} already exists in {redact(git.url)}",
+                "choose another --branch name or delete the old branch",
+            )
+        return PushOutcome.STALE
+    raise _classify(output, "push", git.url)
+
+
+def fetch_reset(git: Git, branch: str) -> None:
+    """Make the clone equal to the remote branch's tip again (after a rejected push)."""
+    git.run(
+        ["fetch", "--quiet", "--no-tags", "--depth", "1", "origin", f"+refs/heads/{branch}:"],
+        "fetch",
+    )
+    git.run(["reset", "--quiet", "--hard", "FETCH_HEAD"], "reset")
+
+
+def file_at(git: Git, rev: str, path: str) -> str | None:
+    """The file's text at `rev`, or None when it does not exist there."""
+    proc = git.try_run(["show", f"{rev}:{path}"])
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def file_commits(git: Git, path: str) -> list[str]:
+    """Commits that touched `path`, newest first, within the clone's (possibly shallow) history."""
+    out = git.run(["log", "--format=%H", "--", path], "log")
+    return out.split()
+
+
+def deepen(git: Git, branch: str, by: int) -> bool:
+    """Fetch `by` more commits of history; False when the clone already has all of it."""
+    if git.run(["rev-parse", "--is-shallow-repository"], "rev-parse").strip() != "true":
+        return False
+    git.run(
+        ["fetch", "--quiet", "--no-tags", f"--deepen={by}", "origin", f"refs/heads/{branch}"],
+        "fetch",
+    )
+    return True
+
+
+def source_revision(root: Path, env: Mapping[str, str]) -> str:
+    """The imagebot repository's revision: BUILD_SOURCEVERSION in pipelines, else git HEAD."""
+    if env.get("BUILD_SOURCEVERSION"):
+        return env["BUILD_SOURCEVERSION"]
+    proc = run_git(["rev-parse", "HEAD"], root, {})
+    return proc.stdout.strip() if proc.returncode == 0 else "unknown"
