@@ -1,0 +1,322 @@
+"""A user's environment file: check it against the vetted index, and turn it into a script.
+
+An environment file is a requirements-style file a user keeps with their project:
+
+    # my project
+    pandas==2.1.4
+    python-dateutil==2.9.0.post0    # comments are fine
+    nbconvert[webpdf]==7.16.4
+
+Every requirement must be pinned with `==` to a version that the index serves. The index
+manifest (imagebot-index.json) is the truth for "vetted": it holds every set package, every
+index-only package and their dependencies, which is exactly what pip in a pod can install.
+pip-compile output (with `--hash` options and `# via` comments) is accepted as is.
+
+`render_script` writes a bash script with the whole resolved environment embedded as a lock
+(every package pinned with its sha256), installed with `pip --require-hashes --no-deps`, so a
+new pod gets exactly the same packages without resolving anything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from imagebot.errors import EnvFileError, Problem
+from imagebot.index import Manifest, Target, normalize, parse_platform
+
+SCRIPT_LOCK_MARKER = "IMAGEBOT_LOCK"
+_HASH_OPTION = re.compile(r"\s--hash[=\s]+(\S+)")
+_COMMENT = re.compile(r"(^|\s)#.*$")
+_URL_LIKE = re.compile(r"^(git\+|hg\+|svn\+|bzr\+|https?://|file:|\.{0,2}/)")
+_REQUEST_HINT_FALLBACK = "ask the platform team to vet it"
+
+
+@dataclass(frozen=True)
+class EnvRequirement:
+    line: int
+    text: str  # the requirement without options or comment, e.g. "pandas==2.1.4"
+    name: str  # normalised
+    version: str
+    extras: tuple[str, ...]
+    marker: str | None
+    hashes: tuple[str, ...]  # "sha256:..." from --hash options
+
+    @property
+    def pin(self) -> str:
+        extras = f"[{','.join(self.extras)}]" if self.extras else ""
+        marker = f" ; {self.marker}" if self.marker else ""
+        return f"{self.name}{extras}=={self.version}{marker}"
+
+
+def logical_lines(text: str) -> list[tuple[int, str]]:
+    """(first line number, text) with backslash continuations joined and comments removed."""
+    result: list[tuple[int, str]] = []
+    pending = ""
+    start = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = _COMMENT.sub("", raw).rstrip()
+        if not pending:
+            start = number
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        joined = (pending + line).strip()
+        pending = ""
+        if joined:
+            result.append((start, joined))
+    if pending.strip():
+        result.append((start, pending.strip()))
+    return result
+
+
+def target_environment(target: Target) -> dict[str, str]:
+    """PEP 508 marker values for the pod's interpreter."""
+    arch, _, _ = parse_platform(target.platform)
+    return {
+        "python_version": target.python,
+        "python_full_version": f"{target.python}.0",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+        "platform_machine": arch,
+    }
+
+
+def parse_env_file(
+    file: str, text: str, target: Target
+) -> tuple[list[EnvRequirement], list[Problem]]:
+    """Parse every line; report every malformed, unpinned or duplicated one."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    requirements: list[EnvRequirement] = []
+    problems: list[Problem] = []
+    first_line: dict[str, int] = {}
+    environment = target_environment(target)
+    for number, line in logical_lines(text):
+        hashes = tuple(_HASH_OPTION.findall(" " + line))
+        spec = _HASH_OPTION.sub("", " " + line).strip()
+        if spec.startswith("-"):
+            problems.append(
+                Problem(
+                    file,
+                    number,
+                    f"option {spec.split()[0]!r} is not allowed in an environment file",
+                    "list packages as name==version only; the install script sets the index",
+                )
+            )
+            continue
+        if _URL_LIKE.match(spec) or " @ " in spec:
+            problems.append(
+                Problem(
+                    file,
+                    number,
+                    f"{spec!r} installs from a URL or path, not from the vetted index",
+                    "use a vetted name==version; ask for the package to be vetted if it is missing",
+                )
+            )
+            continue
+        try:
+            parsed = Requirement(spec)
+        except InvalidRequirement as exc:
+            problems.append(
+                Problem(file, number, f"not a requirement: {spec!r} ({exc})", "write name==version")
+            )
+            continue
+        if parsed.marker is not None and not parsed.marker.evaluate(environment):
+            continue  # not for the pod's platform: pip would skip it too
+        name = normalize(parsed.name)
+        specifiers = list(parsed.specifier)
+        version = specifiers[0].version if len(specifiers) == 1 else ""
+        if len(specifiers) != 1 or specifiers[0].operator != "==" or "*" in version:
+            problems.append(
+                Problem(
+                    file,
+                    number,
+                    f"{parsed.name} is not pinned to one version ({spec!r})",
+                    f"pin it exactly: {parsed.name}==VERSION",
+                )
+            )
+            continue
+        if name in first_line:
+            problems.append(
+                Problem(
+                    file,
+                    number,
+                    f"{parsed.name} is listed twice (first at line {first_line[name]})",
+                    "keep one line per package",
+                )
+            )
+            continue
+        first_line[name] = number
+        requirements.append(
+            EnvRequirement(
+                line=number,
+                text=spec,
+                name=name,
+                version=version,
+                extras=tuple(sorted(parsed.extras)),
+                marker=str(parsed.marker) if parsed.marker is not None else None,
+                hashes=hashes,
+            )
+        )
+    return requirements, problems
+
+
+def _same_version(a: str, b: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def vetting_problems(
+    file: str,
+    requirements: Sequence[EnvRequirement],
+    manifest: Manifest,
+    request_url: str = "",
+) -> list[Problem]:
+    """One problem per requirement whose name, version or hash the index does not serve."""
+    ask = f"ask for it at {request_url}" if request_url else _REQUEST_HINT_FALLBACK
+    problems: list[Problem] = []
+    for req in requirements:
+        vetted = manifest.versions(req.name)
+        if not vetted:
+            problems.append(
+                Problem(file, req.line, f"{req.name} is not a vetted package", f"{ask}")
+            )
+            continue
+        match = next((p for v, p in vetted.items() if _same_version(v, req.version)), None)
+        if match is None:
+            versions = ", ".join(sorted(vetted))
+            problems.append(
+                Problem(
+                    file,
+                    req.line,
+                    f"{req.name}=={req.version} is not vetted",
+                    f"vetted versions: {versions}; pin one of them, or {ask}",
+                )
+            )
+            continue
+        expected = f"sha256:{match.file.sha256}"
+        if req.hashes and expected not in req.hashes:
+            problems.append(
+                Problem(
+                    file,
+                    req.line,
+                    f"{req.name}=={req.version}: no --hash matches the vetted file "
+                    f"{match.file.filename}",
+                    f"use --hash={expected}, or drop the --hash options",
+                )
+            )
+    return problems
+
+
+def check_env_file(
+    file: str, text: str, manifest: Manifest, request_url: str = ""
+) -> list[EnvRequirement]:
+    """Parse and vet an environment file; raise EnvFileError listing every problem."""
+    requirements, problems = parse_env_file(file, text, manifest.target)
+    problems += vetting_problems(file, requirements, manifest, request_url)
+    if not requirements and not problems:
+        problems.append(Problem(file, 0, "no requirements in the file", "add name==version lines"))
+    if problems:
+        problems.sort(key=lambda p: p.line)
+        raise EnvFileError(problems, file, "fix the lines above, then run imagebot env check again")
+    return requirements
+
+
+def lock_problems(file: str, lock_text: str, manifest: Manifest) -> list[Problem]:
+    """The resolved lock may only hold what the manifest vets, with the manifest's hashes."""
+    from imagebot.index import parse_compiled
+
+    problems: list[Problem] = []
+    for pin in parse_compiled(lock_text):
+        vetted = manifest.versions(pin.name)
+        if not any(_same_version(v, pin.version) for v in vetted):
+            problems.append(
+                Problem(
+                    file,
+                    0,
+                    f"the resolved environment needs {pin}, which the manifest does not vet",
+                    "the index and its manifest disagree: rebuild the index",
+                )
+            )
+    return problems
+
+
+def render_script(
+    env_file: str,
+    lock_text: str,
+    index_url: str,
+    request_url: str = "",
+    summary: Mapping[str, str] | None = None,
+) -> str:
+    """A self-contained bash script that installs the locked environment into $PYTHON."""
+    lock = lock_text.strip("\n")
+    if SCRIPT_LOCK_MARKER in lock:
+        raise ValueError("lock text contains the heredoc marker")  # cannot come from uv
+    ask = f"# Not vetted yet? Ask at {request_url}\n" if request_url else ""
+    described = "".join(f"#   {k}: {v}\n" for k, v in (summary or {}).items())
+    return (
+        "#!/usr/bin/env bash\n"
+        f"# Generated by `imagebot env script {env_file}`. Do not edit: change {env_file}\n"
+        "# and run that command again.\n"
+        "#\n"
+        "# Reinstalls this project's environment in a fresh pod, exactly: every package is\n"
+        "# pinned with its sha256 and installed from the vetted index without resolving.\n"
+        "#   bash this-script                       # into python3's environment\n"
+        "#   PYTHON=.venv/bin/python bash this-script   # into a virtual environment\n"
+        "#   bash this-script --user                # extra arguments go to pip install\n"
+        f"{described}"
+        f"{ask}"
+        "set -euo pipefail\n"
+        f'index_url="${{IMAGEBOT_INDEX_URL:-{_bash_default(index_url)}}}"\n'
+        'python="${PYTHON:-python3}"\n'
+        'lock="$(mktemp)"\n'
+        "trap 'rm -f \"$lock\"' EXIT\n"
+        f"cat >\"$lock\" <<'{SCRIPT_LOCK_MARKER}'\n"
+        f"{lock}\n"
+        f"{SCRIPT_LOCK_MARKER}\n"
+        '"$python" -m pip install --disable-pip-version-check --no-input \\\n'
+        '    --index-url "$index_url" --only-binary :all: --no-deps --require-hashes \\\n'
+        '    "$@" -r "$lock"\n'
+        '"$python" -m pip check --disable-pip-version-check\n'
+    )
+
+
+def _bash_default(value: str) -> str:
+    """A value safe inside "${VAR:-...}": no quotes, $, backslashes or braces."""
+    if re.search(r"[\"'`$\\{}\s]", value):
+        raise EnvFileError(
+            [Problem("imagebot.toml", 0, f"index url {value!r} has shell metacharacters", "")],
+            "index url",
+            "use a plain URL",
+        )
+    return value
+
+
+def uv_index_url(location: str) -> str:
+    """What uv resolves against: the index URL, or file://OUT/simple for a local build."""
+    from pathlib import Path
+
+    from imagebot.index import SIMPLE_DIR
+
+    if "://" in location:
+        return location
+    return (Path(location).absolute() / SIMPLE_DIR).as_uri()
+
+
+def resolve_lock(
+    requirements: Sequence[EnvRequirement], location: str, target: Target, file: str
+) -> str:
+    """The whole environment, resolved against the vetted index only, with hashes."""
+    from imagebot.index import UvResolver
+
+    resolver = UvResolver(index_url=uv_index_url(location), cache=False)
+    return resolver.compile([r.pin for r in requirements], target, file, hashes=True)
