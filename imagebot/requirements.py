@@ -394,3 +394,186 @@ def load_sets(requirements_dir: Path, names: Sequence[str] | None = None) -> lis
             problems, str(requirements_dir), "fix the entries above, then run imagebot check again"
         )
     return sets
+
+
+# --- imagebot add: one new line, in sorted position -----------------------------------------
+
+NOT_SETS = frozenset({"index-only"})  # requirements/*.toml files that are not layer sets
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_DOTTED_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")
+_HEADER = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]\s*(#.*)?$")
+_ENTRY_KEY = re.compile(r"""^\s*(?:"([^"]+)"|'([^']+)'|([A-Za-z0-9_.-]+?))\s*=""")
+_ADD_SPEC = re.compile(
+    r"^([A-Za-z0-9][A-Za-z0-9._+-]*)(?:\[([A-Za-z0-9_.,-]+)\])?\s*(==?)\s*(\S+)$"
+)
+
+
+def known_set_names(requirements_dir: Path) -> list[str]:
+    return sorted(p.stem for p in requirements_dir.glob("*.toml") if p.stem not in NOT_SETS)
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """A package that `imagebot add` is about to write."""
+
+    ecosystem: str
+    name: str
+    version: str
+    extras: tuple[str, ...] = ()
+    reason: str = ""
+    requested_by: str = ""
+    import_name: str | None = None
+
+    @property
+    def sort_key(self) -> str:
+        return (normalize(self.name) if self.ecosystem == "python" else self.name).lower()
+
+    @property
+    def description(self) -> str:
+        extras = f"[{','.join(self.extras)}]" if self.extras else ""
+        sep = "=" if self.ecosystem == "apt" else "=="
+        return f"{self.ecosystem} {self.name}{extras}{sep}{self.version}"
+
+    def with_metadata(self, reason: str, requested_by: str, import_name: str | None) -> NewEntry:
+        return NewEntry(
+            self.ecosystem, self.name, self.version, self.extras, reason, requested_by, import_name
+        )
+
+    def toml_line(self) -> str:
+        fields = [f"version = {_toml_string(self.version)}"]
+        if self.extras:
+            fields.append(f"extras = [{', '.join(_toml_string(x) for x in self.extras)}]")
+        if self.import_name:
+            fields.append(f"import = {_toml_string(self.import_name)}")
+        fields.append(f"reason = {_toml_string(self.reason)}")
+        fields.append(f"requested_by = {_toml_string(self.requested_by)}")
+        return f"{_toml_key(self.ecosystem, self.name)} = {{ {', '.join(fields)} }}"
+
+
+def _toml_string(value: str) -> str:
+    import json
+
+    # A JSON string (with non-ASCII kept) is a valid TOML basic string.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _toml_key(ecosystem: str, name: str) -> str:
+    if _BARE_KEY.match(name) or (ecosystem == "r" and _DOTTED_BARE_KEY.match(name)):
+        return name  # R's data.table stays bare, like the rest of the file
+    return _toml_string(name)
+
+
+def parse_add_spec(ecosystem: str, spec: str) -> NewEntry:
+    """`numpy==2.3.4`, `pandas[excel]==2.3.3`, `data.table==1.14.8`, `libpq5=15.14*`."""
+    from imagebot.errors import UsageError
+
+    if ecosystem not in ECOSYSTEMS:
+        raise UsageError(
+            f"unknown package kind {ecosystem!r}",
+            f"use one of: {', '.join(ECOSYSTEMS)}, e.g. imagebot add python numpy==2.3.4 ...",
+        )
+    example = {"python": "numpy==2.3.4", "r": "data.table==1.14.8", "apt": "libpq5=15.14*"}
+    match = _ADD_SPEC.match(spec.strip())
+    exact = match is not None and (match.group(3) == "=") == (ecosystem == "apt")
+    if match is None or not exact or (match.group(2) and ecosystem != "python"):
+        sep = "=" if ecosystem == "apt" else "=="
+        raise UsageError(
+            f"{ecosystem} package {spec!r} is not NAME{sep}VERSION",
+            f"pin one exact version, e.g. imagebot add {ecosystem} {example[ecosystem]} ...",
+        )
+    name, extras, _, version = match.groups()
+    if ecosystem == "python":
+        name = normalize(name)
+    extra_names = tuple(x.strip() for x in extras.split(",") if x.strip()) if extras else ()
+    return NewEntry(ecosystem, name, version, extra_names)
+
+
+def insert_entry(text: str, entry: NewEntry) -> tuple[str, int]:
+    """The file text with `entry` as one new line in sorted order; and that line's number.
+
+    Only one line is added (plus a table header when the table is new): comments, blank
+    lines and every other byte stay as they are.
+    """
+    lines = text.splitlines(keepends=True)
+    newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
+    new_line = entry.toml_line() + newline
+    header = next(
+        (
+            i
+            for i, line in enumerate(lines)
+            if (m := _HEADER.match(line)) and m.group(1) == entry.ecosystem
+        ),
+        None,
+    )
+    if header is None:
+        if lines and not lines[-1].endswith(("\n", "\r")):
+            lines[-1] += newline
+        block = ([newline] if lines and lines[-1].strip() else []) + [
+            f"[{entry.ecosystem}]{newline}",
+            new_line,
+        ]
+        return "".join(lines + block), len(lines) + len(block)
+    end = next((i for i in range(header + 1, len(lines)) if _HEADER.match(lines[i])), len(lines))
+    position = _sorted_position(lines, header, end, entry)
+    if position == len(lines) and lines and not lines[-1].endswith(("\n", "\r")):
+        lines[-1] += newline
+    lines.insert(position, new_line)
+    return "".join(lines), position + 1
+
+
+def _sorted_position(lines: Sequence[str], header: int, end: int, entry: NewEntry) -> int:
+    """Before the first greater entry (and the comments right above it), else after the last."""
+    last_entry = header
+    for i in range(header + 1, end):
+        match = _ENTRY_KEY.match(lines[i])
+        if match is None or lines[i].lstrip().startswith("#"):
+            continue
+        name = next(g for g in match.groups() if g is not None)
+        key = (normalize(name) if entry.ecosystem == "python" else name).lower()
+        if key > entry.sort_key:
+            while i - 1 > header and lines[i - 1].lstrip().startswith("#"):
+                i -= 1
+            return i
+        last_entry = i
+    return last_entry + 1
+
+
+@dataclass(frozen=True)
+class AddedEntry:
+    text: str  # the new file text
+    line: int
+    description: str
+
+
+def add_entry(requirements_dir: Path, set_name: str, entry: NewEntry) -> AddedEntry:
+    """Validate every set, refuse duplicates, insert the entry, re-validate. Writes nothing."""
+    sets = load_sets(requirements_dir)  # raises on problems that were there before
+    for req_set in sets:
+        for existing in req_set.entries(entry.ecosystem):
+            if existing.key.lower() == entry.sort_key:
+                raise RequirementsError(
+                    [
+                        Problem(
+                            str(req_set.path),
+                            existing.line,
+                            f"{entry.ecosystem} package {existing.name!r} is already in set "
+                            f"{req_set.name!r} at version {existing.version}",
+                            "change the version on that line instead; a package lives in one set",
+                        )
+                    ],
+                    f"set {set_name!r}",
+                    "imagebot add does not add a package twice",
+                )
+    path = set_path(requirements_dir, set_name)
+    text, line = insert_entry(path.read_text(encoding="utf-8"), entry)
+    new_set, problems = parse_set(path, text)
+    problems.extend(
+        check_sets([s for s in sets if s.name != set_name] + ([new_set] if new_set else []))
+    )
+    if problems:
+        raise RequirementsError(
+            problems,
+            f"the new entry for {set_name!r}",
+            "fix the package spec or options; nothing was written",
+        )
+    return AddedEntry(text, line, entry.description)

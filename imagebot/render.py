@@ -1,0 +1,333 @@
+"""PURE: config + requirement sets + locks -> the text of jupyter/Dockerfile.
+
+`render_dockerfile(spec)` is a pure function of a `DockerfileSpec`, so re-rendering gives
+byte-identical output and golden files pin it down. The text never depends on the config
+profile or the environment: the local stack passes its base image and index URL as build
+args (`BASE_IMAGE`, `IMAGEBOT_INDEX_URL`), whose defaults here are the production values.
+
+Layer order, from stable to volatile: base image, system packages (apt entries of every set,
+plus r-base-core when a set has R packages), the venv, then one layer per requirement set in
+the image's order (pip from that set's lock, then its R packages), then configuration.
+The BuildKit secrets `ca-certificates` (a CA bundle) and `netrc` (index credentials) are
+mounted only into the RUNs that download; nothing secret lands in ENV, ARG or a layer.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagebot.config import Config, ImageConfig
+from imagebot.errors import ConfigError, StaleError
+from imagebot.lock import lock_path, parse_lock
+from imagebot.requirements import Requirement, RequirementSet
+
+VENV = "/opt/venv"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+LOCK_MOUNT_DIR = "/tmp/imagebot"
+NB_UID = 1000
+NB_GID = 100  # Debian's `users` group, as in the Jupyter docker-stacks images
+_SAFE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"\\`$]+$")
+
+CA_SECRET = f"--mount=type=secret,id=ca-certificates,target={CA_BUNDLE},required=false"
+NETRC_SECRET = "--mount=type=secret,id=netrc,target=/root/.netrc,required=false"
+# pip trusts certifi, not the system bundle: point it (and everything else) at the mounted one.
+CA_ENV = f"PIP_CERT={CA_BUNDLE} SSL_CERT_FILE={CA_BUNDLE} \\\n    REQUESTS_CA_BUNDLE={CA_BUNDLE}"
+
+
+@dataclass(frozen=True)
+class SetLayer:
+    set: RequirementSet
+    lock_file: str | None  # build-context path of the set's lock; None when it adds no packages
+
+
+@dataclass(frozen=True)
+class DockerfileSpec:
+    image: str
+    base: str
+    source: str  # repository URL for org.opencontainers.image.source
+    index_url: str | None  # the vetted package index pods use; None: leave pip's default
+    request_url: str  # where users ask for a package
+    r_repo: str | None  # CRAN-like repository for sets with r_source = "cran"
+    layers: tuple[SetLayer, ...]
+    config_file: str = "imagebot.toml"
+
+
+def render_dockerfile(spec: DockerfileSpec) -> str:
+    """The whole Dockerfile. Raises ConfigError when the spec cannot be rendered safely."""
+    _validate(spec)
+    sections = [
+        _header(spec),
+        _base(spec),
+        _system_packages(spec),
+        _venv(),
+        *(_set_layer(spec, layer, i + 1) for i, layer in enumerate(spec.layers)),
+        _r_kernel(spec),
+        _index_config(spec),
+        _user_and_cmd(),
+        "# Last: every installed distribution's requirements are met.\nRUN python -m pip check\n",
+    ]
+    return "\n".join(section for section in sections if section)
+
+
+def check_rendered(path: str, committed: str | None, rendered: str) -> None:
+    """Raise StaleError with a unified diff when the committed file differs."""
+    if committed == rendered:
+        return
+    diff = "".join(
+        difflib.unified_diff(
+            (committed or "").splitlines(keepends=True),
+            rendered.splitlines(keepends=True),
+            fromfile=f"{path} (committed)",
+            tofile=f"{path} (rendered)",
+        )
+    )
+    what = "is missing" if committed is None else "is stale"
+    raise StaleError(f"{path} {what}", "run `imagebot render` and commit the result", diff)
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+def _validate(spec: DockerfileSpec) -> None:
+    for key, url in (
+        ("index.url", spec.index_url),
+        ("r_repo", spec.r_repo),
+        ("project.source", spec.source or None),
+    ):
+        if url is not None and not _SAFE_URL.match(url):
+            raise ConfigError(
+                f"{spec.config_file}: {key} {url!r} is not a plain URL",
+                "write an http(s) URL without spaces or quotes",
+            )
+    if _any_r(spec, "cran") and not spec.r_repo:
+        raise ConfigError(
+            f"{spec.config_file}: images.{spec.image}.r_repo is missing, "
+            'but a set has r_source = "cran"',
+            'set r_repo, e.g. "https://packagemanager.posit.co/cran/__linux__/bookworm/2025-11-20"',
+        )
+
+
+def _any_r(spec: DockerfileSpec, source: str | None = None) -> bool:
+    return any(
+        layer.set.r and (source is None or layer.set.r_source == source) for layer in spec.layers
+    )
+
+
+def _header(spec: DockerfileSpec) -> str:
+    names = ", ".join(layer.set.name for layer in spec.layers)
+    return (
+        "# GENERATED FILE: do not edit. Regenerate with `imagebot render`;\n"
+        "# CI fails when it is stale (`imagebot render --check`).\n"
+        f"# Sources: {spec.config_file} (image {spec.image!r}), requirements/*.toml and *.lock.\n"
+        f"# Layers: base image, system packages, venv, then one per set: {names}.\n"
+        "# Build with BuildKit from the repository root, e.g.\n"
+        f"#   DOCKER_BUILDKIT=1 docker build -f <this file> \\\n"
+        f"#     --secret id=ca-certificates,src={CA_BUNDLE} .\n"
+        "# Optional secret `netrc` carries index credentials; neither lands in a layer.\n"
+    )
+
+
+def _base(spec: DockerfileSpec) -> str:
+    description = (
+        f"JupyterLab with the requirement sets {', '.join(layer.set.name for layer in spec.layers)}"
+    )
+    labels = [
+        f'org.opencontainers.image.title="{spec.image}"',
+        f'org.opencontainers.image.description="{description}"',
+        'org.opencontainers.image.base.name="${BASE_IMAGE}"',
+    ]
+    if spec.source:
+        labels.insert(2, f'org.opencontainers.image.source="{spec.source}"')
+    index_arg = f"ARG IMAGEBOT_INDEX_URL={spec.index_url}\n" if spec.index_url else ""
+    return (
+        f"ARG BASE_IMAGE={spec.base}\n"
+        "FROM ${BASE_IMAGE}\n"
+        "ARG BASE_IMAGE\n"
+        f"{index_arg}"
+        "# Where the build downloads locked wheels; a CI mirror may override it.\n"
+        "ARG PIP_INDEX_URL=https://pypi.org/simple\n"
+        "ARG DEBIAN_FRONTEND=noninteractive\n"
+        "\n"
+        "# Static labels; the build adds revision, created and version.\n"
+        f"LABEL {_continued(labels, indent='      ')}\n"
+        "\n"
+        'SHELL ["/bin/bash", "-o", "pipefail", "-c"]\n'
+        f"ENV VIRTUAL_ENV={VENV} \\\n"
+        f"    PATH={VENV}/bin:$PATH \\\n"
+        "    PIP_DISABLE_PIP_VERSION_CHECK=1 \\\n"
+        "    LANG=C.UTF-8\n"
+    )
+
+
+def _apt_pin(entry: Requirement) -> str:
+    return f"'{entry.name}={entry.version}'"
+
+
+def _debian_r_pin(entry: Requirement) -> str:
+    return f"'r-cran-{entry.name.lower()}={entry.version}*'"
+
+
+def _apt_install(packages: Sequence[str]) -> list[str]:
+    return [
+        "apt-get update",
+        f"apt-get install -y --no-install-recommends {' '.join(packages)}",
+        "apt-get clean",
+        "rm -rf /var/lib/apt/lists/*",
+    ]
+
+
+def _system_packages(spec: DockerfileSpec) -> str:
+    packages = [_apt_pin(e) for layer in spec.layers for e in layer.set.apt]
+    if _any_r(spec):
+        packages.append("r-base-core")
+    if not packages:
+        return ""
+    return (
+        "# System packages: the apt entries of every set, plus R when a set has R packages.\n"
+        f"RUN {CA_SECRET} \\\n"
+        f"    {_chain(_apt_install(packages))}\n"
+    )
+
+
+def _venv() -> str:
+    return (
+        "# One venv for every Python layer; jovyan can read but not change it.\n"
+        f"RUN python3 -m venv {VENV} && rm -rf /root/.cache\n"
+    )
+
+
+def _set_layer(spec: DockerfileSpec, layer: SetLayer, number: int) -> str:
+    req_set = layer.set
+    mounts = [CA_SECRET]
+    steps: list[str] = []
+    if layer.lock_file:
+        target = f"{LOCK_MOUNT_DIR}/{req_set.name}.lock"
+        mounts = [
+            f"--mount=type=bind,source={layer.lock_file},target={target}",
+            CA_SECRET,
+            NETRC_SECRET,
+        ]
+        steps.append(
+            f"{CA_ENV} \\\n    python -m pip install --no-cache-dir --require-hashes --no-deps "
+            f"--only-binary :all: \\\n        -r {target}"
+        )
+    if req_set.r and req_set.r_source == "debian":
+        steps.extend(_apt_install([_debian_r_pin(e) for e in req_set.r]))
+    elif req_set.r:
+        steps.append(_cran_install(spec, req_set.r))
+    if not steps:
+        return f"# Layer {number}: set {req_set.name!r} has nothing to install.\n"
+    title = f"# Layer {number}: set {req_set.name!r}"
+    if req_set.description:
+        title += f" ({req_set.description})"
+    return f"{title}.\nRUN {_continued(mounts)} \\\n    {_chain(steps)}\n"
+
+
+def _cran_install(spec: DockerfileSpec, entries: Sequence[Requirement]) -> str:
+    """Install from the CRAN-like snapshot, then fail the build unless every version matches."""
+    pins = ", ".join(f'"{e.name}" = "{e.version}"' for e in entries)
+    script = (
+        f"pins <- c({pins}); "
+        f'options(repos = c(CRAN = "{spec.r_repo}"), Ncpus = 2L, '
+        'HTTPUserAgent = sprintf("R/%s R (%s)", getRversion(), '
+        "paste(getRversion(), R.version$platform, R.version$arch, R.version$os))); "
+        "install.packages(names(pins)); "
+        "got <- vapply(names(pins), function(p) tryCatch(as.character(packageVersion(p)), "
+        'error = function(e) "missing"), ""); '
+        "bad <- got != pins; "
+        'if (any(bad)) { message("R version mismatch (wanted/got): ", '
+        'paste(names(pins)[bad], pins[bad], got[bad], sep = "/", collapse = ", ")); quit(status = 1) }'
+    )
+    return f"{CA_ENV} Rscript -e '{script}' && rm -rf /tmp/Rtmp* /tmp/downloaded_packages"
+
+
+def _r_kernel(spec: DockerfileSpec) -> str:
+    has_irkernel = any(e.name == "IRkernel" for layer in spec.layers for e in layer.set.r)
+    if not has_irkernel:
+        return ""
+    return (
+        "# The R kernel, registered in the venv where Jupyter looks for kernels.\n"
+        f"RUN R --quiet --no-save -e 'IRkernel::installspec(user = FALSE, prefix = \"{VENV}\")'\n"
+    )
+
+
+def _index_config(spec: DockerfileSpec) -> str:
+    if not spec.index_url:
+        return ""
+    request = f" Ask for one at {spec.request_url}" if spec.request_url else ""
+    comment = f"# Only vetted packages are served by this index.{request}"
+    pip_conf = [comment, "[global]", "index-url = ${IMAGEBOT_INDEX_URL}"]
+    uv_toml = [comment, "[[index]]", 'url = "${IMAGEBOT_INDEX_URL}"', "default = true"]
+    return (
+        "# pip and uv in the running image install from the vetted index only.\n"
+        f"RUN printf '%s\\n' {_quoted_lines(pip_conf)} > /etc/pip.conf \\\n"
+        "    && mkdir -p /etc/uv \\\n"
+        f"    && printf '%s\\n' {_quoted_lines(uv_toml)} > /etc/uv/uv.toml\n"
+    )
+
+
+def _quoted_lines(lines: Sequence[str]) -> str:
+    # Double quotes so the shell expands ${IMAGEBOT_INDEX_URL}; the URL was checked safe.
+    return " ".join('"' + line.replace('"', '\\"') + '"' for line in lines)
+
+
+def _user_and_cmd() -> str:
+    return (
+        f"RUN useradd --uid {NB_UID} --gid {NB_GID} --no-log-init --create-home "
+        "--shell /bin/bash jovyan\n"
+        f"USER {NB_UID}:{NB_GID}\n"
+        "WORKDIR /home/jovyan\n"
+        "EXPOSE 8888\n"
+        'CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser"]\n'
+    )
+
+
+def _chain(steps: Sequence[str]) -> str:
+    return " \\\n    && ".join(steps)
+
+
+def _continued(parts: Sequence[str], indent: str = "    ") -> str:
+    return f" \\\n{indent}".join(parts)
+
+
+def spec_for_image(
+    config: Config,
+    image: ImageConfig,
+    sets: Mapping[str, RequirementSet],
+    lock_texts: Mapping[str, str | None],
+) -> DockerfileSpec:
+    """The render inputs of one image. `lock_texts` maps set name -> its lock (None: missing)."""
+    context = (config.root / image.context).resolve()
+    layers: list[SetLayer] = []
+    for set_name in image.sets:
+        text = lock_texts.get(set_name)
+        lock = parse_lock(set_name, text) if text is not None else None
+        lock_file = lock_path(config.requirements_dir, set_name)
+        if lock is None:
+            raise StaleError(
+                f"{_relative(lock_file, config.root)} is missing or has no imagebot header",
+                "run `imagebot lock`, then `imagebot render`",
+            )
+        source = _relative(lock_file, context) if lock.packages else None
+        layers.append(SetLayer(sets[set_name], source))
+    return DockerfileSpec(
+        image=image.name,
+        base=image.base or "",
+        source=config.source,
+        index_url=config.index.url,
+        request_url=config.index.request_url,
+        r_repo=image.r_repo,
+        layers=tuple(layers),
+        config_file=config.path.name,
+    )
+
+
+def _relative(path: Path, start: Path) -> str:
+    try:
+        return path.resolve().relative_to(start).as_posix()
+    except ValueError:
+        return path.as_posix()
