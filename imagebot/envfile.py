@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from imagebot.errors import EnvFileError, Problem
-from imagebot.index import Manifest, Target, normalize, parse_platform
+from imagebot.index import Manifest, Target, normalize, parse_platform, same_version
 
 SCRIPT_LOCK_MARKER = "IMAGEBOT_LOCK"
 _HASH_OPTION = re.compile(r"\s--hash[=\s]+(\S+)")
@@ -166,15 +166,6 @@ def parse_env_file(
     return requirements, problems
 
 
-def _same_version(a: str, b: str) -> bool:
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return Version(a) == Version(b)
-    except InvalidVersion:
-        return a == b
-
-
 def vetting_problems(
     file: str,
     requirements: Sequence[EnvRequirement],
@@ -191,7 +182,7 @@ def vetting_problems(
                 Problem(file, req.line, f"{req.name} is not a vetted package", f"{ask}")
             )
             continue
-        match = next((p for v, p in vetted.items() if _same_version(v, req.version)), None)
+        match = next((p for v, p in vetted.items() if same_version(v, req.version)), None)
         if match is None:
             versions = ", ".join(sorted(vetted))
             problems.append(
@@ -238,7 +229,7 @@ def lock_problems(file: str, lock_text: str, manifest: Manifest) -> list[Problem
     problems: list[Problem] = []
     for pin in parse_compiled(lock_text):
         vetted = manifest.versions(pin.name)
-        if not any(_same_version(v, pin.version) for v in vetted):
+        if not any(same_version(v, pin.version) for v in vetted):
             problems.append(
                 Problem(
                     file,

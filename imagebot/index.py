@@ -714,13 +714,14 @@ def file_version(filename: str) -> str | None:
         return None
 
 
-def _canonical_version(version: str) -> str:
+def same_version(a: str, b: str) -> bool:
+    """PEP 440 equality (1.0 == 1.0.0); plain string equality for non-PEP 440 versions."""
     from packaging.version import InvalidVersion, Version
 
     try:
-        return str(Version(version))
+        return Version(a) == Version(b)
     except InvalidVersion:
-        return version
+        return a == b
 
 
 def versions_in_simple_json(project: Mapping[str, Any]) -> set[str]:
@@ -732,8 +733,11 @@ def versions_in_simple_json(project: Mapping[str, Any]) -> set[str]:
 
 def release_from_simple_json(project: Mapping[str, Any], version: str) -> Release | None:
     """One version's files from a PEP 691 project document; None when it has no files."""
-    wanted = _canonical_version(version)
-    entries = [f for f in project.get("files", []) if file_version(f["filename"]) == wanted]
+    entries = [
+        f
+        for f in project.get("files", [])
+        if same_version(file_version(f["filename"]) or "", version)
+    ]
     if not entries:
         return None
     live = [f for f in entries if not f.get("yanked")]
