@@ -1,0 +1,470 @@
+"""ADAPTER: registry credentials and a small OCI distribution (v2) client.
+
+Credentials come, in order, from a Google access token (Artifact Registry and gcr.io hosts),
+username/password environment variables, then the user's docker config, which is only ever
+read. `open_registry(config, env)` returns a `Registry` whose `digest(ref)` answers "is this
+tag there, and what is its digest" with Bearer or Basic auth. Transient faults (5xx,
+connection refused/reset) are retried with bounded exponential backoff; 401/403 fail at once.
+
+Secrets never appear in messages: every error text passes through `Credentials.redact`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from imagebot.errors import RegistryAuthError, RegistryError
+from imagebot.tags import ImageRef
+
+if TYPE_CHECKING:
+    from imagebot.config import Config, RegistryConfig
+
+T = TypeVar("T")
+
+GOOGLE_USERNAME = "oauth2accesstoken"
+RETRY_SECONDS_ENV = "IMAGEBOT_RETRY_SECONDS"
+DEFAULT_RETRY_SECONDS = 60.0
+REQUEST_TIMEOUT = 15.0
+MANIFEST_TYPES = ", ".join(
+    (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
+)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Registry credentials and where they came from. repr() never shows the secret."""
+
+    username: str
+    password: str = field(repr=False)
+    source: str  # e.g. "env IMAGEBOT_REGISTRY_USERNAME", "gcloud", "docker config"
+
+    def auth_config(self) -> dict[str, str]:
+        """The dict docker-py's push(auth_config=...) takes."""
+        return {"username": self.username, "password": self.password}
+
+    def basic_header(self) -> str:
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets())
+
+    def secrets(self) -> tuple[str, ...]:
+        raw = f"{self.username}:{self.password}".encode()
+        return tuple(s for s in (self.password, base64.b64encode(raw).decode()) if s)
+
+
+def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
+    """Replace every secret (and URL userinfo) in text by ***."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return re.sub(r"(://[^/\s:@]+):[^/\s@]+@", r"\1:***@", text)
+
+
+def retry_seconds(env: Mapping[str, str]) -> float:
+    """Upper bound on the time spent retrying transient faults (IMAGEBOT_RETRY_SECONDS)."""
+    raw = env.get(RETRY_SECONDS_ENV, "")
+    try:
+        return max(0.0, float(raw)) if raw else DEFAULT_RETRY_SECONDS
+    except ValueError:
+        return DEFAULT_RETRY_SECONDS
+
+
+def is_google_host(host: str) -> bool:
+    return host.endswith(".pkg.dev") or host == "gcr.io" or host.endswith(".gcr.io")
+
+
+# --- credentials ----------------------------------------------------------------------------
+
+
+def google_credentials(token_env: str, env: Mapping[str, str]) -> Credentials | None:
+    """A Google access token: the given token variable, then ADC (google.auth), then gcloud."""
+    token = env.get(token_env, "")
+    if token:
+        return Credentials(GOOGLE_USERNAME, token, f"env {token_env}")
+    try:
+        import google.auth  # type: ignore[import-not-found, unused-ignore]
+        import google.auth.transport.requests  # type: ignore[import-not-found, unused-ignore]
+
+        creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        creds.refresh(google.auth.transport.requests.Request())
+        if creds.token:
+            return Credentials(GOOGLE_USERNAME, str(creds.token), "application default credentials")
+    except Exception:  # not installed, or no ADC configured: try gcloud next
+        pass
+    try:
+        result = subprocess.run(
+            ["gcloud", "auth", "print-access-token"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    token = result.stdout.strip()
+    if result.returncode == 0 and token:
+        return Credentials(GOOGLE_USERNAME, token, "gcloud auth print-access-token")
+    return None
+
+
+def env_credentials(registry: RegistryConfig, env: Mapping[str, str]) -> Credentials | None:
+    username = env.get(registry.username_env, "")
+    password = env.get(registry.password_env, "")
+    if username and password:
+        return Credentials(username, password, f"env {registry.username_env}")
+    return None
+
+
+def docker_config_path(env: Mapping[str, str]) -> Path:
+    base = env.get("DOCKER_CONFIG") or str(Path(env.get("HOME", str(Path.home()))) / ".docker")
+    return Path(base) / "config.json"
+
+
+def docker_config_credentials(host: str, env: Mapping[str, str]) -> Credentials | None:
+    """Read (never write) the user's docker config: inline auths, credHelpers, credsStore."""
+    path = docker_config_path(env)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    helper = (data.get("credHelpers") or {}).get(host) or data.get("credsStore")
+    if helper:
+        found = _credential_helper(str(helper), host)
+        if found:
+            return found
+    for key, entry in (data.get("auths") or {}).items():
+        if _strip_scheme(key) != host or not isinstance(entry, dict):
+            continue
+        if entry.get("auth"):
+            try:
+                username, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                continue
+            if username and password:
+                return Credentials(username, password, f"docker config {path}")
+        if entry.get("identitytoken"):
+            return Credentials("<token>", str(entry["identitytoken"]), f"docker config {path}")
+    return None
+
+
+def _strip_scheme(key: str) -> str:
+    return re.sub(r"^https?://", "", key).split("/", 1)[0]
+
+
+def _credential_helper(helper: str, host: str) -> Credentials | None:
+    try:
+        result = subprocess.run(
+            [f"docker-credential-{helper}", "get"],
+            input=host,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        data = json.loads(result.stdout) if result.returncode == 0 else {}
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None
+    username, secret = data.get("Username", ""), data.get("Secret", "")
+    if username and secret:
+        return Credentials(username, secret, f"docker-credential-{helper}")
+    return None
+
+
+def resolve_credentials(registry: RegistryConfig, env: Mapping[str, str]) -> Credentials | None:
+    """Credentials for the configured registry, following `registry.auth`.
+
+    auth = "auto" walks the whole chain: Google token (only for Google hosts), env
+    username/password, docker config. An explicit mode uses only its own source, and fails
+    with a hint when that source has nothing.
+    """
+    host = registry.host
+    sources: dict[str, Callable[[], Credentials | None]] = {
+        "google": lambda: google_credentials(registry.token_env, env),
+        "basic": lambda: env_credentials(registry, env),
+        "docker-config": lambda: docker_config_credentials(host, env),
+    }
+    if registry.auth != "auto":
+        found = sources[registry.auth]()
+        if found is None:
+            raise RegistryAuthError(
+                f"no credentials for {host} (registry.auth = {registry.auth!r})",
+                _missing_hint(registry),
+            )
+        return found
+    order = ["google", "basic", "docker-config"] if is_google_host(host) else ["basic"]
+    if not is_google_host(host):
+        order.append("docker-config")
+    for name in order:
+        found = sources[name]()
+        if found is not None:
+            return found
+    return None
+
+
+def _missing_hint(registry: RegistryConfig) -> str:
+    if registry.auth == "google":
+        return f"run `gcloud auth login`, use application default credentials, or set {registry.token_env}"
+    if registry.auth == "basic":
+        return f"set {registry.username_env} and {registry.password_env} (locally: eval $(scripts/stack env))"
+    return f"run `docker login {registry.host}`"
+
+
+# --- retries --------------------------------------------------------------------------------
+
+
+class TransientRegistryError(RegistryError):
+    """A fault worth retrying: 5xx, connection refused or reset, a registry restarting."""
+
+
+_TRANSIENT_TEXT = re.compile(
+    r"connection refused|connection reset|broken pipe|\beof\b|timed? ?out|"
+    r"temporar|unavailable|bad gateway|gateway|\b50[0234]\b|too many requests|\b429\b|"
+    r"i/o timeout|no route to host|restarting|server closed",
+    re.IGNORECASE,
+)
+_AUTH_TEXT = re.compile(
+    r"unauthorized|authentication required|denied|forbidden|\b401\b|\b403\b|no basic auth",
+    re.IGNORECASE,
+)
+
+
+def classify_failure(message: str) -> type[RegistryError] | type[RegistryAuthError]:
+    """PURE: which error class a registry failure message belongs to."""
+    if _AUTH_TEXT.search(message):
+        return RegistryAuthError
+    if _TRANSIENT_TEXT.search(message):
+        return TransientRegistryError
+    return RegistryError
+
+
+def with_retries(
+    action: Callable[[], T],
+    *,
+    seconds: float,
+    what: str,
+    on_retry: Callable[[str], None] | None = None,
+) -> T:
+    """Run action, retrying TransientRegistryError with exponential backoff for <= seconds."""
+    import tenacity
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        if on_retry is not None and state.outcome is not None:
+            error = state.outcome.exception()
+            wait = state.next_action.sleep if state.next_action else 0.0
+            on_retry(f"{what}: {error}; retrying in {wait:.1f}s (attempt {state.attempt_number})")
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(TransientRegistryError),
+        stop=tenacity.stop_after_delay(seconds),
+        wait=tenacity.wait_exponential(multiplier=0.5, min=0.5, max=8),
+        before_sleep=log_retry,
+        reraise=True,
+    )
+    try:
+        return retrying(action)
+    except TransientRegistryError as exc:
+        raise RegistryError(
+            f"{what}: gave up after {seconds:.0f}s: {exc.message}",
+            "check that the registry is up and reachable, then run the command again",
+        ) from None
+
+
+# --- the v2 client --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Challenge:
+    scheme: str  # "basic" | "bearer"
+    params: Mapping[str, str]
+
+
+def parse_challenge(header: str) -> Challenge | None:
+    """PURE: parse a WWW-Authenticate header (`Bearer realm="...",service="...",scope="..."`)."""
+    scheme, _, rest = header.strip().partition(" ")
+    if not scheme:
+        return None
+    params = {k.lower(): v for k, v in re.findall(r'(\w+)="([^"]*)"', rest)}
+    return Challenge(scheme.lower(), params)
+
+
+@dataclass
+class Registry:
+    """A v2 registry endpoint with credentials; call `digest(ref)` or `exists(ref)`."""
+
+    host: str
+    insecure: bool
+    credentials: Credentials | None
+    retry_seconds: float = DEFAULT_RETRY_SECONDS
+    on_retry: Callable[[str], None] | None = None
+    _bearer_tokens: dict[str, str] = field(default_factory=dict, repr=False)
+    _use_basic: bool = field(default=False, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"{'http' if self.insecure else 'https'}://{self.host}"
+
+    def digest(self, ref: ImageRef) -> str | None:
+        """The manifest digest of ref in the registry, or None when it does not exist.
+
+        Raises RegistryAuthError on 401/403, RegistryError when unreachable after retries.
+        """
+        if ref.registry != self.host:
+            raise RegistryError(
+                f"{ref} is not in registry {self.host}",
+                "pass a reference under the configured registry.url",
+            )
+        reference = ref.digest or ref.tag or "latest"
+        path = f"/v2/{ref.repository}/manifests/{reference}"
+        return with_retries(
+            lambda: self._head_manifest(path, ref.repository),
+            seconds=self.retry_seconds,
+            what=f"looking up {ref}",
+            on_retry=self.on_retry,
+        )
+
+    def exists(self, ref: ImageRef) -> bool:
+        return self.digest(ref) is not None
+
+    def _head_manifest(self, path: str, repository: str) -> str | None:
+        status, headers, body = self._request("HEAD", path, repository)
+        if status == 404:
+            return None
+        if status == 200:
+            digest = headers.get("docker-content-digest")
+            if digest:
+                return digest
+            # Some registries omit the header on HEAD: hash the manifest body instead.
+            status, headers, body = self._request("GET", path, repository)
+            if status == 200:
+                import hashlib
+
+                return headers.get("docker-content-digest") or (
+                    "sha256:" + hashlib.sha256(body).hexdigest()
+                )
+        raise self._status_error(status, path)
+
+    def _status_error(self, status: int, path: str) -> RegistryError | RegistryAuthError:
+        where = f"{self.base_url}{path}"
+        if status in (401, 403):
+            who = f" as {self.credentials.username}" if self.credentials else " anonymously"
+            source = f" (credentials from {self.credentials.source})" if self.credentials else ""
+            return RegistryAuthError(
+                f"registry refused access{who}{source}: HTTP {status} for {where}",
+                "check the registry credentials and that the account may read this repository",
+            )
+        if status >= 500 or status == 429:
+            return TransientRegistryError(f"HTTP {status} from {where}")
+        return RegistryError(f"unexpected HTTP {status} from {where}", "check registry.url")
+
+    def _request(
+        self, method: str, path: str, repository: str
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One request; on a 401 challenge, authenticate (Basic or Bearer) and send it again."""
+        headers = {"Accept": MANIFEST_TYPES}
+        credentials = self.credentials
+        if token := self._bearer_tokens.get(repository):
+            headers["Authorization"] = f"Bearer {token}"
+        elif credentials is not None and self._use_basic:
+            headers["Authorization"] = credentials.basic_header()
+        status, response_headers, body = self._send(method, self.base_url + path, headers)
+        if status != 401 or "Authorization" in headers:
+            return status, response_headers, body
+        challenge = parse_challenge(response_headers.get("www-authenticate", ""))
+        if challenge is None:
+            return status, response_headers, body
+        if challenge.scheme == "basic":
+            if credentials is None:
+                return status, response_headers, body
+            self._use_basic = True
+            headers["Authorization"] = credentials.basic_header()
+        else:
+            token = self._bearer_token(challenge, repository)
+            self._bearer_tokens[repository] = token
+            headers["Authorization"] = f"Bearer {token}"
+        return self._send(method, self.base_url + path, headers)
+
+    def _bearer_token(self, challenge: Challenge, repository: str) -> str:
+        from urllib.parse import urlencode
+
+        realm = challenge.params.get("realm", "")
+        if not realm:
+            raise RegistryError(
+                f"{self.host}: Bearer challenge without realm", "check registry.url"
+            )
+        query = {"scope": challenge.params.get("scope") or f"repository:{repository}:pull"}
+        if service := challenge.params.get("service"):
+            query["service"] = service
+        headers = {"Authorization": self.credentials.basic_header()} if self.credentials else {}
+        status, _, body = self._send("GET", f"{realm}?{urlencode(query)}", headers)
+        if status in (401, 403):
+            raise self._status_error(status, "/token")
+        if status != 200:
+            raise (TransientRegistryError if status >= 500 else RegistryError)(
+                f"token endpoint {realm} answered HTTP {status}"
+            )
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise RegistryError(f"token endpoint {realm} sent invalid JSON") from None
+        token = data.get("token") or data.get("access_token")
+        if not token:
+            raise RegistryError(f"token endpoint {realm} sent no token")
+        return str(token)
+
+    def _send(
+        self, method: str, url: str, headers: Mapping[str, str]
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(url, method=method, headers=dict(headers))
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
+                return response.status, _lower(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, _lower(exc.headers), exc.read() if method != "HEAD" else b""
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            message = f"cannot reach {self.base_url}: {reason}"
+            if self.credentials:
+                message = self.credentials.redact(message)
+            raise TransientRegistryError(message) from None
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in headers.items()} if headers else {}
+
+
+def open_registry(
+    config: Config,
+    env: Mapping[str, str] | None = None,
+    *,
+    retry_for: float | None = None,
+    on_retry: Callable[[str], None] | None = None,
+) -> Registry:
+    """The configured registry with resolved credentials (env defaults to os.environ)."""
+    env = os.environ if env is None else env
+    return Registry(
+        host=config.registry.host,
+        insecure=config.registry.insecure,
+        credentials=resolve_credentials(config.registry, env),
+        retry_seconds=retry_seconds(env) if retry_for is None else retry_for,
+        on_retry=on_retry,
+    )
