@@ -327,7 +327,12 @@ def _validate(
             platform=r.string(image_raw, f"{key}.platform", "x86_64-manylinux_2_36")
             or "x86_64-manylinux_2_36",
             r_repo=r.string(image_raw, f"{key}.r_repo", required=False),
-            build_args={str(k): str(v) for k, v in build_args.items()},
+            build_args={
+                str(k): (r.string(build_args, f"{key}.build_args.{k}") or "")
+                if isinstance(v, str)
+                else str(v)
+                for k, v in build_args.items()
+            },  # values may use ${VAR:-default} like every other string
         )
         if dockerfile and not sets and not (root / dockerfile).is_file():
             r.problem(
