@@ -230,19 +230,24 @@ def _set_layer(spec: DockerfileSpec, layer: SetLayer, number: int) -> str:
 def _cran_install(spec: DockerfileSpec, entries: Sequence[Requirement]) -> str:
     """Install from the CRAN-like snapshot, then fail the build unless every version matches."""
     pins = ", ".join(f'"{e.name}" = "{e.version}"' for e in entries)
-    script = (
-        f"pins <- c({pins}); "
+    statements = [
+        f"pins <- c({pins})",
         f'options(repos = c(CRAN = "{spec.r_repo}"), Ncpus = 2L, '
         'HTTPUserAgent = sprintf("R/%s R (%s)", getRversion(), '
-        "paste(getRversion(), R.version$platform, R.version$arch, R.version$os))); "
-        "install.packages(names(pins)); "
-        "got <- vapply(names(pins), function(p) tryCatch(as.character(packageVersion(p)), "
-        'error = function(e) "missing"), ""); '
-        "bad <- got != pins; "
-        'if (any(bad)) { message("R version mismatch (wanted/got): ", '
-        'paste(names(pins)[bad], pins[bad], got[bad], sep = "/", collapse = ", ")); quit(status = 1) }'
+        "paste(getRversion(), R.version$platform, R.version$arch, R.version$os)))",
+        "install.packages(names(pins))",
+        # packageVersion() == "1.1-0" compares as versions, so "1.1-0" matches 1.1.0.
+        "bad <- Filter(function(p) !isTRUE(tryCatch(packageVersion(p) == pins[[p]], "
+        "error = function(e) FALSE)), names(pins))",
+        'if (length(bad)) { message("not at the pinned version: ", '
+        'paste(bad, pins[bad], sep = "==", collapse = ", ")); quit(status = 1) }',
+    ]
+    # Dockerfile joins the backslash-continued lines before the shell sees the R code.
+    script = "; \\\n        ".join(statements)
+    return (
+        f"{CA_ENV} \\\n    Rscript -e '{script}' \\\n"
+        "    && rm -rf /tmp/Rtmp* /tmp/downloaded_packages"
     )
-    return f"{CA_ENV} Rscript -e '{script}' && rm -rf /tmp/Rtmp* /tmp/downloaded_packages"
 
 
 def _r_kernel(spec: DockerfileSpec) -> str:

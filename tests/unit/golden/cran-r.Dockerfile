@@ -1,0 +1,75 @@
+# GENERATED FILE: do not edit. Regenerate with `imagebot render`;
+# CI fails when it is stale (`imagebot render --check`).
+# Sources: imagebot.toml (image 'lab'), requirements/*.toml and *.lock.
+# Layers: base image, system packages, venv, then one per set: notebook, rcran.
+# Build with BuildKit from the repository root, e.g.
+#   DOCKER_BUILDKIT=1 docker build -f <this file> \
+#     --secret id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt .
+# Optional secret `netrc` carries index credentials; neither lands in a layer.
+
+ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
+ARG BASE_IMAGE
+ARG IMAGEBOT_INDEX_URL=https://index.example.org/simple
+# Where the build downloads locked wheels; a CI mirror may override it.
+ARG PIP_INDEX_URL=https://pypi.org/simple
+ARG DEBIAN_FRONTEND=noninteractive
+
+# Static labels; the build adds revision, created and version.
+LABEL org.opencontainers.image.title="lab" \
+      org.opencontainers.image.description="JupyterLab with the requirement sets notebook, rcran" \
+      org.opencontainers.image.source="https://example.org/stats/images" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    LANG=C.UTF-8
+
+# System packages: the apt entries of every set, plus R when a set has R packages.
+RUN --mount=type=secret,id=ca-certificates,target=/etc/ssl/certs/ca-certificates.crt,required=false \
+    apt-get update \
+    && apt-get install -y --no-install-recommends r-base-core \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/*
+
+# One venv for every Python layer; jovyan can read but not change it.
+RUN python3 -m venv /opt/venv && rm -rf /root/.cache
+
+# Layer 1: set 'notebook' (Notebook).
+RUN --mount=type=bind,source=requirements/notebook.lock,target=/tmp/imagebot/notebook.lock \
+    --mount=type=secret,id=ca-certificates,target=/etc/ssl/certs/ca-certificates.crt,required=false \
+    --mount=type=secret,id=netrc,target=/root/.netrc,required=false \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
+    python -m pip install --no-cache-dir --require-hashes --no-deps --only-binary :all: \
+        -r /tmp/imagebot/notebook.lock
+
+# Layer 2: set 'rcran' (R from a snapshot).
+RUN --mount=type=secret,id=ca-certificates,target=/etc/ssl/certs/ca-certificates.crt,required=false \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
+    Rscript -e 'pins <- c("arrow" = "22.0.0", "IRkernel" = "1.3.2"); \
+        options(repos = c(CRAN = "https://packagemanager.posit.co/cran/__linux__/bookworm/2025-11-20"), Ncpus = 2L, HTTPUserAgent = sprintf("R/%s R (%s)", getRversion(), paste(getRversion(), R.version$platform, R.version$arch, R.version$os))); \
+        install.packages(names(pins)); \
+        bad <- Filter(function(p) !isTRUE(tryCatch(packageVersion(p) == pins[[p]], error = function(e) FALSE)), names(pins)); \
+        if (length(bad)) { message("not at the pinned version: ", paste(bad, pins[bad], sep = "==", collapse = ", ")); quit(status = 1) }' \
+    && rm -rf /tmp/Rtmp* /tmp/downloaded_packages
+
+# The R kernel, registered in the venv where Jupyter looks for kernels.
+RUN R --quiet --no-save -e 'IRkernel::installspec(user = FALSE, prefix = "/opt/venv")'
+
+# pip and uv in the running image install from the vetted index only.
+RUN printf '%s\n' "# Only vetted packages are served by this index. Ask for one at https://example.org/stats/images#asking-for-a-package" "[global]" "index-url = ${IMAGEBOT_INDEX_URL}" > /etc/pip.conf \
+    && mkdir -p /etc/uv \
+    && printf '%s\n' "# Only vetted packages are served by this index. Ask for one at https://example.org/stats/images#asking-for-a-package" "[[index]]" "url = \"${IMAGEBOT_INDEX_URL}\"" "default = true" > /etc/uv/uv.toml
+
+RUN useradd --uid 1000 --gid 100 --no-log-init --create-home --shell /bin/bash jovyan
+USER 1000:100
+WORKDIR /home/jovyan
+EXPOSE 8888
+CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser"]
+
+# Last: every installed distribution's requirements are met.
+RUN python -m pip check
