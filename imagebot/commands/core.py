@@ -17,7 +17,7 @@ import typer
 
 from imagebot import console
 from imagebot.config import Config, load_config
-from imagebot.errors import ConfigError, UsageError
+from imagebot.errors import ConfigError, ImagebotError, UsageError
 
 if TYPE_CHECKING:
     from imagebot.requirements import RequirementSet
@@ -225,12 +225,20 @@ def _write_atomically(files: Mapping[Path, str]) -> None:
     staged: list[tuple[str, Path]] = []
     try:
         for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             staged.append((tmp, path))
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
                 handle.write(text)
+            os.chmod(tmp, mode)  # mkstemp makes 0600 files
         for tmp, path in staged:
             os.replace(tmp, path)
+    except OSError as exc:
+        raise ImagebotError(
+            f"cannot write {exc.filename or 'a file'}: {exc.strerror or exc}",
+            "check the permissions of the repository checkout",
+        ) from None
     finally:
         for tmp, _ in staged:
             if os.path.exists(tmp):

@@ -242,7 +242,7 @@ error: No solution found when resolving dependencies
 hint: Wheels are required for `pyyaml` because building from source is disabled for all packages (i.e., with `--no-build`)
 """
 UV_FANCY = (
-    "  \x1b[31m×\x1b[0m No solution found when resolving dependencies:\n"
+    "  \x1b[31m×\x1b[0m No solution found when resolving dependencies:\n"  # noqa: RUF001
     "  ╰─▶ Because there is no version of numpy==9.9.9 and you require numpy==9.9.9, we can\n"
     "      conclude that your requirements are unsatisfiable.\n"
 )

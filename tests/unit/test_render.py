@@ -116,7 +116,7 @@ def test_one_layer_per_set_in_declared_order() -> None:
 def test_installs_use_hashes_and_leave_no_cache() -> None:
     text = render_dockerfile(CASES["debian-r"])
     pip_lines = [line for line in text.splitlines() if "pip install" in line]
-    assert pip_lines and all("--require-hashes" in l and "--no-cache-dir" in l for l in pip_lines)
+    assert pip_lines and all("--require-hashes" in x and "--no-cache-dir" in x for x in pip_lines)
     assert text.count("apt-get update") == text.count("rm -rf /var/lib/apt/lists/*") == 2
     assert "--no-install-recommends" in text
 
