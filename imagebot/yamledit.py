@@ -52,7 +52,7 @@ _YAML11_NON_STRINGS = re.compile(
     re.VERBOSE,
 )
 # Characters that are safe in a plain scalar anywhere, including inside flow collections.
-_PLAIN_SAFE = re.compile(r"^[A-Za-z0-9_./@+][A-Za-z0-9_./@:+=~-]*$")
+_PLAIN_SAFE = re.compile(r"^[A-Za-z0-9_./+][A-Za-z0-9_./@:+=~-]*$")
 
 
 def needs_quotes(value: str) -> bool:
@@ -115,6 +115,8 @@ class EditResult:
 # --- parsing -----------------------------------------------------------------------------
 
 _TEMPLATE_LINE = re.compile(r"^([ \t]*)(\{\{.*\}\}|\{%.*%\})[ \t]*$", re.MULTILINE)
+# ruamel rejects a tab after a plain scalar at the end of a line; YAML 1.2 and Go allow it.
+_TRAILING_TABS = re.compile(r"[ \t]*\t[ \t]*(?=\r?$)", re.MULTILINE)
 _TEMPLATE_SPAN = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\$\{[^}\n]*\}")
 
 
@@ -122,7 +124,7 @@ def mask_templates(text: str) -> tuple[str, tuple[tuple[int, int], ...]]:
     """Same-length text with template spans neutralised, and the masked spans.
 
     A line that is only a template directive becomes a comment; an inline `{{ x }}` or `${X}`
-    becomes a run of `T`, which parses as a plain scalar. Offsets, lines and columns are kept,
+    becomes a run of `T`, which parses as a plain scalar; trailing tabs become spaces. Offsets, lines and columns are kept,
     so marks found in the masked text address the original text.
     """
     spans: list[tuple[int, int]] = []
@@ -139,6 +141,9 @@ def mask_templates(text: str) -> tuple[str, tuple[tuple[int, int], ...]]:
     for match in _TEMPLATE_SPAN.finditer(text):
         if not any(s <= match.start() < e for s, e in spans):
             blank(match.start(), match.end(), "T")
+    for match in _TRAILING_TABS.finditer(text):
+        spans.append((match.start(), match.end()))
+        chars[match.start() : match.end()] = " " * (match.end() - match.start())
     return "".join(chars), tuple(sorted(spans))
 
 
@@ -502,7 +507,7 @@ def _read_policy(parsed: _Parsed, policy: str, origin: str) -> ImageRef:
 
 # --- splicing and verification -------------------------------------------------------------
 
-_PROPERTIES = re.compile(r"^(?:(?:&[^\s]+|![^\s]*)\s+)+")
+_PROPERTIES = re.compile(r"(?:(?:&[^\s]+|![^\s]*)\s+)+")
 
 
 def _content_span(text: str, node: Any) -> tuple[int, int]:
