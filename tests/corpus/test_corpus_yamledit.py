@@ -126,19 +126,23 @@ REAL_DIFFS = [
             ".edu/ghcr-proxy-cache/purdueaf/purdue-af:0.13.3",
         },
         {"singleuser.extraLabels.docker_image_tag": "0.13.3"},
-        by_hand=("display_name: \"Purdue AF 0.13.3",),
+        by_hand=('display_name: "Purdue AF 0.13.3',),
     ),
     RealDiff(
         "berkeley-dsep-infra__datahub__deployments__dlab__hubploy.811ea0948d",
-        {"images.images.0.name": "us-central1-docker.pkg.dev/ucb-datahub-2018/user-images/"
-         "datahub-user-image:34f4eb103e6a"},
-    ),  # fmt: skip
+        {
+            "images.images.0.name": "us-central1-docker.pkg.dev/ucb-datahub-2018/user-images/"
+            "datahub-user-image:34f4eb103e6a"
+        },
+    ),
     RealDiff(
         "berkeley-dsep-infra__datahub__deployments__template__{{cookiecutter.hub_name}}__hubploy"
         ".811ea0948d",
-        {"images.images.0.name": "us-central1-docker.pkg.dev/ucb-datahub-2018/user-images/"
-         "datahub-user-image:34f4eb103e6a"},
-    ),  # fmt: skip
+        {
+            "images.images.0.name": "us-central1-docker.pkg.dev/ucb-datahub-2018/user-images/"
+            "datahub-user-image:34f4eb103e6a"
+        },
+    ),
     RealDiff(Z2JH_RD, {"proxy.chp.image": "quay.io/jupyterhub/configurable-http-proxy:5.3.0"}),
     RealDiff(
         "mike-matera__cis-infrastructure__jupyterhub__values.099fadc141",
@@ -181,12 +185,17 @@ def test_real_diffs_are_reproduced(case: RealDiff) -> None:
     assert len(ours) == len(theirs)
     left = [t for o, t in zip(ours, theirs, strict=True) if o != t]
     assert all(any(hand in line for hand in case.by_hand) for line in left), left
-    assert len(left) == sum(1 for o, b in zip(before.splitlines(), after.splitlines(), strict=True)
-                            if o != b and any(h in b for h in case.by_hand))  # fmt: skip
+    assert len(left) == sum(
+        1
+        for o, b in zip(before.splitlines(), after.splitlines(), strict=True)
+        if o != b and any(h in b for h in case.by_hand)
+    )
 
 
 def test_real_diffs_table_covers_every_pair() -> None:
-    stems = {p.name.removesuffix(".before.yaml") for p in (CORPUS / "real-diffs").glob("*.before.yaml")}
+    stems = {
+        p.name.removesuffix(".before.yaml") for p in (CORPUS / "real-diffs").glob("*.before.yaml")
+    }
     assert stems == {case.stem for case in REAL_DIFFS}
 
 
@@ -195,7 +204,11 @@ def corpus_yaml_files() -> list[str]:
         return []
     files = []
     for path in sorted(CORPUS.rglob("*")):
-        if path.is_file() and path.parent.name != "dockerfiles" and path.suffix not in (".md", ".diff"):
+        if (
+            path.is_file()
+            and path.parent.name != "dockerfiles"
+            and path.suffix not in (".md", ".diff")
+        ):
             files.append(str(path.relative_to(CORPUS)))
     return files
 

@@ -17,10 +17,46 @@ DIGEST = "sha256:" + "cd" * 32
 
 @pytest.mark.parametrize(
     "value",
-    ["1.10", "2024-04-22", "on", "Off", "y", "NO", "true", "~", "null", "0x1F", "0o17", "017",
-     "1:20", "190:20:30", "12", "-1", "1e3", "1.5e-3", ".inf", ".NaN", "", "a b", "-x", "x:",
-     "a #b", "[x]", "{x}", "*x", "&x", "!x", "'x", '"x', "%x", "@x", "`x", "x,y", "2001-12-14t21:59:43.10-05:00"],
-)  # fmt: skip
+    [
+        "1.10",
+        "2024-04-22",
+        "on",
+        "Off",
+        "y",
+        "NO",
+        "true",
+        "~",
+        "null",
+        "0x1F",
+        "0o17",
+        "017",
+        "1:20",
+        "190:20:30",
+        "12",
+        "-1",
+        "1e3",
+        "1.5e-3",
+        ".inf",
+        ".NaN",
+        "",
+        "a b",
+        "-x",
+        "x:",
+        "a #b",
+        "[x]",
+        "{x}",
+        "*x",
+        "&x",
+        "!x",
+        "'x",
+        '"x',
+        "%x",
+        "@x",
+        "`x",
+        "x,y",
+        "2001-12-14t21:59:43.10-05:00",
+    ],
+)
 def test_values_that_would_not_read_back_as_strings_are_quoted(value: str) -> None:
     assert yamledit.needs_quotes(value)
     assert yamledit.render_scalar(value, None).startswith('"')
@@ -28,9 +64,20 @@ def test_values_that_would_not_read_back_as_strings_are_quoted(value: str) -> No
 
 @pytest.mark.parametrize(
     "value",
-    ["2026.01.30", "1.2.3", "v1.10", "sha-067e444", "a1b901039cd8", "main", "latest",
-     "registry.example.org/jupyter/lab:1.2", f"lab:1@{DIGEST}", "3.11-slim-bookworm", "x~y"],
-)  # fmt: skip
+    [
+        "2026.01.30",
+        "1.2.3",
+        "v1.10",
+        "sha-067e444",
+        "a1b901039cd8",
+        "main",
+        "latest",
+        "registry.example.org/jupyter/lab:1.2",
+        f"lab:1@{DIGEST}",
+        "3.11-slim-bookworm",
+        "x~y",
+    ],
+)
 def test_ordinary_tags_stay_plain(value: str) -> None:
     assert not yamledit.needs_quotes(value)
     assert yamledit.render_scalar(value, None) == value
@@ -69,7 +116,7 @@ def test_read_image_from_map_string_and_policy_parts() -> None:
 
 
 def test_repository_key_is_a_name_key() -> None:
-    text = "image:\n  repository: ghcr.io/org/app\n  tag: \"6.2.3\"\n"
+    text = 'image:\n  repository: ghcr.io/org/app\n  tag: "6.2.3"\n'
     result = yamledit.set_image(text, "image", ImageRef.parse("ghcr.io/org/app:6.3.0"))
     assert result.text == text.replace("6.2.3", "6.3.0")
 
@@ -145,7 +192,9 @@ def test_cli_stdout_leaves_the_file(tmp_path: Path) -> None:
         ("a: r/x:1\n", ["--policy", "ns:none"]),
     ],
 )
-def test_cli_refusals_exit_11_and_leave_the_file(tmp_path: Path, text: str, args: list[str]) -> None:
+def test_cli_refusals_exit_11_and_leave_the_file(
+    tmp_path: Path, text: str, args: list[str]
+) -> None:
     file = tmp_path / "f.yaml"
     file.write_text(text)
     result = runner.invoke(app, ["set-image", str(file), "r/x:2", *args])
