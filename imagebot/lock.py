@@ -391,9 +391,27 @@ def _where(layer: Layer, earlier: Mapping[str, LockFile], name: str, spec: str) 
     for req_set in layer.earlier:
         lock = earlier.get(req_set.name)
         version = lock.pins().get(key) if lock else None
-        if version is not None and spec in ("", f"=={version}"):
-            return f"{key}=={version} (locked by earlier layer {req_set.name!r} in {req_set.name}{LOCK_SUFFIX})"
+        if lock is not None and version is not None and spec in ("", f"=={version}"):
+            needed_by = _needed_by(lock, key)
+            via = f", needed by {', '.join(needed_by)}" if needed_by else ""
+            return (
+                f"{key}=={version} (locked by earlier layer {req_set.name!r} "
+                f"in {req_set.name}{LOCK_SUFFIX}{via})"
+            )
     return None
+
+
+def _needed_by(lock: LockFile, name: str) -> list[str]:
+    """The packages a lock's `# via` comments name for `name` (input files left out)."""
+    block = next((p.text for p in lock.packages if p.name == name), "")
+    names: list[str] = []
+    for line in block.splitlines():
+        comment = line.strip().removeprefix("#").strip()
+        if line.strip().startswith("#"):
+            comment = comment.removeprefix("via").strip()
+            if comment and not comment.startswith("-"):
+                names.append(comment)
+    return names
 
 
 def distill_uv_error(output: str, layer: Layer, earlier: Mapping[str, LockFile]) -> ResolutionError:

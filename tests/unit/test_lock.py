@@ -359,3 +359,11 @@ def test_unrecognised_failure_gives_uvs_first_sentence_only(tmp_path: Path, fake
 
 def test_lockfile_dataclass_pins() -> None:
     assert LockFile("x", "sha256:0", ()).pins() == {}
+
+
+def test_needed_by_reads_the_via_comments() -> None:
+    from imagebot.lock import _needed_by
+
+    lock = LockFile("base", "sha256:0", tuple(split_blocks(UV_OUTPUT)))
+    assert _needed_by(lock, "anyio") == ["httpx", "jupyter-server"]
+    assert _needed_by(lock, "jinja2") == []  # only "-r base.in": a direct pin
