@@ -279,13 +279,25 @@ def select_file(release: Release, target: Target, priorities: Mapping[str, int])
         if priority is not None and _supports_python(dist.requires_python, target.python):
             candidates.append((priority, dist.filename, dist))
     if not candidates:
-        kinds = ", ".join(sorted(f.filename for f in release.files)[:4]) or "no files at all"
         raise PackageIndexError(
-            f"{pin} has no wheel for {target.describe()} (PyPI has: {kinds})",
+            f"{pin} has no wheel for {target.describe()} (PyPI has {describe_files(release)})",
             "vet a version that ships a wheel for the image's platform; the index serves "
             "wheels only, so pods never compile code",
         )
     return min(candidates)[2]
+
+
+def describe_files(release: Release) -> str:
+    """'an sdist and 13 wheels for other Pythons or platforms', for error messages."""
+    wheels = sum(1 for f in release.files if f.filename.endswith(".whl"))
+    others = len(release.files) - wheels
+    parts = []
+    if others:
+        parts.append("an sdist" if others == 1 else f"{others} sdists")
+    if wheels:
+        noun = "wheel" if wheels == 1 else "wheels"
+        parts.append(f"{wheels} {noun} for other Pythons or platforms")
+    return " and ".join(parts) or "no files"
 
 
 # --- pure: pages -------------------------------------------------------------------------------
@@ -1005,9 +1017,10 @@ def build_index(
     if previous is not None and previous.target != target:
         previous = None  # another Python or platform: nothing carries over
 
+    checked = _check_new_roots(roots, target, source, previous, options)
     closures = _resolve_closures(roots, target, resolver, previous, options)
     pins = sorted({pin for closure in closures.values() for pin in closure})
-    releases, chosen = _choose_files(pins, target, source, previous, options)
+    releases, chosen = _choose_files(pins, target, source, previous, checked, options)
     packages = index_packages(roots, closures, releases, chosen)
     manifest = Manifest(target, tuple(roots), closures, tuple(packages))
 
@@ -1035,6 +1048,33 @@ def build_index(
     )
 
 
+def _check_new_roots(
+    roots: Sequence[Root],
+    target: Target,
+    source: PackageSource,
+    previous: Manifest | None,
+    options: BuildOptions,
+) -> dict[Pin, Release]:
+    """Vet new roots against PyPI before resolving, so that a missing package, a yanked version
+    or one without a wheel for the target is reported as such, not as a resolver failure."""
+    new = [r for r in roots if previous is None or r.pin not in previous.closures]
+    priorities = target_tags(target)
+
+    def check(root: Root) -> Release:
+        try:
+            release = source.release(root.key, root.version)
+            select_file(release, target, priorities)
+        except PackageIndexError as exc:
+            exc.message = f"{exc.message} [vetted in set {root.source!r}]"
+            exc.args = (exc.message,)
+            raise
+        return release
+
+    with ThreadPoolExecutor(max_workers=options.jobs) as pool:
+        fetched = list(pool.map(check, new))
+    return {Pin(r.key, r.version): release for r, release in zip(new, fetched, strict=True)}
+
+
 def _resolve_closures(
     roots: Sequence[Root],
     target: Target,
@@ -1059,6 +1099,7 @@ def _choose_files(
     target: Target,
     source: PackageSource,
     previous: Manifest | None,
+    checked: Mapping[Pin, Release],
     options: BuildOptions,
 ) -> tuple[dict[Pin, Release], dict[Pin, DistFile]]:
     """The wheel for every pin: from the old manifest when known, else from PyPI's metadata."""
@@ -1069,15 +1110,19 @@ def _choose_files(
             if package.pin in pins:
                 releases[package.pin] = Release(package.name, package.version, (package.file,))
                 chosen[package.pin] = package.file
-    todo = [p for p in pins if p not in chosen]
+    for pin, release in checked.items():
+        if pin in pins and pin not in releases:
+            releases[pin] = release
+    todo = [p for p in pins if p not in chosen and p not in releases]
     if todo:
         options.echo(f"reading PyPI metadata for {len(todo)} of {len(pins)} packages")
     with ThreadPoolExecutor(max_workers=options.jobs) as pool:
         fetched = list(pool.map(lambda p: source.release(p.name, p.version), todo))
+    releases.update(zip(todo, fetched, strict=True))
     priorities = target_tags(target)
-    for pin, release in zip(todo, fetched, strict=True):
-        releases[pin] = release
-        chosen[pin] = select_file(release, target, priorities)
+    for pin in pins:
+        if pin not in chosen:
+            chosen[pin] = select_file(releases[pin], target, priorities)
     return releases, chosen
 
 

@@ -123,7 +123,7 @@ def test_sdist_only_release_is_refused_naming_the_package_and_files() -> None:
             release("oldpkg", "0.1", dist("oldpkg-0.1.tar.gz")), TARGET, target_tags(TARGET)
         )
     assert "oldpkg==0.1" in caught.value.message
-    assert "oldpkg-0.1.tar.gz" in caught.value.message
+    assert "PyPI has an sdist)" in caught.value.message
     assert "wheel" in caught.value.hint
 
 
