@@ -321,3 +321,52 @@ def test_env_check_reports_unvetted_lines_against_the_served_index(
         in done.stderr
     )
     assert f"{env_file}:3: idna is not pinned" in done.stderr
+
+
+def rendered_index_config_step(dockerfile: Path) -> str | None:
+    """The RUN step of the rendered JupyterLab Dockerfile that writes /etc/pip.conf, as shell."""
+    if not dockerfile.is_file():
+        return None
+    lines = dockerfile.read_text().splitlines()
+    start = next(
+        (i for i, line in enumerate(lines) if line.startswith("RUN ") and "/etc/pip.conf" in line),
+        None,
+    )
+    if start is None:
+        return None
+    step = [lines[start].removeprefix("RUN ")]
+    while step[-1].endswith("\\"):
+        start += 1
+        step.append(lines[start])
+    return "\n".join(step)
+
+
+def test_the_rendered_images_pip_and_uv_config_install_from_the_index(
+    base_image: str, index: Path
+) -> None:
+    """The same pip.conf and uv.toml the image gets: plain `pip install` and `uv pip install`."""
+    from uv import find_uv_bin
+
+    step = rendered_index_config_step(REPO / "jupyter" / "Dockerfile")
+    if step is None:
+        pytest.skip("jupyter/Dockerfile does not write /etc/pip.conf yet")
+    uv_bin = Path(find_uv_bin())
+    done = in_container(
+        index,
+        f"""
+        unset PIP_INDEX_URL
+        IMAGEBOT_INDEX_URL={INDEX_URL}
+        {step}
+        grep -i "ask" /etc/pip.conf
+        pip install python-dateutil==2.9.0.post0
+        uv pip install --python /venv/bin/python six==1.16.0
+        pip freeze --local
+        pip install idna==3.10 2>&1 && echo UNVETTED-INSTALLED || echo UNVETTED-REFUSED
+        uv pip install --python /venv/bin/python idna==3.10 2>&1 && echo UV-UNVETTED-INSTALLED || echo UV-UNVETTED-REFUSED
+        """,
+        mounts={uv_bin: "/usr/local/bin/uv:ro"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "python-dateutil==2.9.0.post0\nsix==1.16.0" in done.stdout
+    assert "UNVETTED-REFUSED" in done.stdout and "UV-UNVETTED-REFUSED" in done.stdout
+    assert "No matching distribution found for idna==3.10" in done.stdout
