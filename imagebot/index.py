@@ -156,6 +156,7 @@ class IndexedPackage:
     file: DistFile
     vetted_in: tuple[str, ...]  # sets where it is a root
     dependency_of: tuple[str, ...]  # root pins whose closure needs it
+    locked_in: tuple[str, ...] = ()  # sets whose image lock installs it
 
     @property
     def pin(self) -> Pin:
@@ -465,10 +466,16 @@ def index_packages(
     closures: Mapping[str, Sequence[Pin]],
     releases: Mapping[Pin, Release],
     chosen: Mapping[Pin, DistFile],
+    locked: Mapping[str, Sequence[Pin]] | None = None,
 ) -> list[IndexedPackage]:
-    """Everything the index serves, with why: the sets a pin is vetted in, the roots needing it."""
+    """Everything the index serves, with why: the sets a pin is vetted in, the roots needing it,
+    the image layers (set locks) installing it."""
     vetted_in: dict[Pin, set[str]] = {}
     dependency_of: dict[Pin, set[str]] = {}
+    locked_in: dict[Pin, set[str]] = {}
+    for set_name, pins in (locked or {}).items():
+        for pin in pins:
+            locked_in.setdefault(pin, set()).add(set_name)
     for root in roots:
         closure = closures[root.pin]
         # uv may spell the version differently (1.17 vs 1.17.0): match the root by name.
@@ -484,8 +491,9 @@ def index_packages(
             file=chosen[pin],
             vetted_in=tuple(sorted(vetted_in.get(pin, ()))),
             dependency_of=tuple(sorted(dependency_of.get(pin, ()))),
+            locked_in=tuple(sorted(locked_in.get(pin, ()))),
         )
-        for pin in sorted(set(vetted_in) | set(dependency_of))
+        for pin in sorted(set(vetted_in) | set(dependency_of) | set(locked_in))
     ]
     return packages
 
@@ -513,6 +521,7 @@ def manifest_to_json(manifest: Manifest) -> str:
                 "version": p.version,
                 "vetted_in": list(p.vetted_in),
                 "dependency_of": list(p.dependency_of),
+                "locked_in": list(p.locked_in),
                 "file": p.file.to_json(),
             }
             for p in manifest.packages
@@ -549,6 +558,7 @@ def manifest_from_json(text: str, where: str) -> Manifest:
                 file=DistFile.from_json(p["file"]),
                 vetted_in=tuple(p["vetted_in"]),
                 dependency_of=tuple(p["dependency_of"]),
+                locked_in=tuple(p.get("locked_in", ())),
             )
             for p in raw["packages"]
         )
@@ -1004,6 +1014,7 @@ def build_index(
     resolver: Resolver,
     progress: Progress,
     options: BuildOptions | None = None,
+    locked: Mapping[str, Sequence[Pin]] | None = None,
 ) -> BuildResult:
     """Resolve, fetch and write the index into a staging directory, then swap it in as OUT.
 
@@ -1019,9 +1030,13 @@ def build_index(
 
     checked = _check_new_roots(roots, target, source, previous, options)
     closures = _resolve_closures(roots, target, resolver, previous, options)
-    pins = sorted({pin for closure in closures.values() for pin in closure})
+    locked = locked or {}
+    pins = sorted(
+        {pin for closure in closures.values() for pin in closure}
+        | {pin for layer in locked.values() for pin in layer}
+    )
     releases, chosen = _choose_files(pins, target, source, previous, checked, options)
-    packages = index_packages(roots, closures, releases, chosen)
+    packages = index_packages(roots, closures, releases, chosen, locked)
     manifest = Manifest(target, tuple(roots), closures, tuple(packages))
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -1201,6 +1216,17 @@ def load_roots(requirements_dir: Path) -> list[Root]:
     return collect_roots(
         [(s.name, s.python) for s in sets], index_only, index_only_path=str(index_only_path)
     )
+
+
+def load_locks(requirements_dir: Path, set_names: Iterable[str]) -> dict[str, list[Pin]]:
+    """Pins of the image's layered locks (`requirements/<set>.lock`, written by `imagebot
+    lock`), so that every version the image installs can also be installed from the index."""
+    locks: dict[str, list[Pin]] = {}
+    for name in set_names:
+        path = requirements_dir / f"{name}.lock"
+        if path.is_file():
+            locks[name] = parse_compiled(path.read_text(encoding="utf-8"))
+    return locks
 
 
 def load_manifest(location: str) -> Manifest:

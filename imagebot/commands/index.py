@@ -51,6 +51,7 @@ def build(
         UvResolver,
         build_index,
         image_target,
+        load_locks,
         load_roots,
     )
 
@@ -59,6 +60,8 @@ def build(
     upstream = os.environ.get("IMAGEBOT_UPSTREAM_INDEX", PYPI_SIMPLE_URL)
     target = image_target(config.images.values())
     roots = load_roots(config.requirements_dir)
+    image_sets = [name for image in config.rendered_images for name in image.sets]
+    locks = load_locks(config.requirements_dir, image_sets)
     progress = RichProgress() if console.stderr_is_tty() else PlainProgress(console.info)
     with console.group(f"index build: {len(roots)} vetted packages for {target.describe()}"):
         result = build_index(
@@ -69,6 +72,7 @@ def build(
             UvResolver(index_url=upstream),
             progress if not as_json or console.stderr_is_tty() else NoProgress(),
             BuildOptions(jobs=jobs, refresh=refresh, echo=console.info),
+            locks,
         )
     console.info(
         f"{result.out}: {result.packages} packages, {result.files} files "

@@ -652,3 +652,26 @@ def test_server_answers_html_and_negotiated_pep_691_json(tmp_path: Path) -> None
 def test_serving_a_directory_that_is_not_an_index_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(PackageIndexError, match="no simple/ directory"):
         make_server(tmp_path, "127.0.0.1", 0)
+
+
+def test_pins_of_the_image_locks_are_served_and_say_which_layer(tmp_path: Path) -> None:
+    source, resolver = universe()
+    out = tmp_path / "out"
+    locked = {"small": [Pin("six", "1.17.0"), Pin("idna", "3.10")]}
+    build_index(out, ROOTS, TARGET, source, resolver, NoProgress(), locked=locked)
+    manifest = manifest_from_json((out / MANIFEST_NAME).read_text(), "m")
+    assert manifest.versions("idna")["3.10"].locked_in == ("small",)
+    six = manifest.versions("six")["1.17.0"]
+    assert (six.locked_in, six.dependency_of) == (("small",), ("python-dateutil==2.9.0.post0",))
+    assert "files/idna-3.10-py3-none-any.whl" in snapshot(out)
+
+
+def test_a_bad_root_is_reported_with_its_set_before_any_resolution(tmp_path: Path) -> None:
+    source, resolver = universe()
+    key = ("six", "1.16.0")
+    source.releases[key] = Release("six", "1.16.0", source.releases[key].files, yanked=True)
+    with pytest.raises(
+        PackageIndexError, match=r"six==1\.16\.0 is yanked .*\[vetted in set 'index-only'\]"
+    ):
+        build(tmp_path / "out", ROOTS, source, resolver)
+    assert resolver.runs == 0
