@@ -81,7 +81,7 @@ class SmokeSpec:
     versions: Mapping[str, str] = field(default_factory=dict)  # normalised name -> version
     imports: tuple[tuple[str, str], ...] = ()  # (distribution, module)
     r_packages: tuple[tuple[str, str], ...] = ()  # (package, version)
-    jupyter: bool = True
+    jupyter: bool | None = None  # None: check Jupyter only when the image has it
     server_timeout: float = SERVER_TIMEOUT
 
     def to_json(self) -> str:
@@ -116,7 +116,9 @@ def expectations(config: Config, image_name: str) -> SmokeSpec:
             versions.setdefault(entry.key, entry.version)
             imports.append((entry.name, import_name(entry.name, entry.import_name)))
         r_packages.extend((entry.name, entry.version) for entry in req_set.r)
-    return SmokeSpec(versions, tuple(imports), tuple(r_packages), jupyter=True)
+    # The Jupyter checks apply to notebook images, i.e. those that lock jupyterlab.
+    jupyter = "jupyterlab" in versions
+    return SmokeSpec(versions, tuple(imports), tuple(r_packages), jupyter=jupyter)
 
 
 @dataclass(frozen=True)
@@ -319,7 +321,7 @@ def free_port():
 
 
 def check_jupyter():
-    if not SPEC["jupyter"]:
+    if SPEC["jupyter"] is False or (SPEC["jupyter"] is None and not shutil.which("jupyter")):
         return
     if not shutil.which("jupyter"):
         record("jupyter", "jupyter", False, "the jupyter command is not installed")

@@ -1,0 +1,135 @@
+"""Fixtures for the integration suite: the REAL local stack (dockerd + htpasswd registry).
+
+`stack` runs `scripts/stack up` once per session and reads the registry credentials from
+`scripts/stack env`. Every session pushes under its own registry namespace, so runs never see
+each other's tags. `imagebot` runs the real CLI in a subprocess with a throwaway DOCKER_CONFIG,
+so tests can prove that nothing was written there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SMALL_CONFIG = FIXTURES / "small" / "imagebot.toml"
+STACK = REPO_ROOT / "scripts" / "stack"
+REGISTRY = "127.0.0.1:5555"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@dataclass
+class Stack:
+    username: str
+    password: str
+    namespace: str  # registry.url for this session, e.g. 127.0.0.1:5555/itest-1a2b3c
+    base_env: dict[str, str] = field(default_factory=dict)
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        """A clean environment for imagebot: credentials, namespace, fast retries."""
+        env = {
+            **self.base_env,
+            "IMAGEBOT_REGISTRY_USERNAME": self.username,
+            "IMAGEBOT_REGISTRY_PASSWORD": self.password,
+            "IMAGEBOT_TEST_REGISTRY": self.namespace,
+            "IMAGEBOT_RETRY_SECONDS": "30",
+        }
+        env.update(overrides)
+        return {k: v for k, v in env.items() if v is not None}
+
+    def registry_stop(self) -> None:
+        _stack("registry-stop")
+
+    def registry_start(self) -> None:
+        _stack("registry-start")
+
+
+def _stack(*args: str) -> str:
+    result = subprocess.run(
+        [str(STACK), *args], capture_output=True, text=True, timeout=900, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail(f"scripts/stack {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    _stack("up")
+    exports = dict(re.findall(r"^export (\w+)=(.*)$", _stack("env"), re.MULTILINE))
+    base_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("IMAGEBOT_", "DOCKER_")) and k not in ("TF_BUILD",)
+    }
+    yield Stack(
+        username=exports["IMAGEBOT_REGISTRY_USERNAME"],
+        password=exports["IMAGEBOT_REGISTRY_PASSWORD"],
+        namespace=f"{REGISTRY}/itest-{secrets.token_hex(3)}",
+        base_env=base_env,
+    )
+    # A fault test may have left the registry down; later users of the stack need it up.
+    _stack("registry-start")
+
+
+@dataclass(frozen=True)
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture
+def docker_config(tmp_path: Path) -> Path:
+    """An empty DOCKER_CONFIG dir; tests assert it is still empty afterwards."""
+    path = tmp_path / "docker-config"
+    path.mkdir()
+    return path
+
+
+def run_imagebot(
+    args: list[str], env: Mapping[str, str], *, config: Path = SMALL_CONFIG, timeout: float = 900
+) -> Run:
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "imagebot", "-c", str(config), *args],
+        capture_output=True,
+        text=True,
+        env=dict(env),
+        cwd=REPO_ROOT,
+        timeout=timeout,
+        check=False,
+    )
+    return Run(result.returncode, result.stdout, result.stderr, time.monotonic() - start)
+
+
+@pytest.fixture(scope="session")
+def small_pushed(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """The small fixture image, built and pushed once per session (others reuse it)."""
+    config_dir = tmp_path_factory.mktemp("docker-config")
+    run = run_imagebot(
+        ["build", "--push", "--json", "small"], stack.env(DOCKER_CONFIG=str(config_dir))
+    )
+    assert run.returncode == 0, run.output
+    assert not any(config_dir.iterdir()), "imagebot wrote to DOCKER_CONFIG"
+    return run
