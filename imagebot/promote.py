@@ -39,7 +39,9 @@ ROLLBACK_DEEPEN_STEPS = (20, 200, 2000)
 class Registry(Protocol):
     """What promotion needs from imagebot.registry: the digest a reference resolves to."""
 
-    def digest(self, ref: ImageRef) -> str: ...
+    def digest(self, ref: ImageRef) -> str | None:
+        """The manifest digest, or None when the registry does not have `ref`."""
+        ...
 
 
 PackageDiff = Callable[[ImageRef, ImageRef], str]
@@ -252,12 +254,14 @@ def _helper(module: str, name: str) -> Callable[..., Any]:
     return func
 
 
-def _package_diffs(changes: Sequence[ImageChange], seams: Seams) -> dict[tuple[str, str], str]:
+def _package_diffs(
+    changes: Sequence[ImageChange], seams: Seams, config: Config, env: Mapping[str, str]
+) -> dict[tuple[str, str], str]:
     """Best-effort package diffs; any failure reads "package diff unavailable"."""
     describe = seams.package_diff
     if describe is None:
         try:
-            describe = _as_text(_helper("imagebot.manifest", "package_diff"))
+            describe = _as_text(_helper("imagebot.manifest", "package_diff"), config, env)
         except GitOpsError:
             return {}
     diffs = {}
@@ -271,10 +275,10 @@ def _package_diffs(changes: Sequence[ImageChange], seams: Seams) -> dict[tuple[s
     return diffs
 
 
-def _as_text(func: Callable[..., Any]) -> PackageDiff:
+def _as_text(func: Callable[..., Any], config: Config, env: Mapping[str, str]) -> PackageDiff:
     def describe(old: ImageRef, new: ImageRef) -> str:
-        value = func(old, new)
-        return value if isinstance(value, str) else str(value)
+        value = func(old, new, config=config, env=env)
+        return (value if isinstance(value, str) else str(value)).rstrip("\n")
 
     return describe
 
@@ -288,7 +292,12 @@ def _build_refs(
     refs = {}
     for image in images:
         ref: ImageRef = image_ref(config, image)
-        refs[image] = ref.with_digest(registry.digest(ref))
+        digest = registry.digest(ref)
+        if digest is None:
+            raise RegistryError(
+                f"{ref} is not in the registry", f"build and push it first: imagebot push {image}"
+            )
+        refs[image] = ref.with_digest(digest)
     return refs
 
 
@@ -319,7 +328,7 @@ def _source_refs(
         found = registry.digest(ImageRef(ref.name, None, ref.digest))
         if found != ref.digest:
             raise RegistryError(
-                f"{ref.name}@{ref.digest} is not in the registry (it answered {found})",
+                f"{source.name} runs {image} as {ref}, but the registry does not have that digest",
                 f"rebuild and push, then promote {source.name} again",
             )
     return refs
@@ -369,6 +378,8 @@ class _Stale(Exception):
 
 
 def _commit_and_push(
+    config: Config,
+    env: Mapping[str, str],
     git: gitops.Git,
     environment: EnvironmentConfig,
     new_refs: Mapping[str, ImageRef],
@@ -388,6 +399,7 @@ def _commit_and_push(
     def attempt() -> None:
         nonlocal message
         state.number += 1
+        state.commit = None
         if state.number > 1:
             gitops.fetch_reset(git, environment.branch)
         state.text = _read_file(git, environment)
@@ -397,7 +409,7 @@ def _commit_and_push(
         if not state.changes:
             return
         missing = [c for c in state.changes if (str(c.old), str(c.new)) not in state.diffs]
-        state.diffs.update(_package_diffs(missing, seams))
+        state.diffs.update(_package_diffs(missing, seams, config, env))
         message = commit_message(
             verb, environment.name, state.changes, state.diffs, source_revision
         )
@@ -494,11 +506,13 @@ def _apply(
         new_text, changes = plan_edit(text, environment, refs, environment.file)
         if not changes:
             return result
-        diffs = _package_diffs(changes, seams)
+        diffs = _package_diffs(changes, seams, config, env)
         message = commit_message(verb, environment.name, changes, diffs, source_revision)
         diff = unified_diff(text, new_text, environment.file)
         return _replace(result, changes=changes, diff=diff, message=message)
     state, message = _commit_and_push(
+        config,
+        env,
         git,
         environment,
         refs,
@@ -576,6 +590,8 @@ def _ref_status(image: str, ref: ImageRef, registry: Registry | None) -> RefStat
         if _is_missing(exc):
             return RefStatus(image, ref, False, "not in the registry")
         return RefStatus(image, ref, None, f"unknown: {exc.message}")
+    if found is None:
+        return RefStatus(image, ref, False, "not in the registry")
     if ref.digest and found != ref.digest:
         return RefStatus(image, ref, False, f"registry has {found}")
     return RefStatus(image, ref, True, found)

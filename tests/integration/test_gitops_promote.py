@@ -1,0 +1,401 @@
+"""promote / rollback / status against REAL bare git remotes in temporary directories.
+
+The registry is faked where a test is about git (promote_from, status); issue-3's suite covers
+the registry adapter against the real htpasswd registry.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imagebot import promote as promoting
+from imagebot.config import load_config
+from imagebot.errors import RegistryError, UsageError
+from imagebot.tags import ImageRef
+
+from .gitops_fixtures import (
+    PROD_FILE,
+    STAGING_FILE,
+    git,
+    make_remote,
+    push_change,
+    remote_file,
+    remote_head,
+    remote_log,
+    run_imagebot,
+    seed_config,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+
+D1 = "sha256:" + "1" * 64
+D2 = "sha256:" + "2" * 64
+LAB = "127.0.0.1:5555/jupyter/jupyterlab"
+HUB = "127.0.0.1:5555/jupyter/jupyterhub"
+SEED_HUB = "europe-north1-docker.pkg.dev/stat-platform/jupyter/jupyterhub"
+NO_DIFF = promoting.Seams(package_diff=lambda old, new: "(test: no package diff)")
+
+
+class FakeRegistry:
+    def __init__(self, digests: set[str]) -> None:
+        self.digests = digests
+
+    def digest(self, ref: ImageRef) -> str | None:
+        return ref.digest if ref.digest in self.digests else None
+
+
+def changed_lines(old: str, new: str) -> list[str]:
+    return [
+        line
+        for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    return make_remote(tmp_path)
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, remote: Path) -> Path:
+    return seed_config(tmp_path, remote)
+
+
+def test_promote_commits_exactly_the_image_bytes_and_pushes(
+    config_path: Path, remote: Path
+) -> None:
+    before = remote_file(remote, STAGING_FILE)
+
+    proc = run_imagebot(
+        config_path,
+        "promote",
+        "staging",
+        f"jupyterlab={LAB}:abc123@{D1}",
+        "--no-package-diff",
+        env={"BUILD_SOURCEVERSION": "feedbeef"},
+    )
+
+    assert proc.returncode == 0, proc.stderr
+    after = remote_file(remote, STAGING_FILE)
+    assert changed_lines(before, after) == [
+        "-        name: europe-north1-docker.pkg.dev/stat-platform/jupyter/jupyterlab",
+        "-        tag: 7c1e0b2a44d1",
+        f"+        name: {LAB}",
+        f"+        tag: abc123@{D1}",
+        "-            image: europe-north1-docker.pkg.dev/stat-platform/jupyter/jupyterlab:7c1e0b2a44d1",
+        f"+            image: {LAB}:abc123@{D1}",
+    ]
+    message = git("--git-dir", str(remote), "log", "-1", "--format=%B", "master")
+    assert message.startswith("imagebot: promote jupyterlab in staging [skip ci]")
+    assert "jupyterlab:7c1e0b2a44d1\n  -> 127.0.0.1:5555" in message
+    assert "Source revision: feedbeef" in message
+    assert "package diff unavailable" in message
+    assert proc.stdout.strip() == remote_head(remote)
+    assert len(remote_log(remote)) == 2
+
+
+def test_nothing_to_change_makes_no_commit(config_path: Path, remote: Path) -> None:
+    ref = f"jupyterlab={LAB}:abc123@{D1}"
+    assert run_imagebot(config_path, "promote", "staging", ref, "--no-package-diff").returncode == 0
+    head = remote_head(remote)
+
+    proc = run_imagebot(config_path, "promote", "staging", ref, "--no-package-diff")
+
+    assert proc.returncode == 0
+    assert "nothing to commit" in proc.stderr
+    assert remote_head(remote) == head
+
+
+def test_dry_run_prints_diff_and_message_and_touches_nothing(
+    config_path: Path, remote: Path
+) -> None:
+    head = remote_head(remote)
+
+    proc = run_imagebot(
+        config_path,
+        "promote",
+        "staging",
+        f"jupyterhub={HUB}:9f9f",
+        "--dry-run",
+        "--no-package-diff",
+    )
+
+    assert proc.returncode == 0, proc.stderr
+    assert f"+++ b/{STAGING_FILE}" in proc.stdout
+    assert '-        tag: "2f4e6a8c0b1d"' in proc.stdout
+    assert '+        tag: "9f9f"' in proc.stdout
+    assert "imagebot: promote jupyterhub in staging [skip ci]" in proc.stdout
+    assert remote_head(remote) == head
+
+
+def test_branch_pushes_a_new_branch_and_refuses_an_existing_one(
+    config_path: Path, remote: Path
+) -> None:
+    head = remote_head(remote)
+    args = ("promote", "staging", f"jupyterhub={HUB}:9f9f", "--branch", "imagebot/hub-9f9f")
+
+    first = run_imagebot(config_path, *args, "--no-package-diff")
+    second = run_imagebot(
+        config_path,
+        "promote",
+        "staging",
+        f"jupyterhub={HUB}:aaaa",
+        "--branch",
+        "imagebot/hub-9f9f",
+        "--no-package-diff",
+    )
+
+    assert first.returncode == 0, first.stderr
+    assert remote_head(remote) == head
+    assert 'tag: "9f9f"' in remote_file(remote, STAGING_FILE, "imagebot/hub-9f9f")
+    assert second.returncode == 12
+    assert "already exists" in second.stderr
+
+
+def test_eight_concurrent_promotions_all_land(tmp_path: Path) -> None:
+    images = [f"img{i}" for i in range(8)]
+    values = "".join(
+        f"  img{i}:\n    image: registry.example.org/img{i}:old # img {i}\n" for i in range(8)
+    )
+    remote = make_remote(tmp_path, {"values.yaml": "# eight images\nimages:\n" + values})
+    config = write_config(
+        tmp_path,
+        str(remote),
+        {"staging": {"file": "values.yaml", "targets": {i: f"images.{i}.image" for i in images}}},
+        images=images,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEBOT_")}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "imagebot",
+                "--config",
+                str(config),
+                "promote",
+                "staging",
+                f"{image}=registry.example.org/{image}:new-{image}",
+                "--no-package-diff",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for image in images
+    ]
+    results = [
+        (proc.wait(timeout=240), proc.stderr.read() if proc.stderr else "") for proc in procs
+    ]
+
+    assert [code for code, _ in results] == [0] * 8, results
+    final = remote_file(remote, "values.yaml")
+    expected = "# eight images\nimages:\n" + values.replace(":old #", ":new-X #")
+    for i in range(8):
+        expected = expected.replace(f"img{i}:new-X", f"img{i}:new-img{i}")
+    assert final == expected
+    assert len(remote_log(remote)) == 9
+    assert any("lost race" in err for _, err in results)
+
+
+def test_competing_commit_between_fetch_and_push_is_reapplied(
+    tmp_path: Path, config_path: Path, remote: Path
+) -> None:
+    def compete(clone: Path, attempt: int) -> None:
+        if attempt == 1:
+            push_change(remote, tmp_path, STAGING_FILE, "timeout: 3600", "timeout: 7200", "cull")
+
+    seams = promoting.Seams(before_push=compete, package_diff=NO_DIFF.package_diff)
+    config = load_config(config_path)
+
+    result = promoting.promote(
+        config, "staging", {"jupyterhub": ImageRef.parse(f"{HUB}:9f9f")}, seams=seams, env={}
+    )
+
+    assert result.pushed and result.attempts == 2
+    final = remote_file(remote, STAGING_FILE)
+    assert "timeout: 7200" in final and 'tag: "9f9f"' in final
+    assert remote_log(remote)[:2] == [
+        "imagebot: promote jupyterhub in staging [skip ci]",
+        "cull",
+    ]
+
+
+def test_competitor_setting_the_same_value_means_no_commit(
+    tmp_path: Path, config_path: Path, remote: Path
+) -> None:
+    def compete(clone: Path, attempt: int) -> None:
+        if attempt == 1:
+            push_change(remote, tmp_path, STAGING_FILE, '"2f4e6a8c0b1d"', '"9f9f"', "same")
+
+    config = load_config(config_path)
+    result = promoting.promote(
+        config,
+        "staging",
+        {"jupyterhub": ImageRef.parse(f"{SEED_HUB}:9f9f")},
+        seams=promoting.Seams(before_push=compete, package_diff=NO_DIFF.package_diff),
+        env={},
+    )
+
+    assert not result.changed and result.commit is None
+    assert remote_log(remote)[0] == "same"
+
+
+def test_rejected_push_is_a_clear_error_and_nothing_lands(config_path: Path, remote: Path) -> None:
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'master is protected' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    head = remote_head(remote)
+
+    proc = run_imagebot(
+        config_path, "promote", "staging", f"jupyterhub={HUB}:9f9f", "--no-package-diff"
+    )
+
+    assert proc.returncode == 12
+    assert "rejected by the remote" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert remote_head(remote) == head
+
+
+def test_unreachable_remote_is_a_clear_error(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        "http://deploy:s3cr3t-pw@127.0.0.1:9/platform-dev.git",
+        {"staging": {"file": STAGING_FILE, "targets": {"jupyterhub": "spec.values.hub.image"}}},
+    )
+
+    proc = run_imagebot(
+        config, "promote", "staging", f"jupyterhub={HUB}:1", env={"IMAGEBOT_GIT_TOKEN": "tok-XYZ"}
+    )
+
+    assert proc.returncode == 12
+    assert "unreachable" in proc.stderr
+    assert "***@127.0.0.1:9" in proc.stderr
+    assert "s3cr3t-pw" not in proc.stderr + proc.stdout
+    assert "tok-XYZ" not in proc.stderr + proc.stdout
+
+
+def test_missing_local_remote_is_a_clear_error(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        "nowhere.git",
+        {"staging": {"file": STAGING_FILE, "targets": {"jupyterhub": "spec.values.hub.image"}}},
+    )
+    proc = run_imagebot(config, "promote", "staging", f"jupyterhub={HUB}:1")
+    assert proc.returncode == 12, proc.stderr
+    assert "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_token_never_lands_in_the_clone_config(config_path: Path, remote: Path) -> None:
+    seen: list[str] = []
+
+    def inspect(clone: Path, attempt: int) -> None:
+        seen.append((clone / ".git" / "config").read_text())
+
+    promoting.promote(
+        load_config(config_path),
+        "staging",
+        {"jupyterhub": ImageRef.parse(f"{HUB}:1")},
+        env={"IMAGEBOT_GIT_TOKEN": "tok-SECRET"},
+        seams=promoting.Seams(before_push=inspect, package_diff=NO_DIFF.package_diff),
+    )
+
+    assert seen and all(
+        "tok-SECRET" not in text and "extraheader" not in text.lower() for text in seen
+    )
+
+
+def test_prod_takes_stagings_digests(config_path: Path, remote: Path) -> None:
+    config = load_config(config_path)
+    staged = {
+        "jupyterlab": ImageRef.parse(f"{LAB}:lab1@{D1}"),
+        "jupyterhub": ImageRef.parse(f"{HUB}:hub1@{D2}"),
+    }
+    promoting.promote(config, "staging", staged, env={}, seams=NO_DIFF)
+    seams = promoting.Seams(registry=FakeRegistry({D1, D2}), package_diff=NO_DIFF.package_diff)
+
+    result = promoting.promote(config, "prod", None, env={}, seams=seams)
+
+    assert result.pushed
+    assert promoting.current_refs(config, "prod", env={}) == staged
+    prod = remote_file(remote, PROD_FILE)
+    assert f'tag: "hub1@{D2}"' in prod and f"image: {LAB}:lab1@{D1}" in prod
+
+
+def test_prod_refuses_a_digest_the_registry_does_not_have(config_path: Path, remote: Path) -> None:
+    config = load_config(config_path)
+    staged = {
+        "jupyterlab": ImageRef.parse(f"{LAB}:lab1@{D1}"),
+        "jupyterhub": ImageRef.parse(f"{HUB}:hub1@{D2}"),
+    }
+    promoting.promote(config, "staging", staged, env={}, seams=NO_DIFF)
+    head = remote_head(remote)
+
+    seams = promoting.Seams(registry=FakeRegistry({D1}), package_diff=NO_DIFF.package_diff)
+    with pytest.raises(RegistryError, match="does not have that digest"):
+        promoting.promote(config, "prod", None, env={}, seams=seams)
+    assert remote_head(remote) == head
+
+
+def test_prod_refuses_staging_refs_without_digest_and_explicit_refs(config_path: Path) -> None:
+    config = load_config(config_path)
+    seams = promoting.Seams(registry=FakeRegistry(set()), package_diff=NO_DIFF.package_diff)
+    with pytest.raises(RegistryError, match="has no digest"):
+        promoting.promote(config, "prod", None, env={}, seams=seams)
+    with pytest.raises(UsageError, match="promotes from staging"):
+        promoting.promote(
+            config, "prod", {"jupyterhub": ImageRef.parse(f"{HUB}:1")}, env={}, seams=seams
+        )
+
+
+def test_rollback_restores_the_previous_refs_as_a_new_commit(
+    tmp_path: Path, config_path: Path, remote: Path
+) -> None:
+    config = load_config(config_path)
+    for n, tag in enumerate(("one", "two")):
+        promoting.promote(
+            config, "staging", {"jupyterhub": ImageRef.parse(f"{HUB}:{tag}")}, env={}, seams=NO_DIFF
+        )
+        push_change(
+            remote, tmp_path, STAGING_FILE, f"every: 30{n}", f"every: 30{n + 1}", "unrelated"
+        )
+    assert promoting.current_refs(config, "staging", env={})["jupyterhub"].tag == "two"
+
+    proc = run_imagebot(config_path, "rollback", "staging", "--no-package-diff")
+
+    assert proc.returncode == 0, proc.stderr
+    final = remote_file(remote, STAGING_FILE)
+    assert 'tag: "one"' in final and "every: 302" in final  # the later unrelated edit stays
+    assert remote_log(remote)[0] == "imagebot: roll back jupyterhub in staging [skip ci]"
+
+
+def test_status_reports_refs_and_registry_presence(config_path: Path) -> None:
+    config = load_config(config_path)
+    promoting.promote(
+        config, "staging", {"jupyterlab": ImageRef.parse(f"{LAB}:lab1@{D1}")}, env={}, seams=NO_DIFF
+    )
+
+    statuses = promoting.status(config, env={}, seams=promoting.Seams(registry=FakeRegistry({D1})))
+
+    staging = {row.image: row for row in statuses[0].refs}
+    assert statuses[0].environment == "staging"
+    assert staging["jupyterlab"].exists is True
+    assert staging["jupyterhub"].exists is False
+
+
+def test_status_with_unreachable_registry_is_unknown_not_an_error(config_path: Path) -> None:
+    proc = run_imagebot(
+        config_path, "status", "--json", env={"IMAGEBOT_RETRY_SECONDS": "0"}, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "warning:" in proc.stderr
+    assert '"exists": null' in proc.stdout
