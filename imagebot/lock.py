@@ -356,29 +356,29 @@ def resolve_locks(
 
 
 # --- distilling uv's explanation into one error ----------------------------------------------
+# Pattern strings, compiled (and cached by `re`) only when a resolution fails: `check` and
+# `lock --check` import this module and should not pay for them.
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_MARKER = re.compile(r"\{[^}]*\}")
-_SPEC = re.compile(
-    r"(?<![\w.-])([A-Za-z0-9][A-Za-z0-9._-]*?)((?:===?|>=|<=|!=|~=|<|>)[A-Za-z0-9.*+!-]*[A-Za-z0-9*])"
-)
-_NO_VERSION = re.compile(
+_ANSI = r"\x1b\[[0-9;]*m"
+_MARKER = r"\{[^}]*\}"
+_SPEC = r"(?<![\w.-])([A-Za-z0-9][A-Za-z0-9._-]*?)((?:===?|>=|<=|!=|~=|<|>)[A-Za-z0-9.*+!-]*[A-Za-z0-9*])"
+_NO_VERSION = (
     r"there (?:is|are) no versions? of ([A-Za-z0-9._-]+?)((?:==|>=|<=|<|>|!=|~=)\S+?)(?=[ ,])"
 )
-_NOT_FOUND = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*) was not found in the package registry")
-_DEPENDS = re.compile(r"(\S+) depends on (\S+?)(?=[ ,])")
-_NO_WHEEL = re.compile(r"([A-Za-z0-9._-]+==\S+) has no (?:usable )?wheels?")
+_NOT_FOUND = r"([A-Za-z0-9][A-Za-z0-9._-]*) was not found in the package registry"
+_DEPENDS = r"(\S+) depends on (\S+?)(?=[ ,])"
+_NO_WHEEL = r"([A-Za-z0-9._-]+==\S+) has no (?:usable )?wheels?"
 
 
 def _explanation(output: str) -> str:
     """uv's reasoning as one line: the text after `cause:` / `╰─▶`, without hints."""
-    text = _ANSI.sub("", output)
+    text = re.sub(_ANSI, "", output)
     for marker in ("cause:", "╰─▶"):
         if marker in text:
             text = text.split(marker, 1)[1]
             break
     kept = [line.strip() for line in text.splitlines() if not line.strip().startswith("hint:")]
-    return _MARKER.sub("", " ".join(line for line in kept if line))
+    return re.sub(_MARKER, "", " ".join(line for line in kept if line))
 
 
 def _where(layer: Layer, earlier: Mapping[str, LockFile], name: str, spec: str) -> str | None:
@@ -420,34 +420,36 @@ def distill_uv_error(output: str, layer: Layer, earlier: Mapping[str, LockFile])
     set_file = f"{layer.set.path.parent.name}/{layer.set.path.name}"
     what = f"cannot lock set {layer.name!r}"
 
-    if missing := _NOT_FOUND.search(explanation):
+    if missing := re.search(_NOT_FOUND, explanation):
         name = missing.group(1)
         where = _where(layer, earlier, name, "") or name
         return ResolutionError(
             f"{what}: package {name!r} does not exist on the index: {where}",
             "check the spelling on https://pypi.org (names are PEP 503 normalised)",
         )
-    if no_version := _NO_VERSION.search(explanation):
+    if no_version := re.search(_NO_VERSION, explanation):
         name, spec = no_version.group(1), no_version.group(2)
         where = _where(layer, earlier, name, spec) or f"{name}{spec}"
         return ResolutionError(
             f"{what}: no version {name}{spec} exists (for Python {layer.python} on {layer.platform}): {where}",
             f"pick an existing version: `pip index versions {name}`",
         )
-    if no_wheel := _NO_WHEEL.search(explanation):
+    if no_wheel := re.search(_NO_WHEEL, explanation):
         return ResolutionError(
             f"{what}: {no_wheel.group(1)} has no wheel for Python {layer.python} on {layer.platform}",
             "images install binary wheels only; pick a version that ships one",
         )
 
     ours: list[str] = []
-    for match in _SPEC.finditer(explanation):
+    for match in re.finditer(_SPEC, explanation):
         where = _where(layer, earlier, match.group(1), match.group(2))
         if where is not None and where not in ours:
             ours.append(where)
-    because = list(dict.fromkeys(f"{a} depends on {b}" for a, b in _DEPENDS.findall(explanation)))
+    because = list(
+        dict.fromkeys(f"{a} depends on {b}" for a, b in re.findall(_DEPENDS, explanation))
+    )
     if not ours:
-        first = explanation.split(". ", 1)[0][:300] or _ANSI.sub("", output).strip()[:300]
+        first = explanation.split(". ", 1)[0][:300] or re.sub(_ANSI, "", output).strip()[:300]
         return ResolutionError(
             f"{what}: the resolver failed: {first}",
             f"check the pins in {set_file}; run `imagebot -v lock` for details",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ from imagebot.config import Config, load_config
 from imagebot.errors import ConfigError, ImagebotError, UsageError
 
 if TYPE_CHECKING:
+    from imagebot.cli import AppState
     from imagebot.requirements import RequirementSet
 
 
@@ -36,10 +37,15 @@ def register(app: typer.Typer) -> None:
 def check(ctx: typer.Context) -> None:
     """Validate imagebot.toml and every requirement set; report all problems at once."""
     from imagebot.cli import state
+
+    run_check(state(ctx))
+
+
+def run_check(app_state: AppState) -> None:
     from imagebot.lock import lock_statuses, plan_layers, read_text_or_none
     from imagebot.requirements import load_sets
 
-    config = state(ctx).config
+    config = app_state.config
     sets = {s.name: s for s in load_sets(config.requirements_dir)}
     _check_r_sources(config, sets)
     in_images = {name for image in config.rendered_images for name in image.sets}
@@ -133,23 +139,30 @@ def lock(
 ) -> None:
     """Resolve the Python sets with uv into layered, hash-pinned requirements/<set>.lock."""
     from imagebot.cli import state
-    from imagebot.lock import (
-        UvResolver,
-        lock_statuses,
-        plan_layers,
-        read_text_or_none,
-        resolve_locks,
-        stale_error,
-    )
 
-    config = state(ctx).config
-    layers = plan_layers(config, _configured_sets(config))
     if check_only:
-        error = stale_error(lock_statuses(layers, read_text_or_none))
-        if error is not None:
-            raise error
-        console.info(f"ok: {len(layers)} locks up to date")
-        return
+        run_lock_check(state(ctx))
+    else:
+        run_lock(state(ctx), upgrade=upgrade)
+
+
+def run_lock_check(app_state: AppState) -> None:
+    """Offline: every lock's recorded input digest matches its inputs."""
+    from imagebot.lock import lock_statuses, plan_layers, read_text_or_none, stale_error
+
+    config = app_state.config
+    layers = plan_layers(config, _configured_sets(config))
+    error = stale_error(lock_statuses(layers, read_text_or_none))
+    if error is not None:
+        raise error
+    console.info(f"ok: {len(layers)} locks up to date")
+
+
+def run_lock(app_state: AppState, *, upgrade: bool) -> None:
+    from imagebot.lock import UvResolver, plan_layers, read_text_or_none, resolve_locks
+
+    config = app_state.config
+    layers = plan_layers(config, _configured_sets(config))
     if not layers:
         console.info("no image has requirement sets: nothing to lock")
         return
@@ -179,10 +192,16 @@ def render(
     ),
 ) -> None:
     """Render jupyter/Dockerfile from imagebot.toml, the sets and their locks."""
+    from imagebot.cli import state
+
+    run_render(state(ctx), check_only=check_only)
+
+
+def run_render(app_state: AppState, *, check_only: bool) -> None:
     from imagebot.lock import lock_path, read_text_or_none
     from imagebot.render import check_rendered, render_dockerfile, spec_for_image
 
-    config = _render_config(ctx)
+    config = _render_config(app_state)
     sets = _configured_sets(config)
     outputs: dict[Path, str] = {}
     for image in config.rendered_images:
@@ -200,14 +219,12 @@ def render(
         console.info(f"{'wrote' if path in changed else 'unchanged'} {_shown(path, config)}")
 
 
-def _render_config(ctx: typer.Context) -> Config:
+def _render_config(app_state: AppState) -> Config:
     """The config without profile or environment: the Dockerfile is the same everywhere.
 
     The local stack's base image and index URL reach the build as build args instead.
     """
-    from imagebot.cli import state
-
-    return load_config(state(ctx).config_path, profile=None, env={})
+    return load_config(app_state.config_path, profile=None, env={})
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -243,3 +260,45 @@ def _write_atomically(files: Mapping[Path, str]) -> None:
         for tmp, _ in staged:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+# --- fast path ---------------------------------------------------------------------------------
+
+_FAST: dict[tuple[str, ...], Callable[[AppState], None]] = {
+    ("check",): lambda st: run_check(st),
+    ("lock", "--check"): lambda st: run_lock_check(st),
+    ("render", "--check"): lambda st: run_render(st, check_only=True),
+}
+
+
+def fast_path(argv: Sequence[str]) -> bool:
+    """Run `check`, `lock --check` or `render --check` without typer's option parsing.
+
+    typer 0.29 builds pydantic TypeAdapters for every non-bool option on every invocation
+    (about 150 ms of imports). These three read-only checks run on every pull request and in
+    pre-commit hooks, so the entry point tries this first; anything else (including --help)
+    returns False and goes through typer as usual. Errors propagate to the same boundary.
+    """
+    from imagebot.cli import AppState
+
+    config = os.environ.get("IMAGEBOT_CONFIG") or "imagebot.toml"
+    profile = os.environ.get("IMAGEBOT_PROFILE") or None
+    rest = list(argv)
+    while rest and rest[0].startswith("-"):
+        flag = rest.pop(0)
+        name, eq, inline = flag.partition("=")
+        if name in ("--config", "-c", "--profile", "-p"):
+            if not eq and not rest:
+                return False
+            value = inline if eq else rest.pop(0)
+            if name in ("--config", "-c"):
+                config = value
+            else:
+                profile = value or None
+        elif flag not in ("--verbose", "-v"):
+            return False
+    command = _FAST.get(tuple(rest))
+    if command is None:
+        return False
+    command(AppState(config_path=Path(config), profile=profile))
+    return True

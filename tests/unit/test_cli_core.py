@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -400,3 +401,47 @@ def test_fast_commands_import_no_heavy_library(argv: list[str]) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "handled"),
+    [
+        (["check"], True),
+        (["--config", "X", "-p", "local", "check"], True),
+        (["--config=X", "-v", "lock", "--check"], True),
+        (["render", "--check"], True),
+        (["render"], False),
+        (["lock"], False),
+        (["check", "--help"], False),
+        (["--help"], False),
+        (["--version"], False),
+        (["--config"], False),
+        (["add", "python", "x==1"], False),
+    ],
+)
+def test_fast_path_takes_only_the_read_only_checks(
+    argv: list[str], handled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import imagebot.commands.core as core
+
+    seen: list[tuple[Path, str | None]] = []
+    for key in list(core._FAST):
+        monkeypatch.setitem(core._FAST, key, lambda st: seen.append((st.config_path, st.profile)))
+    monkeypatch.delenv("IMAGEBOT_CONFIG", raising=False)
+    monkeypatch.setenv("IMAGEBOT_PROFILE", "")
+    assert core.fast_path(argv) is handled
+    assert len(seen) == int(handled)
+    if handled and "X" in " ".join(argv):
+        assert seen[0][0] == Path("X")
+
+
+def test_fast_path_reports_errors_like_typer_does(
+    locked_project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from imagebot.commands.core import fast_path
+    from imagebot.errors import StaleError
+
+    edit(locked_project, "jupyter/Dockerfile", "EXPOSE 8888", "EXPOSE 9999")
+    with pytest.raises(StaleError) as caught:
+        fast_path(["--config", str(locked_project.config), "render", "--check"])
+    assert "-EXPOSE 9999" in caught.value.diff
