@@ -256,7 +256,8 @@ def _r_kernel(spec: DockerfileSpec) -> str:
         return ""
     return (
         "# The R kernel, registered in the venv where Jupyter looks for kernels.\n"
-        f"RUN R --quiet --no-save -e 'IRkernel::installspec(user = FALSE, prefix = \"{VENV}\")'\n"
+        f"RUN R --quiet --no-save -e 'IRkernel::installspec(user = FALSE, prefix = \"{VENV}\")' \\\n"
+        "    && rm -rf /root/.local /root/.ipython /tmp/Rtmp*\n"
     )
 
 

@@ -58,7 +58,8 @@ RUN --mount=type=secret,id=ca-certificates,target=/etc/ssl/certs/ca-certificates
     && rm -rf /tmp/Rtmp* /tmp/downloaded_packages
 
 # The R kernel, registered in the venv where Jupyter looks for kernels.
-RUN R --quiet --no-save -e 'IRkernel::installspec(user = FALSE, prefix = "/opt/venv")'
+RUN R --quiet --no-save -e 'IRkernel::installspec(user = FALSE, prefix = "/opt/venv")' \
+    && rm -rf /root/.local /root/.ipython /tmp/Rtmp*
 
 # pip and uv in the running image install from the vetted index only.
 RUN printf '%s\n' "# Only vetted packages are served by this index. Ask for one at https://example.org/stats/images#asking-for-a-package" "[global]" "index-url = ${IMAGEBOT_INDEX_URL}" > /etc/pip.conf \
