@@ -217,6 +217,16 @@ def run_render(app_state: AppState, *, check_only: bool) -> None:
     _write_atomically(changed)
     for path in outputs:
         console.info(f"{'wrote' if path in changed else 'unchanged'} {_shown(path, config)}")
+    _warn_stale_locks(config, sets)
+
+
+def _warn_stale_locks(config: Config, sets: Mapping[str, RequirementSet]) -> None:
+    """The render reads which locks have packages; a stale lock may change that."""
+    from imagebot.lock import lock_statuses, plan_layers, read_text_or_none
+
+    for status in lock_statuses(plan_layers(config, sets), read_text_or_none):
+        if not status.fresh:
+            console.warning(f"{status.path.name} is out of date: run `imagebot lock`, then render")
 
 
 def _render_config(app_state: AppState) -> Config:

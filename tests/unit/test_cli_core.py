@@ -445,3 +445,10 @@ def test_fast_path_reports_errors_like_typer_does(
     with pytest.raises(StaleError) as caught:
         fast_path(["--config", str(locked_project.config), "render", "--check"])
     assert "-EXPOSE 9999" in caught.value.diff
+
+
+def test_render_warns_when_a_lock_is_stale(locked_project: Project, run_cli: Run) -> None:
+    edit(locked_project, "requirements/extra.toml", '"2.4.6"', '"2.4.5"')
+    result = run_cli("--config", locked_project.config, "render")
+    assert result.code == 0
+    assert "warning: extra.lock is out of date: run `imagebot lock`, then render" in result.err
