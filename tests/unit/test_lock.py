@@ -367,3 +367,25 @@ def test_needed_by_reads_the_via_comments() -> None:
     lock = LockFile("base", "sha256:0", tuple(split_blocks(UV_OUTPUT)))
     assert _needed_by(lock, "anyio") == ["httpx", "jupyter-server"]
     assert _needed_by(lock, "jinja2") == []  # only "-r base.in": a direct pin
+
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "dockerfiles"
+Z2JH_COMPILED = (
+    CORPUS / "jupyterhub__zero-to-jupyterhub-k8s__images__singleuser-sample__requirements.txt"
+)
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not Z2JH_COMPILED.is_file(), reason="../shared/corpus is absent")
+def test_split_blocks_on_z2jhs_real_pip_compile_output() -> None:
+    text = Z2JH_COMPILED.read_text(encoding="utf-8")
+    pinned = [line for line in text.splitlines() if "==" in line and not line.startswith("#")]
+    lock = LockFile("base", "sha256:0", tuple(split_blocks(text)))
+    assert len(lock.packages) == len(pinned) > 100
+    assert "".join(p.text for p in lock.packages) in text or all(
+        p.text in text for p in lock.packages
+    )
+    from imagebot.lock import _needed_by
+
+    assert _needed_by(lock, "anyio") == ["httpx", "jupyter-server"]
+    assert _needed_by(lock, "alembic") == ["jupyterhub"]
