@@ -23,6 +23,7 @@ returns a `BuildResult`. Only the standard library is imported at module level: 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -36,7 +37,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -176,12 +177,6 @@ class Manifest:
 
 
 @dataclass(frozen=True)
-class DownloadPlan:
-    reuse: tuple[DistFile, ...]  # already in OUT with the right hash
-    download: tuple[DistFile, ...]
-
-
-@dataclass(frozen=True)
 class BuildResult:
     out: Path
     target: Target
@@ -194,6 +189,7 @@ class BuildResult:
     metadata_fetches: int  # PyPI JSON requests
     resolutions: int  # uv runs
     seconds: float
+    phases: Mapping[str, float] = field(default_factory=dict)  # seconds per stage
 
 
 # --- pure: platform tags and wheel selection --------------------------------------------------
@@ -570,18 +566,6 @@ def manifest_from_json(text: str, where: str) -> Manifest:
     return Manifest(target=target, roots=tuple(roots), closures=closures, packages=packages)
 
 
-def plan_downloads(wanted: Iterable[DistFile], present: Mapping[str, str]) -> DownloadPlan:
-    """Split the wanted files into those already in OUT with the right hash and the rest.
-
-    `present` maps filename -> sha256 of the files found in OUT. Each file is planned once even
-    when several packages' closures need it.
-    """
-    unique = {dist.filename: dist for dist in wanted}
-    reuse = [d for name, d in sorted(unique.items()) if present.get(name) == d.sha256]
-    download = [d for name, d in sorted(unique.items()) if present.get(name) != d.sha256]
-    return DownloadPlan(reuse=tuple(reuse), download=tuple(download))
-
-
 # --- adapters: PyPI, uv, files ----------------------------------------------------------------
 
 
@@ -618,11 +602,21 @@ def _retrying(func: Callable[[], Any]) -> Any:
     return wrapped()
 
 
+@functools.lru_cache(maxsize=1)
+def _tls_context() -> Any:
+    """One TLS context for every request: loading the CA bundle costs more CPU than a
+    small PyPI document, and urlopen would load it again for each request."""
+    import ssl
+
+    return ssl.create_default_context()
+
+
 def _open(url: str, timeout: float = 60, accept: str = "*/*") -> Any:
     headers = {"User-Agent": "imagebot-index", "Accept": accept}
     request = urllib.request.Request(url, headers=headers)
+    context = _tls_context() if url.startswith("https:") else None
     try:
-        return urllib.request.urlopen(request, timeout=timeout)
+        return urllib.request.urlopen(request, timeout=timeout, context=context)
     except urllib.error.HTTPError as exc:
         if exc.code >= 500 or exc.code == 429:
             raise _Transient(f"HTTP {exc.code} from {url}") from exc
@@ -719,31 +713,38 @@ def _read_json(url: str, accept: str = "application/json") -> Any:
         return json.load(response)
 
 
+_SDIST_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
+
+
 def file_version(filename: str) -> str | None:
-    """The version a wheel or sdist file name carries (normalised), or None."""
-    from packaging.utils import (
-        InvalidSdistFilename,
-        InvalidWheelFilename,
-        parse_sdist_filename,
-        parse_wheel_filename,
-    )
+    """The version text in a wheel or sdist file name, or None (string work only: PyPI
+    documents list thousands of files and this runs for each of them)."""
+    if filename.endswith(".whl"):
+        parts = filename[:-4].split("-")
+        return parts[1] if len(parts) in (5, 6) else None
+    for suffix in _SDIST_SUFFIXES:
+        if filename.endswith(suffix):
+            _, dash, version = filename[: -len(suffix)].rpartition("-")
+            return version if dash else None
+    return None
+
+
+@functools.lru_cache(maxsize=65536)
+def _parsed_version(text: str) -> Any:
+    from packaging.version import InvalidVersion, Version
 
     try:
-        if filename.endswith(".whl"):
-            return str(parse_wheel_filename(filename)[1])
-        return str(parse_sdist_filename(filename)[1])
-    except (InvalidWheelFilename, InvalidSdistFilename):
+        return Version(text)
+    except InvalidVersion:
         return None
 
 
 def same_version(a: str, b: str) -> bool:
     """PEP 440 equality (1.0 == 1.0.0); plain string equality for non-PEP 440 versions."""
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return Version(a) == Version(b)
-    except InvalidVersion:
-        return a == b
+    if a == b:
+        return True
+    parsed_a, parsed_b = _parsed_version(a), _parsed_version(b)
+    return parsed_a is not None and parsed_a == parsed_b
 
 
 def versions_in_simple_json(project: Mapping[str, Any]) -> set[str]:
@@ -862,15 +863,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def present_files(out: Path, expected: Mapping[str, str], jobs: int = 4) -> dict[str, str]:
-    """filename -> sha256 for the files in OUT/files that the new index wants."""
-    files_dir = out / FILES_DIR
-    names = [n for n in expected if (files_dir / n).is_file()]
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        digests = list(pool.map(lambda n: sha256_file(files_dir / n), names))
-    return dict(zip(names, digests, strict=True))
-
-
 def link_or_copy(source: Path, dest: Path) -> None:
     try:
         os.link(source, dest)
@@ -919,7 +911,10 @@ def swap_in(staging: Path, out: Path) -> None:
 
 
 class Progress(Protocol):
-    def start(self, files: int, total_bytes: int) -> None: ...
+    """Download progress. Files are added while metadata is still being read, so the total
+    grows as the build goes."""
+
+    def add(self, dist: DistFile) -> None: ...
 
     def advance(self, dist: DistFile) -> None: ...
 
@@ -935,9 +930,9 @@ class PlainProgress:
         self.done = 0
         self._lock = threading.Lock()
 
-    def start(self, files: int, total_bytes: int) -> None:
-        self.total = files
-        self.echo(f"downloading {files} files ({total_bytes / 1e6:.1f} MB)")
+    def add(self, dist: DistFile) -> None:
+        with self._lock:
+            self.total += 1
 
     def advance(self, dist: DistFile) -> None:
         with self._lock:
@@ -963,7 +958,7 @@ class RichProgress:
         from rich.progress import Progress as RichBar
 
         self.bar = RichBar(
-            TextColumn("downloading"),
+            TextColumn("downloading {task.fields[files]} files"),
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
@@ -971,11 +966,18 @@ class RichProgress:
             console=Console(stderr=True),
             transient=True,
         )
-        self.task = self.bar.add_task("download", total=0)
+        self.task = self.bar.add_task("download", total=0, files=0)
+        self.total = 0
+        self.files = 0
+        self._lock = threading.Lock()
 
-    def start(self, files: int, total_bytes: int) -> None:
-        self.bar.update(self.task, total=total_bytes)
-        self.bar.start()
+    def add(self, dist: DistFile) -> None:
+        with self._lock:
+            if not self.files:
+                self.bar.start()
+            self.total += dist.size
+            self.files += 1
+            self.bar.update(self.task, total=self.total, files=self.files)
 
     def advance(self, dist: DistFile) -> None:
         self.bar.advance(self.task, dist.size)
@@ -985,7 +987,7 @@ class RichProgress:
 
 
 class NoProgress:
-    def start(self, files: int, total_bytes: int) -> None:
+    def add(self, dist: DistFile) -> None:
         pass
 
     def advance(self, dist: DistFile) -> None:
@@ -993,6 +995,62 @@ class NoProgress:
 
     def close(self) -> None:
         pass
+
+
+class FileStager:
+    """Puts each chosen file into the staging directory as soon as it is known: a hard link to
+    OUT's copy when that has the right hash, else a verified download. Work runs in a thread
+    pool, so downloads overlap the metadata reads of the packages still to choose."""
+
+    def __init__(
+        self, out: Path, staging: Path, source: PackageSource, progress: Progress, jobs: int
+    ) -> None:
+        self.old_files = out / FILES_DIR
+        self.files_dir = staging / FILES_DIR
+        self.files_dir.mkdir()
+        self.source = source
+        self.progress = progress
+        self.pool = ThreadPoolExecutor(max_workers=jobs)
+        self.futures: list[Future[None]] = []
+        self.staged: set[str] = set()
+        self.reused: list[DistFile] = []
+        self.downloaded: list[DistFile] = []
+        self._lock = threading.Lock()
+
+    def submit(self, dist: DistFile) -> None:
+        if dist.filename in self.staged:
+            return  # each file is fetched once, however many packages need it
+        self.staged.add(dist.filename)
+        self.futures.append(self.pool.submit(self._stage, dist))
+
+    def _stage(self, dist: DistFile) -> None:
+        old, new = self.old_files / dist.filename, self.files_dir / dist.filename
+        if old.is_file() and sha256_file(old) == dist.sha256:
+            link_or_copy(old, new)
+            with self._lock:
+                self.reused.append(dist)
+            return
+        self.progress.add(dist)
+        self.source.download(dist, new)
+        self.progress.advance(dist)
+        with self._lock:
+            self.downloaded.append(dist)
+
+    def finish(self) -> None:
+        """Wait for every file; on the first failure, stop the rest and raise it."""
+        try:
+            for future in self.futures:
+                future.result()
+        except BaseException:
+            self.abort()
+            raise
+        self.pool.shutdown(wait=True)
+        self.progress.close()
+
+    def abort(self) -> None:
+        """Cancel what has not started and wait for what has: nothing writes afterwards."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.progress.close()
 
 
 # --- orchestration ----------------------------------------------------------------------------
@@ -1028,23 +1086,42 @@ def build_index(
     if previous is not None and previous.target != target:
         previous = None  # another Python or platform: nothing carries over
 
+    phases: dict[str, float] = {}
+    clock = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        phases[name] = round(now - clock, 2)
+        clock = now
+
     checked = _check_new_roots(roots, target, source, previous, options)
+    lap("check roots")
     closures = _resolve_closures(roots, target, resolver, previous, options)
+    lap("resolve")
     locked = locked or {}
     pins = sorted(
         {pin for closure in closures.values() for pin in closure}
         | {pin for layer in locked.values() for pin in layer}
     )
-    releases, chosen = _choose_files(pins, target, source, previous, checked, options)
-    packages = index_packages(roots, closures, releases, chosen, locked)
-    manifest = Manifest(target, tuple(roots), closures, tuple(packages))
-
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        plan = _stage_files(out, staging, [p.file for p in packages], source, progress, options)
+        stager = FileStager(out, staging, source, progress, options.jobs)
+        try:
+            releases, chosen = _choose_files(
+                pins, target, source, previous, checked, stager.submit, options
+            )
+        except BaseException:
+            stager.abort()  # no download may still be writing when staging is removed
+            raise
+        stager.finish()
+        lap("metadata and files")
+        packages = index_packages(roots, closures, releases, chosen, locked)
+        manifest = Manifest(target, tuple(roots), closures, tuple(packages))
         _write_pages(staging, packages, manifest)
         swap_in(staging, out)
+        lap("pages and swap")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -1053,13 +1130,14 @@ def build_index(
         target=target,
         roots=len(roots),
         packages=len(packages),
-        files=len(plan.reuse) + len(plan.download),
-        downloaded=len(plan.download),
-        reused=len(plan.reuse),
-        bytes_downloaded=sum(d.size for d in plan.download),
+        files=len(stager.reused) + len(stager.downloaded),
+        downloaded=len(stager.downloaded),
+        reused=len(stager.reused),
+        bytes_downloaded=sum(d.size for d in stager.downloaded),
         metadata_fetches=getattr(source, "metadata_fetches", 0),
         resolutions=getattr(resolver, "runs", 0),
         seconds=time.monotonic() - started,
+        phases=phases,
     )
 
 
@@ -1115,59 +1193,39 @@ def _choose_files(
     source: PackageSource,
     previous: Manifest | None,
     checked: Mapping[Pin, Release],
+    on_chosen: Callable[[DistFile], None],
     options: BuildOptions,
 ) -> tuple[dict[Pin, Release], dict[Pin, DistFile]]:
-    """The wheel for every pin: from the old manifest when known, else from PyPI's metadata."""
+    """The wheel for every pin: from the old manifest when known, else from PyPI's metadata.
+    Each choice goes to `on_chosen` at once, so its download starts while others are read."""
     releases: dict[Pin, Release] = {}
     chosen: dict[Pin, DistFile] = {}
-    if previous:
-        for package in previous.packages:
-            if package.pin in pins:
-                releases[package.pin] = Release(package.name, package.version, (package.file,))
-                chosen[package.pin] = package.file
+    priorities = target_tags(target)
+
+    def choose(pin: Pin, release: Release) -> None:
+        releases[pin] = release
+        chosen[pin] = select_file(release, target, priorities)
+        on_chosen(chosen[pin])
+
+    wanted = set(pins)
+    for package in previous.packages if previous else ():
+        if package.pin in wanted:
+            choose(package.pin, Release(package.name, package.version, (package.file,)))
     for pin, release in checked.items():
-        if pin in pins and pin not in releases:
-            releases[pin] = release
-    todo = [p for p in pins if p not in chosen and p not in releases]
+        if pin in wanted and pin not in chosen:
+            choose(pin, release)
+    todo = [p for p in pins if p not in chosen]
     if todo:
         options.echo(f"reading PyPI metadata for {len(todo)} of {len(pins)} packages")
     with ThreadPoolExecutor(max_workers=options.jobs) as pool:
-        fetched = list(pool.map(lambda p: source.release(p.name, p.version), todo))
-    releases.update(zip(todo, fetched, strict=True))
-    priorities = target_tags(target)
-    for pin in pins:
-        if pin not in chosen:
-            chosen[pin] = select_file(releases[pin], target, priorities)
-    return releases, chosen
-
-
-def _stage_files(
-    out: Path,
-    staging: Path,
-    wanted: Sequence[DistFile],
-    source: PackageSource,
-    progress: Progress,
-    options: BuildOptions,
-) -> DownloadPlan:
-    files_dir = staging / FILES_DIR
-    files_dir.mkdir()
-    expected = {d.filename: d.sha256 for d in wanted}
-    plan = plan_downloads(wanted, present_files(out, expected, options.jobs))
-    for dist in plan.reuse:
-        link_or_copy(out / FILES_DIR / dist.filename, files_dir / dist.filename)
-    if plan.download:
-        progress.start(len(plan.download), sum(d.size for d in plan.download))
+        futures = {pool.submit(source.release, p.name, p.version): p for p in todo}
         try:
-
-            def fetch(dist: DistFile) -> None:
-                source.download(dist, files_dir / dist.filename)
-                progress.advance(dist)
-
-            with ThreadPoolExecutor(max_workers=options.jobs) as pool:
-                list(pool.map(fetch, plan.download))
-        finally:
-            progress.close()
-    return plan
+            for future in as_completed(futures):
+                choose(futures[future], future.result())
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return releases, chosen
 
 
 def _write_pages(staging: Path, packages: Sequence[IndexedPackage], manifest: Manifest) -> None:

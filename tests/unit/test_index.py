@@ -35,7 +35,6 @@ from imagebot.index import (
     manifest_url,
     parse_compiled,
     parse_platform,
-    plan_downloads,
     platform_tags,
     release_from_simple_json,
     render_pages,
@@ -371,17 +370,6 @@ def test_manifest_url_sits_beside_simple() -> None:
     )
 
 
-def test_plan_reuses_files_with_the_right_hash_and_fetches_each_file_once() -> None:
-    a, b, c = (
-        dist("a-1-py3-none-any.whl"),
-        dist("b-1-py3-none-any.whl"),
-        dist("c-1-py3-none-any.whl"),
-    )
-    plan = plan_downloads([a, b, c, b], {a.filename: a.sha256, b.filename: "0" * 64})
-    assert plan.reuse == (a,)
-    assert plan.download == (b, c)
-
-
 def test_image_target_is_the_rendered_images_python_and_platform() -> None:
     lab = SimpleNamespace(sets=("base",), python="3.11", platform="x86_64-manylinux_2_36")
     hub = SimpleNamespace(sets=(), python="3.12", platform="aarch64-manylinux_2_28")
@@ -675,3 +663,28 @@ def test_a_bad_root_is_reported_with_its_set_before_any_resolution(tmp_path: Pat
     ):
         build(tmp_path / "out", ROOTS, source, resolver)
     assert resolver.runs == 0
+
+
+def test_a_dependency_without_a_wheel_fails_after_downloads_began_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    source, resolver = universe()
+    out = tmp_path / "out"
+    build(out, ROOTS[1:], source, resolver)
+    before = snapshot(out)
+    source.releases[("six", "1.17.0")] = Release("six", "1.17.0", (dist("six-1.17.0.tar.gz"),))
+    with pytest.raises(PackageIndexError, match=r"six==1\.17\.0 has no wheel"):
+        build(out, ROOTS, source, resolver)
+    assert snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_plain_progress_prints_one_line_per_download(tmp_path: Path) -> None:
+    from imagebot.index import PlainProgress
+
+    lines: list[str] = []
+    source, resolver = universe()
+    build_index(tmp_path / "out", ROOTS, TARGET, source, resolver, PlainProgress(lines.append))
+    assert len(lines) == 3
+    assert all(line.startswith("[") and "-py3-none-any.whl (0.0 MB)" in line for line in lines)
+    assert lines[-1].startswith("[3/3] ")
