@@ -74,7 +74,7 @@ def prepare(work: Path, namespace: str, image: str, package: str, version: str) 
             shutil.copy2(source, work / name)
     config = (work / "imagebot.toml").read_text()
     config = re.sub(
-        r"(\[images\.%s\][^\[]*?sets = \[)([^\]]*)\]" % image,
+        rf"(\[images\.{re.escape(image)}\][^\[]*?sets = \[)([^\]]*)\]",
         lambda m: f'{m.group(1)}{m.group(2)}, "bench"]',
         config,
         count=1,
@@ -164,7 +164,7 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"| step | seconds | of cold | target | met |\n|---|---:|---:|---|---|")
+    print("| step | seconds | of cold | target | met |\n|---|---:|---:|---|---|")
     for f in figures:
         ratio = f"{f.ratio:.0%}" if f.ratio is not None else ""
         met = "" if f.ok is None else ("yes" if f.ok else "NO")
