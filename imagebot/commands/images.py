@@ -55,7 +55,8 @@ class ConsoleReporter:
         if self._status is None:
             console.info(text)
             return
-        self._status.update(text[:120] or " ")
+        width = max(20, self._rich.width - 6)  # one line: a wrapped status line flickers
+        self._status.update(" ".join(text.split())[:width] or " ")
         if self.verbose or _is_step_header(text) or "ERROR" in text or "error" in text[:40]:
             self._rich.print(text, markup=False)
 
