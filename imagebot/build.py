@@ -263,6 +263,10 @@ class _EngineSession:
             self._client = docker_client(self.env)
         return self._client
 
+    def ensure_engine(self) -> None:
+        """Fail with a clear "no engine" error before the CLI fails with its own."""
+        _ = self.client
+
     @property
     def cli(self) -> str:
         if self._cli is None:
@@ -284,7 +288,7 @@ def _build_one(
     from imagebot.engine import BuildRequest, build_network, run_build
     from imagebot.registry import resolve_credentials
 
-    session.client  # noqa: B018 - a clear "no engine" error before the CLI's own
+    session.ensure_engine()
     ca_bundle = ca_bundle_path(options, session.env)
     request = BuildRequest(
         context=(config.root / image.context).resolve(),

@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imagebot.errors import EngineError, ImagebotError, RegistryAuthError, RegistryError
+from imagebot.errors import (
+    ConfigError,
+    EngineError,
+    ImagebotError,
+    RegistryAuthError,
+    RegistryError,
+)
 from imagebot.registry import (
     Credentials,
     TransientRegistryError,
@@ -159,7 +165,7 @@ def check_build_args(build_args: Mapping[str, str], secrets: Sequence[str]) -> N
     """Refuse build args that carry credentials: build args are visible in `docker history`."""
     for key, value in build_args.items():
         if re.search(r"://[^/\s@]+:[^/\s@]+@", value) or any(s and s in value for s in secrets):
-            raise ImagebotError(
+            raise ConfigError(
                 f"build arg {key} contains credentials",
                 "build args end up in the image history; pass credentials as a BuildKit secret",
             )

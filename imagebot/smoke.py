@@ -140,7 +140,7 @@ class SmokeReport:
         return tuple(c for c in self.checks if not c.ok)
 
     def lines(self) -> list[str]:
-        """A readable summary: one line per kind of check, then one line per failure."""
+        """A readable summary, one line per kind of check (failures follow as error details)."""
         lines = [f"image {self.ref}"]
         kinds: dict[str, list[Check]] = {}
         for check in self.checks:
@@ -152,8 +152,6 @@ class SmokeReport:
             lines.append(
                 f"  {mark} {kind}: {len(checks) - len(failed)}/{len(checks)} passed{detail}"
             )
-        for check in self.failures:
-            lines.append(f"  FAIL {check.check} {check.subject}: {check.detail}")
         lines.append(f"  {len(self.checks)} checks in {self.seconds:.1f}s")
         return lines
 

@@ -19,7 +19,7 @@ from imagebot.engine import (
     find_buildkit_cli,
     throwaway_docker_config,
 )
-from imagebot.errors import EngineError, ImagebotError
+from imagebot.errors import ConfigError, EngineError
 from imagebot.registry import Credentials
 from imagebot.tags import ImageRef
 
@@ -65,9 +65,9 @@ def test_loopback_build_args_need_the_host_network(
 
 
 def test_credentials_in_build_args_are_refused() -> None:
-    with pytest.raises(ImagebotError, match="build arg INDEX contains credentials"):
+    with pytest.raises(ConfigError, match="build arg INDEX contains credentials"):
         check_build_args({"INDEX": "https://bob:pw@index.example/simple"}, [])
-    with pytest.raises(ImagebotError, match="build arg TOKEN"):
+    with pytest.raises(ConfigError, match="build arg TOKEN"):
         check_build_args({"TOKEN": "xx-s3cret-xx"}, ["s3cret"])
     check_build_args({"INDEX": "https://index.example/simple"}, ["s3cret"])
 
