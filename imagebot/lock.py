@@ -160,6 +160,12 @@ def format_lock(layer: Layer, inputs: str, packages: Sequence[LockedPackage]) ->
     return lock_header(layer, inputs) + body
 
 
+def recorded_inputs(text: str) -> str | None:
+    """The input digest in a lock's header; None when there is no imagebot header."""
+    match = _INPUTS_LINE.search(text)
+    return match.group(1) if match else None
+
+
 def parse_lock(set_name: str, text: str) -> LockFile | None:
     """A lock's digest and packages; None when the header is missing (hand-made or corrupt)."""
     match = _INPUTS_LINE.search(text)
@@ -199,8 +205,7 @@ def lock_statuses(layers: Sequence[Layer], read: Callable[[Path], str | None]) -
         text = read(path)
         texts[layer.name] = text or ""
         expected = inputs_digest(layer, [texts.get(s.name, "") for s in layer.earlier])
-        parsed = parse_lock(layer.name, text) if text is not None else None
-        found = parsed.inputs if parsed else None
+        found = recorded_inputs(text) if text is not None else None
         statuses.append(LockStatus(layer, path, expected, found, exists=text is not None))
     return statuses
 

@@ -399,13 +399,13 @@ def load_sets(requirements_dir: Path, names: Sequence[str] | None = None) -> lis
 # --- imagebot add: one new line, in sorted position -----------------------------------------
 
 NOT_SETS = frozenset({"index-only"})  # requirements/*.toml files that are not layer sets
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-_DOTTED_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")
-_HEADER = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]\s*(#.*)?$")
-_ENTRY_KEY = re.compile(r"""^\s*(?:"([^"]+)"|'([^']+)'|([A-Za-z0-9_.-]+?))\s*=""")
-_ADD_SPEC = re.compile(
-    r"^([A-Za-z0-9][A-Za-z0-9._+-]*)(?:\[([A-Za-z0-9_.,-]+)\])?\s*(==?)\s*(\S+)$"
-)
+# Pattern strings used by `imagebot add` only; `re` compiles and caches them on first use,
+# so `imagebot check` does not pay for them.
+_BARE_KEY = r"^[A-Za-z0-9_-]+$"
+_DOTTED_BARE_KEY = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$"
+_HEADER = r"^\s*\[\s*([^\]]+?)\s*\]\s*(#.*)?$"
+_ENTRY_KEY = r"""^\s*(?:"([^"]+)"|'([^']+)'|([A-Za-z0-9_.-]+?))\s*="""
+_ADD_SPEC = r"^([A-Za-z0-9][A-Za-z0-9._+-]*)(?:\[([A-Za-z0-9_.,-]+)\])?\s*(==?)\s*(\S+)$"
 
 
 def known_set_names(requirements_dir: Path) -> list[str]:
@@ -458,7 +458,7 @@ def _toml_string(value: str) -> str:
 
 
 def _toml_key(ecosystem: str, name: str) -> str:
-    if _BARE_KEY.match(name) or (ecosystem == "r" and _DOTTED_BARE_KEY.match(name)):
+    if re.match(_BARE_KEY, name) or (ecosystem == "r" and re.match(_DOTTED_BARE_KEY, name)):
         return name  # R's data.table stays bare, like the rest of the file
     return _toml_string(name)
 
@@ -473,7 +473,7 @@ def parse_add_spec(ecosystem: str, spec: str) -> NewEntry:
             f"use one of: {', '.join(ECOSYSTEMS)}, e.g. imagebot add python numpy==2.3.4 ...",
         )
     example = {"python": "numpy==2.3.4", "r": "data.table==1.14.8", "apt": "libpq5=15.14*"}
-    match = _ADD_SPEC.match(spec.strip())
+    match = re.match(_ADD_SPEC, spec.strip())
     exact = match is not None and (match.group(3) == "=") == (ecosystem == "apt")
     if match is None or not exact or (match.group(2) and ecosystem != "python"):
         sep = "=" if ecosystem == "apt" else "=="
@@ -501,7 +501,7 @@ def insert_entry(text: str, entry: NewEntry) -> tuple[str, int]:
         (
             i
             for i, line in enumerate(lines)
-            if (m := _HEADER.match(line)) and m.group(1) == entry.ecosystem
+            if (m := re.match(_HEADER, line)) and m.group(1) == entry.ecosystem
         ),
         None,
     )
@@ -513,7 +513,9 @@ def insert_entry(text: str, entry: NewEntry) -> tuple[str, int]:
             new_line,
         ]
         return "".join(lines + block), len(lines) + len(block)
-    end = next((i for i in range(header + 1, len(lines)) if _HEADER.match(lines[i])), len(lines))
+    end = next(
+        (i for i in range(header + 1, len(lines)) if re.match(_HEADER, lines[i])), len(lines)
+    )
     position = _sorted_position(lines, header, end, entry)
     if position == len(lines) and lines and not lines[-1].endswith(("\n", "\r")):
         lines[-1] += newline
@@ -525,7 +527,7 @@ def _sorted_position(lines: Sequence[str], header: int, end: int, entry: NewEntr
     """Before the first greater entry (and the comments right above it), else after the last."""
     last_entry = header
     for i in range(header + 1, end):
-        match = _ENTRY_KEY.match(lines[i])
+        match = re.match(_ENTRY_KEY, lines[i])
         if match is None or lines[i].lstrip().startswith("#"):
             continue
         name = next(g for g in match.groups() if g is not None)
