@@ -447,6 +447,36 @@ def collect_roots(
     return roots
 
 
+@dataclass(frozen=True)
+class Locked:
+    """One package of a resolved closure, with the target's wheels when the resolver knows them."""
+
+    pin: Pin
+    files: tuple[DistFile, ...] = ()
+
+
+def parse_pylock(text: str) -> list[Locked]:
+    """Packages and wheels from a PEP 751 pylock.toml (as `uv pip compile --format
+    pylock.toml` writes it for one platform)."""
+    import tomllib
+    import urllib.parse
+
+    locked: list[Locked] = []
+    for package in tomllib.loads(text).get("packages", []):
+        files = tuple(
+            DistFile(
+                filename=urllib.parse.unquote(wheel["url"].rsplit("/", 1)[-1]),
+                url=wheel["url"],
+                sha256=wheel["hashes"]["sha256"],
+                size=int(wheel.get("size", 0)),
+            )
+            for wheel in package.get("wheels", [])
+            if "url" in wheel and "sha256" in wheel.get("hashes", {})
+        )
+        locked.append(Locked(Pin(normalize(package["name"]), str(package["version"])), files))
+    return locked
+
+
 def parse_compiled(text: str) -> list[Pin]:
     """Pins from `uv pip compile` output (name==version lines; comments, hashes ignored)."""
     pins: list[Pin] = []
@@ -578,7 +608,7 @@ class PackageSource(Protocol):
 
 
 class Resolver(Protocol):
-    def closure(self, root: Root, target: Target) -> list[Pin]: ...
+    def closure(self, root: Root, target: Target) -> list[Locked]: ...
 
 
 class _Transient(Exception):
@@ -801,12 +831,21 @@ class UvResolver:
         self._lock = threading.Lock()
         self.runs = 0
 
-    def closure(self, root: Root, target: Target) -> list[Pin]:
+    def closure(self, root: Root, target: Target) -> list[Locked]:
+        """The root's closure with the target's wheels (url, sha256, size) from uv's PEP 751
+        output: uv read PyPI to resolve, so the index needs no metadata request of its own."""
         with self._lock:
             self.runs += 1
-        return parse_compiled(self.compile([root.pin], target, root.pin))
+        return parse_pylock(self.compile([root.pin], target, root.pin, pylock=True))
 
-    def compile(self, lines: Sequence[str], target: Target, what: str, hashes: bool = False) -> str:
+    def compile(
+        self,
+        lines: Sequence[str],
+        target: Target,
+        what: str,
+        hashes: bool = False,
+        pylock: bool = False,
+    ) -> str:
         command = [
             self.uv_bin,
             "pip",
@@ -824,6 +863,8 @@ class UvResolver:
         ]
         if hashes:
             command.append("--generate-hashes")
+        if pylock:
+            command += ["--format", "pylock.toml"]
         if self.index_url:
             command += ["--index-url", self.index_url]
         if not self.cache:
@@ -1097,7 +1138,7 @@ def build_index(
 
     checked = _check_new_roots(roots, target, source, previous, options)
     lap("check roots")
-    closures = _resolve_closures(roots, target, resolver, previous, options)
+    closures, resolved_files = _resolve_closures(roots, target, resolver, previous, options)
     lap("resolve")
     locked = locked or {}
     pins = sorted(
@@ -1110,7 +1151,7 @@ def build_index(
         stager = FileStager(out, staging, source, progress, options.jobs)
         try:
             releases, chosen = _choose_files(
-                pins, target, source, previous, checked, stager.submit, options
+                pins, target, source, previous, checked, resolved_files, stager.submit, options
             )
         except BaseException:
             stager.abort()  # no download may still be writing when staging is removed
@@ -1174,17 +1215,20 @@ def _resolve_closures(
     resolver: Resolver,
     previous: Manifest | None,
     options: BuildOptions,
-) -> dict[str, tuple[Pin, ...]]:
-    """Each root's closure; an unchanged root keeps the closure it had (stable index)."""
+) -> tuple[dict[str, tuple[Pin, ...]], dict[Pin, tuple[DistFile, ...]]]:
+    """Each root's closure, and the wheels the resolver reported for the pins it resolved.
+    An unchanged root keeps the closure it had, so the index stays stable between builds."""
     known = dict(previous.closures) if previous else {}
     todo = [r for r in roots if r.pin not in known]
     if todo:
         options.echo(f"resolving {len(todo)} of {len(roots)} vetted packages with uv")
     with ThreadPoolExecutor(max_workers=options.resolve_jobs) as pool:
         resolved = list(pool.map(lambda r: resolver.closure(r, target), todo))
-    for root, pins in zip(todo, resolved, strict=True):
-        known[root.pin] = tuple(pins)
-    return {r.pin: known[r.pin] for r in roots}
+    files: dict[Pin, tuple[DistFile, ...]] = {}
+    for root, closure in zip(todo, resolved, strict=True):
+        known[root.pin] = tuple(entry.pin for entry in closure)
+        files.update((entry.pin, entry.files) for entry in closure if entry.files)
+    return {r.pin: known[r.pin] for r in roots}, files
 
 
 def _choose_files(
@@ -1193,10 +1237,12 @@ def _choose_files(
     source: PackageSource,
     previous: Manifest | None,
     checked: Mapping[Pin, Release],
+    resolved_files: Mapping[Pin, tuple[DistFile, ...]],
     on_chosen: Callable[[DistFile], None],
     options: BuildOptions,
 ) -> tuple[dict[Pin, Release], dict[Pin, DistFile]]:
-    """The wheel for every pin: from the old manifest when known, else from PyPI's metadata.
+    """The wheel for every pin, from the first source that knows it: the old manifest, PyPI's
+    metadata read for the roots, the resolver's output, else PyPI's metadata read now.
     Each choice goes to `on_chosen` at once, so its download starts while others are read."""
     releases: dict[Pin, Release] = {}
     chosen: dict[Pin, DistFile] = {}
@@ -1214,6 +1260,9 @@ def _choose_files(
     for pin, release in checked.items():
         if pin in wanted and pin not in chosen:
             choose(pin, release)
+    for pin, files in resolved_files.items():
+        if pin in wanted and pin not in chosen:
+            choose(pin, Release(pin.name, pin.version, files))
     todo = [p for p in pins if p not in chosen]
     if todo:
         options.echo(f"reading PyPI metadata for {len(todo)} of {len(pins)} packages")

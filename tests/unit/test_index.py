@@ -19,6 +19,7 @@ from imagebot.index import (
     BuildOptions,
     DistFile,
     IndexedPackage,
+    Locked,
     Manifest,
     NoProgress,
     Pin,
@@ -35,6 +36,7 @@ from imagebot.index import (
     manifest_url,
     parse_compiled,
     parse_platform,
+    parse_pylock,
     platform_tags,
     release_from_simple_json,
     render_pages,
@@ -423,11 +425,12 @@ class FakeSource:
 class FakeResolver:
     def __init__(self, closures: Mapping[str, Sequence[Pin]]) -> None:
         self.closures = dict(closures)
+        self.files: dict[Pin, tuple[DistFile, ...]] = {}  # wheels the resolver reports, if any
         self.runs = 0
 
-    def closure(self, root: Root, target: Target) -> list[Pin]:
+    def closure(self, root: Root, target: Target) -> list[Locked]:
         self.runs += 1
-        return list(self.closures[root.pin])
+        return [Locked(pin, self.files.get(pin, ())) for pin in self.closures[root.pin]]
 
 
 def universe() -> tuple[FakeSource, FakeResolver]:
@@ -688,3 +691,50 @@ def test_plain_progress_prints_one_line_per_download(tmp_path: Path) -> None:
     assert len(lines) == 3
     assert all(line.startswith("[") and "-py3-none-any.whl (0.0 MB)" in line for line in lines)
     assert lines[-1].startswith("[3/3] ")
+
+
+def test_wheels_reported_by_the_resolver_need_no_metadata_request(tmp_path: Path) -> None:
+    source, resolver = universe()
+    six = source.releases[("six", "1.17.0")]
+    resolver.files[Pin("six", "1.17.0")] = six.files
+    build(tmp_path / "out", ROOTS, source, resolver)
+    assert source.metadata_fetches == 2  # the two roots only, checked before resolution
+    assert "files/six-1.17.0-py3-none-any.whl" in snapshot(tmp_path / "out")
+
+
+PYLOCK = """\
+lock-version = "1.0"
+created-by = "uv"
+requires-python = ">=3.11"
+
+[[packages]]
+name = "python-dateutil"
+version = "2.9.0.post0"
+wheels = [{ url = "https://files.example/packages/ec/python_dateutil-2.9.0.post0-py2.py3-none-any.whl", size = 229892, hashes = { sha256 = "a8b2" } }]
+
+[[packages]]
+name = "Overrides"
+version = "7.7.0"
+marker = "python_full_version < '3.12'"
+wheels = [
+    { url = "https://files.example/overrides-7.7.0-py3-none-any.whl", size = 17832, hashes = { sha256 = "c7ed" } },
+    { url = "https://files.example/overrides-7.7.0-cp311-abi3-manylinux_2_17_x86_64.whl", size = 1, hashes = { md5 = "x" } },
+]
+"""
+
+
+def test_parse_pylock_reads_pins_and_wheels() -> None:
+    locked = parse_pylock(PYLOCK)
+    assert [str(entry.pin) for entry in locked] == [
+        "python-dateutil==2.9.0.post0",
+        "overrides==7.7.0",
+    ]
+    assert locked[0].files == (
+        DistFile(
+            "python_dateutil-2.9.0.post0-py2.py3-none-any.whl",
+            "https://files.example/packages/ec/python_dateutil-2.9.0.post0-py2.py3-none-any.whl",
+            "a8b2",
+            229892,
+        ),
+    )
+    assert [f.filename for f in locked[1].files] == ["overrides-7.7.0-py3-none-any.whl"]
