@@ -1,9 +1,57 @@
-"""Commands: release: the whole path in one command."""
+"""Command: release ENV, the whole path (verify, build, test, push, promote) in one run."""
 
 from __future__ import annotations
+
+import json
+import os
+import sys
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("release")(release)
+
+
+def release(
+    ctx: typer.Context,
+    environment: str = typer.Argument(..., help="Environment from imagebot.toml, e.g. staging."),
+    force: bool = typer.Option(
+        False, "--force", help="Rebuild even if the tags are in the registry."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Verify, build, test, push and promote ENV; idempotent (a second run does nothing).
+
+    An environment with promote_from (prod) builds nothing: it gets the digests its source runs.
+    """
+    from imagebot import console
+    from imagebot.cli import state
+    from imagebot.commands.core import run_check, run_lock_check, run_render
+    from imagebot.commands.images import ConsoleReporter
+    from imagebot.workflow import release as run_release
+
+    app_state = state(ctx)
+    config = app_state.config
+    config.environment(environment)  # an unknown name fails before any work
+    verifications = [
+        ("check", lambda: run_check(app_state)),
+        ("lock --check", lambda: run_lock_check(app_state)),
+        ("render --check", lambda: run_render(app_state, check_only=True)),
+    ]
+    result = run_release(
+        config,
+        environment,
+        verifications,
+        force=force,
+        env=os.environ,
+        reporter=ConsoleReporter(app_state.verbose),
+    )
+    for line in result.summary_lines():
+        console.info(line)
+    if as_json:
+        json.dump(result.as_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for image, ref in result.refs.items():
+            print(f"{image}={ref}")

@@ -1,0 +1,207 @@
+"""Orchestration of `imagebot release ENV`: the whole path as one idempotent run.
+
+verify (check, lock --check, render --check) -> build -> test -> push -> promote.
+
+A fresh environment (staging) gets the images built from the current tree: an image whose
+content tag is already in the registry is neither rebuilt, re-tested nor re-pushed (it was
+tested before its first push). An environment with `promote_from` (prod) builds nothing: it
+takes the digest-pinned refs its source environment runs. Returns a ReleaseResult; no typer,
+no printing beyond the reporter's progress lines.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from imagebot.config import Config
+
+if TYPE_CHECKING:
+    from imagebot.build import ImageOutcome, Reporter
+    from imagebot.promote import PromoteResult
+    from imagebot.tags import ImageRef
+
+Verification = tuple[str, Callable[[], None]]
+
+
+@dataclass(frozen=True)
+class StageTime:
+    name: str
+    seconds: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    environment: str
+    gitops_repo: str
+    gitops_file: str
+    images: tuple[ImageOutcome, ...]
+    tested: tuple[str, ...]
+    promotion: PromoteResult | None
+    timings: tuple[StageTime, ...]
+    refs: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def built(self) -> tuple[str, ...]:
+        return tuple(o.image for o in self.images if o.built)
+
+    def as_json(self) -> dict[str, object]:
+        promotion = self.promotion
+        return {
+            "environment": self.environment,
+            "gitops_repo": self.gitops_repo,
+            "gitops_file": self.gitops_file,
+            "refs": dict(self.refs),
+            "images": [o.as_json() for o in self.images],
+            "tested": list(self.tested),
+            "promotion": None
+            if promotion is None
+            else {
+                "commit": promotion.commit,
+                "branch": promotion.branch,
+                "changes": [
+                    {
+                        "image": c.image,
+                        "target": c.target,
+                        "old": None if c.old is None else str(c.old),
+                        "new": str(c.new),
+                    }
+                    for c in promotion.changes
+                ],
+                "message": promotion.message,
+            },
+            "timings": {t.name: round(t.seconds, 2) for t in self.timings},
+        }
+
+    def summary_lines(self) -> list[str]:
+        """The human summary: images, tags, digests, promotion commit, package diff, timings."""
+        lines = [f"release {self.environment}: summary"]
+        for outcome in self.images:
+            if outcome.built:
+                what = "built, tested and pushed"
+            elif outcome.ref.digest:
+                what = "already in the registry"
+            else:
+                what = "not built"
+            lines.append(f"  {outcome.image:<12} {outcome.ref.with_digest(None)}")
+            lines.append(f"  {'':<12} digest {outcome.ref.digest or '-'} ({what})")
+        promotion = self.promotion
+        if promotion is None or not promotion.changed:
+            lines.append(f"  promotion: nothing to change in {self.gitops_file}; no commit")
+        else:
+            lines.append(f"  promotion: commit {promotion.commit} on {promotion.branch}")
+            lines.extend(f"    {line}" for line in promotion.message.rstrip().splitlines())
+        timing = ", ".join(f"{t.name} {t.seconds:.1f}s" for t in self.timings)
+        total = sum(t.seconds for t in self.timings)
+        lines.append(f"  time: {timing}; total {total:.1f}s")
+        return lines
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.timings: list[StageTime] = []
+
+    @contextmanager
+    def stage(self, name: str, reporter: Reporter) -> Iterator[None]:
+        start = time.monotonic()
+        with reporter.stage(name):
+            yield
+        self.timings.append(StageTime(name, time.monotonic() - start))
+
+
+def release(
+    config: Config,
+    env_name: str,
+    verifications: Sequence[Verification],
+    *,
+    force: bool = False,
+    env: Mapping[str, str] | None = None,
+    reporter: Reporter | None = None,
+) -> ReleaseResult:
+    """Run the whole path for one environment and return what happened."""
+    from imagebot.build import QuietReporter
+
+    env = os.environ if env is None else env
+    reporter = reporter or QuietReporter()
+    environment = config.environment(env_name)
+    clock = _Clock()
+
+    outcomes: list[ImageOutcome] = []
+    tested: list[str] = []
+    new_refs: dict[str, ImageRef | None] | None = None
+    if environment.promote_from is None:
+        for name, verify in verifications:
+            with clock.stage(name, reporter):
+                verify()
+        names = list(environment.targets)
+        outcomes = _build_test_push(config, names, force, env, reporter, clock, tested)
+        new_refs = {o.image: o.ref for o in outcomes}
+
+    from imagebot.promote import promote
+
+    with clock.stage(f"promote {env_name}", reporter):
+        promotion = promote(config, env_name, new_refs, env=env)
+    refs = {c.image: str(c.new) for c in promotion.changes}
+    refs.update({o.image: str(o.ref) for o in outcomes})
+    if not refs:
+        from imagebot.promote import current_refs
+
+        refs = {name: str(ref) for name, ref in current_refs(config, env_name, env=env).items()}
+    return ReleaseResult(
+        environment=env_name,
+        gitops_repo=_repo_location(config, environment.repo),
+        gitops_file=environment.file,
+        images=tuple(outcomes),
+        tested=tuple(tested),
+        promotion=promotion,
+        timings=tuple(clock.timings),
+        refs=refs,
+    )
+
+
+def _build_test_push(
+    config: Config,
+    names: Sequence[str],
+    force: bool,
+    env: Mapping[str, str],
+    reporter: Reporter,
+    clock: _Clock,
+    tested: list[str],
+) -> list[ImageOutcome]:
+    from imagebot.build import BuildOptions, build_images, push_refs
+    from imagebot.smoke import smoke_test
+
+    with clock.stage("build", reporter):
+        outcomes = build_images(
+            config, names, BuildOptions(force=force), env=env, reporter=reporter
+        )
+    fresh = [o.image for o in outcomes if o.built]
+    if not fresh:
+        return outcomes
+    with clock.stage("test", reporter):
+        for name in fresh:
+            report = smoke_test(config, name, env=env)
+            for line in report.lines():
+                reporter.line(line)
+            report.raise_for_failures()
+            tested.append(name)
+    with clock.stage("push", reporter):
+        pushed = {o.image: o for o in push_refs(config, fresh, env=env, reporter=reporter)}
+    return [
+        replace(o, ref=pushed[o.image].ref, pushed=True) if o.image in pushed else o
+        for o in outcomes
+    ]
+
+
+def _repo_location(config: Config, repo: str) -> str:
+    """Local paths are shown absolute (relative ones are relative to imagebot.toml)."""
+    if "://" in repo or repo.startswith("git@"):
+        from imagebot.gitops import redact
+
+        return redact(repo)
+    return str((config.root / repo).resolve())
