@@ -159,12 +159,26 @@ def run_git(
         ) from None
 
 
-def clone(url: str, branch: str, dest: Path, env: Mapping[str, str], *, depth: int = 1) -> Git:
-    """Shallow, single-branch clone of `branch` into `dest` (which must not exist)."""
+def clone(
+    url: str,
+    branch: str,
+    dest: Path,
+    env: Mapping[str, str],
+    *,
+    depth: int = 1,
+    paths: Sequence[str] = (),
+) -> Git:
+    """Shallow, single-branch clone of `branch` into `dest` (which must not exist).
+
+    With `paths`, only those files are checked out (sparse checkout): a GitOps repo can hold
+    thousands of files, and writing them all out costs more than the whole promotion.
+    """
     git = Git(dest.parent, url, credential_env(env))
     args = ["clone", "--quiet", "--no-tags", "--single-branch", "--branch", branch]
     if depth:
         args += ["--depth", str(depth)]
+    if paths:
+        args.append("--no-checkout")
     proc = git.try_run([*args, "--", url, str(dest)])
     if proc.returncode != 0:
         if "remote branch" in proc.stderr and "not found" in proc.stderr:
@@ -173,7 +187,12 @@ def clone(url: str, branch: str, dest: Path, env: Mapping[str, str], *, depth: i
                 "check the environment's branch in imagebot.toml",
             )
         raise _classify(proc.stderr, "clone", url)
-    return Git(dest, url, git.env)
+    cloned = Git(dest, url, git.env)
+    if paths:
+        patterns = ["/" + path.lstrip("/") for path in paths]
+        cloned.run(["sparse-checkout", "set", "--no-cone", "--", *patterns], "sparse-checkout")
+        cloned.run(["checkout", "--quiet", branch], "checkout")
+    return cloned
 
 
 def head(git: Git) -> str:

@@ -208,11 +208,15 @@ def parse_image_args(args: Sequence[str]) -> dict[str, ImageRef | None]:
 
 @contextmanager
 def _checkout(
-    config: Config, environment: EnvironmentConfig, env: Mapping[str, str], depth: int = 1
+    config: Config, environment: EnvironmentConfig, env: Mapping[str, str]
 ) -> Iterator[gitops.Git]:
+    """A shallow clone of the environment's branch with only the files imagebot reads."""
     url = gitops.remote_url(environment.repo, config.root)
+    paths = [environment.file]
+    if environment.promote_from:
+        paths.append(config.environment(environment.promote_from).file)
     with tempfile.TemporaryDirectory(prefix="imagebot-gitops-") as tmp:
-        yield gitops.clone(url, environment.branch, Path(tmp) / "repo", env, depth=depth)
+        yield gitops.clone(url, environment.branch, Path(tmp) / "repo", env, paths=paths)
 
 
 def _read_file(git: gitops.Git, environment: EnvironmentConfig) -> str:

@@ -73,6 +73,7 @@ def test_promote_commits_exactly_the_image_bytes_and_pushes(
     config_path: Path, remote: Path
 ) -> None:
     before = remote_file(remote, STAGING_FILE)
+    tree_before = git("--git-dir", str(remote), "ls-tree", "-r", "master")
 
     proc = run_imagebot(
         config_path,
@@ -100,6 +101,10 @@ def test_promote_commits_exactly_the_image_bytes_and_pushes(
     assert "package diff unavailable" in message
     assert proc.stdout.strip() == remote_head(remote)
     assert len(remote_log(remote)) == 2
+    # The sparse clone commits one file; every other file of the tree is unchanged.
+    tree_after = git("--git-dir", str(remote), "ls-tree", "-r", "master")
+    changed = set(tree_after.splitlines()) ^ set(tree_before.splitlines())
+    assert {line.split("\t")[1] for line in changed} == {STAGING_FILE}
 
 
 def test_nothing_to_change_makes_no_commit(config_path: Path, remote: Path) -> None:
