@@ -384,6 +384,8 @@ def test_committed_locks_and_dockerfile_are_up_to_date(run_cli: Run) -> None:
     assert run_cli("--config", config, "lock", "--check").code == 0
     result = run_cli("--config", config, "render", "--check")
     assert result.code == 0, result.out
+    result = run_cli("--config", config, "--profile", "local", "render", "--check")
+    assert result.code == 0, result.out  # the local profile reaches the build as build args only
 
 
 HEAVY = ("docker", "git", "ruamel", "tomlkit", "rich", "requests", "tenacity", "uv")
