@@ -232,8 +232,11 @@ def _read_file(git: gitops.Git, environment: EnvironmentConfig) -> str:
 
 
 def _write_file(path: Path, text: str) -> None:
+    import shutil
+
     tmp = path.with_name(f".{path.name}.imagebot-tmp")
     tmp.write_bytes(text.encode("utf-8"))
+    shutil.copymode(path, tmp)  # git records the executable bit
     os.replace(tmp, path)
 
 
@@ -572,7 +575,10 @@ def status(
                     registry = _open_registry(config, seams, env)
                 except ImagebotError as exc:
                     registry_error = exc.message
-            rows.append(_ref_status(image, ref, registry))
+            row = _ref_status(image, ref, registry)
+            rows.append(row)
+            if row.exists is None and registry is not None:
+                registry, registry_error = None, row.note  # unreachable: stop asking
         if registry_error:
             warnings.append(f"registry unavailable: {registry_error}")
         warnings += [f"{row.image}: {row.note}" for row in rows if row.exists is None]

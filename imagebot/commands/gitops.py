@@ -63,9 +63,18 @@ def set_image(
     if not result.changed:
         console.info(f"{file}: already {ref}; nothing to change")
         return
-    tmp = file.with_name(f".{file.name}.imagebot-tmp")
-    tmp.write_bytes(result.text.encode("utf-8"))
-    os.replace(tmp, file)
+    write_atomically(file, result.text)
+
+
+def write_atomically(file: Path, text: str) -> None:
+    """Replace `file` (through symlinks) with `text`, keeping its mode; never half-written."""
+    import shutil
+
+    target = file.resolve()
+    tmp = target.with_name(f".{target.name}.imagebot-tmp")
+    tmp.write_bytes(text.encode("utf-8"))
+    shutil.copymode(target, tmp)
+    os.replace(tmp, target)
 
 
 def _seams(no_package_diff: bool) -> Seams:

@@ -215,3 +215,28 @@ def test_remote_url_resolves_relative_paths_against_the_config_root(tmp_path: Pa
     assert gitops.remote_url("repo.git", tmp_path) == (tmp_path / "repo.git").as_uri()
     assert gitops.remote_url("https://h/r.git", tmp_path) == "https://h/r.git"
     assert gitops.remote_url("git@github.com:o/r.git", tmp_path) == "git@github.com:o/r.git"
+
+
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        (
+            "remote: master is protected\n ! [remote rejected] HEAD -> master (pre-receive hook declined)",
+            "rejected by the remote",
+        ),
+        ("fatal: Authentication failed for 'https://h/r.git/'", "authentication failed"),
+        (
+            "fatal: could not read Username for 'https://h': terminal prompts disabled",
+            "authentication failed",
+        ),
+        (
+            "fatal: unable to access 'http://u:pw@127.0.0.1:9/r.git/': Failed to connect",
+            "unreachable",
+        ),
+        ("fatal: '/x/r.git' does not appear to be a git repository", "unreachable"),
+    ],
+)
+def test_git_failures_are_classified(stderr: str, expected: str) -> None:
+    error = gitops._classify(stderr, "push", "http://u:pw@127.0.0.1:9/r.git")
+    assert expected in error.message
+    assert "pw" not in error.message and error.exit_code == 12

@@ -207,3 +207,18 @@ def test_cli_needs_exactly_one_of_path_and_policy(tmp_path: Path) -> None:
     file.write_text("a: r/x:1\n")
     result = runner.invoke(app, ["set-image", str(file), "r/x:2"])
     assert result.exit_code != 0
+
+
+def test_cli_keeps_the_file_mode_and_writes_through_symlinks(tmp_path: Path) -> None:
+    real = tmp_path / "real.yaml"
+    real.write_text("image: r/x:1\n")
+    real.chmod(0o640)
+    link = tmp_path / "link.yaml"
+    link.symlink_to(real)
+
+    result = runner.invoke(app, ["set-image", str(link), "r/x:2", "--path", "image"])
+
+    assert result.exit_code == 0
+    assert link.is_symlink()
+    assert real.read_text() == "image: r/x:2\n"
+    assert real.stat().st_mode & 0o777 == 0o640
