@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 MACRO = re.compile(r"\$\(([A-Za-z0-9_.]+)\)")
 
 

@@ -20,7 +20,10 @@ def pipeline() -> dict:
 def test_merge_to_master_triggers_only_on_image_inputs(pipeline: dict) -> None:
     assert pipeline["trigger"]["branches"]["include"] == ["master"]
     assert set(pipeline["trigger"]["paths"]["include"]) == {
-        "requirements", "jupyter", "jupyterhub", "imagebot.toml",
+        "requirements",
+        "jupyter",
+        "jupyterhub",
+        "imagebot.toml",
     }
 
 
@@ -40,7 +43,9 @@ def test_prod_is_a_gated_deployment_promoted_from_staging(pipeline: dict) -> Non
     assert prod["dependsOn"] == "Staging"
     job = prod["jobs"][0]
     assert job["environment"] == "jupyter-prod"  # approvals live on the Azure environment
-    assert [s.script for s in script_steps(pipeline) if s.stage == "Prod"][-1] == "imagebot release prod"
+    assert [s.script for s in script_steps(pipeline) if s.stage == "Prod"][
+        -1
+    ] == "imagebot release prod"
 
 
 def test_secrets_only_reach_steps_through_env(pipeline: dict) -> None:
