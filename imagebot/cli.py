@@ -99,7 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     from imagebot import console
 
     try:
-        app(args=argv, prog_name="imagebot", standalone_mode=False)
+        from imagebot.commands.core import fast_path
+
+        # check / lock --check / render --check skip typer's parser: see fast_path.
+        if not fast_path(sys.argv[1:] if argv is None else argv):
+            app(args=argv, prog_name="imagebot", standalone_mode=False)
     except StaleError as exc:
         if exc.diff:
             sys.stdout.write(exc.diff)
