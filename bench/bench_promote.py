@@ -8,6 +8,8 @@ The repo has 20,000 commits and 5,000 files (built once with `git fast-import`, 
             git push
   cli       python -m imagebot promote staging jupyterlab=REF   (a fresh process, as users run it)
   api       imagebot.promote.promote(...) in this process       (what `imagebot release` calls)
+  sparse    the git steps imagebot takes, by hand (clone --no-checkout, sparse-checkout of the
+            one file, checkout, edit, commit, push): imagebot's own overhead is cli - sparse
 
 and prints the medians and the ratio to the floor (target: <= 1.5x).
 
@@ -106,6 +108,21 @@ def floor(url: str, work: Path, tag: str) -> None:
     shutil.rmtree(clone)
 
 
+def sparse_floor(url: str, work: Path, tag: str) -> None:
+    """The same git steps imagebot takes, by hand: what imagebot's own overhead is measured on."""
+    clone = work / "sparse"
+    git("clone", "--quiet", "--depth", "1", "--single-branch", "--branch", "master",
+        "--no-checkout", url, str(clone))  # fmt: skip
+    git("sparse-checkout", "set", "--no-cone", f"/{TARGET}", cwd=clone)
+    git("checkout", "--quiet", "master", cwd=clone)
+    file = clone / TARGET
+    text = re.sub(r"(jupyter/jupyterlab\n +tag: )\S+", rf"\g<1>{tag}", file.read_text(), count=1)
+    file.write_text(text)
+    git("commit", "--quiet", "-am", f"sparse {tag}", cwd=clone)
+    git("push", "--quiet", "origin", "HEAD:master", cwd=clone)
+    shutil.rmtree(clone)
+
+
 def write_config(work: Path, bare: Path) -> Path:
     dockerfile = work / "Dockerfile"
     dockerfile.write_text("FROM scratch\n")
@@ -150,7 +167,7 @@ def main() -> None:
     args = parser.parse_args()
 
     cached = cached_repo(args.commits, args.files)
-    timings: dict[str, list[float]] = {"floor": [], "cli": [], "api": []}
+    timings: dict[str, list[float]] = {"floor": [], "sparse": [], "cli": [], "api": []}
     with tempfile.TemporaryDirectory(prefix="imagebot-bench-") as tmp:
         work = Path(tmp)
         bare = work / "remote.git"
@@ -160,6 +177,7 @@ def main() -> None:
         api(config, "warmup-0")  # imports and page cache, not measured
         runs: dict[str, Callable[[str], None]] = {
             "floor": lambda tag: floor(url, work, tag),
+            "sparse": lambda tag: sparse_floor(url, work, tag),
             "cli": lambda tag: cli(config, tag),
             "api": lambda tag: api(config, tag),
         }

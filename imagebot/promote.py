@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from imagebot import gitops, yamledit
-from imagebot.errors import ConfigError, GitOpsError, ImagebotError, RegistryError, UsageError
+from imagebot.errors import (
+    ConfigError,
+    GitOpsError,
+    ImagebotError,
+    RegistryError,
+    UsageError,
+    YamlEditError,
+)
 from imagebot.tags import ImageRef
 
 if TYPE_CHECKING:
@@ -228,6 +235,10 @@ def _read_file(git: gitops.Git, environment: EnvironmentConfig) -> str:
             f"{environment.file} does not exist on {environment.branch} of "
             f"{gitops.redact(git.url)}",
             f"check environments.{environment.name}.file in imagebot.toml",
+        ) from None
+    except UnicodeDecodeError:
+        raise YamlEditError(
+            f"{environment.file} is not UTF-8 text", "imagebot edits UTF-8 YAML files only"
         ) from None
 
 

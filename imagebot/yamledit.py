@@ -258,6 +258,7 @@ def _step(node: Any, part: str) -> tuple[Any | None, bool]:
 class _Found:
     node: Any
     path: str
+    shared: bool  # reached through an anchor/alias or `<<` that other places share
 
 
 def _locate(parsed: _Parsed, path: str, origin: str) -> _Found:
@@ -289,13 +290,8 @@ def _locate(parsed: _Parsed, path: str, origin: str) -> _Found:
             "imagebot edits exactly one place; split the file or make the path unique",
         )
     _, node, chain, merged = hits[0]
-    shared = [n for n in chain if parsed.refs.get(id(n), 0) > 1]
-    if merged or shared:
-        raise YamlEditError(
-            f"{origin}: path {path!r} goes through an anchor/alias that other places share",
-            "editing it would change those places too; give this entry its own value",
-        )
-    return _Found(node, path)
+    shared = merged or any(parsed.refs.get(id(n), 0) > 1 for n in chain)
+    return _Found(node, path, shared)
 
 
 # --- image targets -----------------------------------------------------------------------
@@ -303,11 +299,13 @@ def _locate(parsed: _Parsed, path: str, origin: str) -> _Found:
 
 @dataclass(frozen=True)
 class _Slot:
-    """One scalar to set: its node, its dotted path and the value wanted."""
+    """One scalar to set: its node, its dotted path, the value wanted, and whether other places
+    share it (then changing it is refused; leaving it as it is, is fine)."""
 
     node: Any
     path: str
     value: str
+    shared: bool = False
 
 
 def _scalar_child(found: _Found, key: str) -> Any | None:
@@ -317,11 +315,18 @@ def _scalar_child(found: _Found, key: str) -> Any | None:
     return child if isinstance(child, ScalarNode) else None
 
 
+def _slot(parsed: _Parsed, found: _Found, key: str, value: str) -> _Slot:
+    """A slot for `key` of the map at `found`; a value inherited through `<<` is shared."""
+    child, via_merge = _step(found.node, key)
+    shared = found.shared or via_merge or parsed.refs.get(id(child), 0) > 1
+    return _Slot(child, f"{found.path}.{key}", value, shared)
+
+
 def _image_slots(parsed: _Parsed, found: _Found, ref: ImageRef, origin: str) -> list[_Slot]:
     from ruamel.yaml.nodes import MappingNode, ScalarNode
 
     if isinstance(found.node, ScalarNode):
-        return [_Slot(found.node, found.path, str(ref))]
+        return [_Slot(found.node, found.path, str(ref), found.shared)]
     if not isinstance(found.node, MappingNode):
         raise YamlEditError(
             f"{origin}: {found.path!r} is a list, not an image",
@@ -335,29 +340,24 @@ def _image_slots(parsed: _Parsed, found: _Found, ref: ImageRef, origin: str) -> 
             f"{origin}: {found.path!r} is a map without name/repository and tag scalars",
             "add `tag:` to the map (imagebot changes values, it never adds keys)",
         )
-    slots = [
-        _Slot(_scalar_child(found, name_key), f"{found.path}.{name_key}", ref.name),
-    ]
+    slots = [_slot(parsed, found, name_key, ref.name)]
     if digest is not None:
         if ref.digest is None:
             raise YamlEditError(
                 f"{origin}: {found.path}.digest needs a digest, {ref} has none",
                 "promote a digest-pinned reference (name:tag@sha256:...)",
             )
-        slots.append(_Slot(tag, f"{found.path}.tag", ref.tag or ""))
-        slots.append(_Slot(digest, f"{found.path}.digest", ref.digest))
+        slots.append(_slot(parsed, found, "tag", ref.tag or ""))
+        slots.append(_slot(parsed, found, "digest", ref.digest))
     else:
         tag_value = (ref.tag or "") + (f"@{ref.digest}" if ref.digest else "")
-        slots.append(_Slot(tag, f"{found.path}.tag", tag_value))
-    for slot in slots:
-        if parsed.refs.get(id(slot.node), 0) > 1:
-            _raise_shared(origin, slot.path)
+        slots.append(_slot(parsed, found, "tag", tag_value))
     return slots
 
 
 def _raise_shared(origin: str, path: str) -> None:
     raise YamlEditError(
-        f"{origin}: {path!r} is an anchor/alias that other places share",
+        f"{origin}: {path!r} goes through an anchor/alias that other places share",
         "editing it would change those places too; give this entry its own value",
     )
 
@@ -451,9 +451,7 @@ def _marker_slots(parsed: _Parsed, policy: str, ref: ImageRef, origin: str) -> l
             continue  # a marker inside a block scalar or on a line without a value
         value = _policy_value(ref, marker, origin)
         where = f"line {marker.line + 1} ($imagepolicy {policy}{':' + marker.field if marker.field else ''})"
-        if parsed.refs.get(id(node), 0) > 1:
-            _raise_shared(origin, where)
-        slots.append(_Slot(node, where, value))
+        slots.append(_Slot(node, where, value, parsed.refs.get(id(node), 0) > 1))
     return slots
 
 
@@ -523,6 +521,8 @@ def _splice(parsed: _Parsed, original: str, slots: Sequence[_Slot], origin: str)
         node = slot.node
         if node.value == slot.value:
             continue
+        if slot.shared:
+            _raise_shared(origin, slot.path)
         if node.style in ("|", ">"):
             raise YamlEditError(
                 f"{origin}: {slot.path} is a block scalar",
@@ -643,7 +643,7 @@ def set_scalars(text: str, values: Mapping[str, str], origin: str = "<yaml>") ->
         found = _locate(parsed, path, origin)
         if not isinstance(found.node, ScalarNode):
             raise YamlEditError(f"{origin}: {path!r} is not a scalar", "point at a value")
-        slots.append(_Slot(found.node, path, value))
+        slots.append(_Slot(found.node, path, value, found.shared))
     return _splice(parsed, text, slots, origin)
 
 

@@ -222,3 +222,26 @@ def test_cli_keeps_the_file_mode_and_writes_through_symlinks(tmp_path: Path) -> 
     assert link.is_symlink()
     assert real.read_text() == "image: r/x:2\n"
     assert real.stat().st_mode & 0o777 == 0o640
+
+
+MERGED = """\
+base: &base
+  name: r/x
+  tag: a
+one:
+  image:
+    <<: *base
+    tag: b
+"""
+
+
+def test_own_key_next_to_a_merge_is_editable_but_inherited_keys_are_not() -> None:
+    result = yamledit.set_image(MERGED, "one.image", ImageRef.parse("r/x:c"))
+    assert result.text == MERGED.replace("tag: b", "tag: c")
+    with pytest.raises(YamlEditError, match=r"one\.image\.name' goes through an anchor"):
+        yamledit.set_image(MERGED, "one.image", ImageRef.parse("r/y:c"))
+
+
+def test_same_value_through_a_shared_alias_is_a_no_op() -> None:
+    text = "lab: &lab r/x:1\nsingleuser:\n  image: *lab\n"
+    assert not yamledit.set_image(text, "singleuser.image", ImageRef.parse("r/x:1")).changed
