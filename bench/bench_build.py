@@ -11,8 +11,8 @@ real default sets plus one small last set, `bench`, holding one package. Steps:
          removed), with `--cache-from` the registry only                     target <= 35% of cold
 
 Usage: scripts/stack up && eval "$(scripts/stack env)" && python3 bench/bench_build.py
-It prunes the engine's build cache (`docker builder prune -af`) and removes the images under
-127.0.0.1:5555/ that share layers with the bench image; the local base image stays.
+It prunes the engine's build cache (`docker builder prune -af`) and removes the images that
+share layers with the bench image (see empty_engine); the local base image stays.
 Results: printed as a table and written to bench/results/bench_build.json.
 """
 
@@ -96,11 +96,20 @@ def relock(work: Path, env: dict[str, str]) -> None:
     sh([sys.executable, "-m", "imagebot", "--profile", "local", "render"], cwd=work, env=env)
 
 
-def empty_engine(docker: str, env: dict[str, str]) -> None:
-    """Drop the build cache and every registry-named image (the base image stays)."""
+def empty_engine(docker: str, env: dict[str, str], namespace: str, image: str) -> None:
+    """Drop the build cache and every image sharing layers with the bench image.
+
+    Those are the bench namespace's images and other builds of the same image (e.g.
+    127.0.0.1:5555/jupyter/jupyterlab); the local base image stays, as it would on a CI agent
+    that starts from the production base.
+    """
     sh([docker, "builder", "prune", "-af"], cwd=REPO, env=env)
     listing = sh([docker, "images", "--format", "{{.Repository}}:{{.Tag}}"], cwd=REPO, env=env)
-    refs = [r for r in listing.split() if r.startswith("127.0.0.1:5555/")]
+    refs = [
+        r
+        for r in listing.split()
+        if r.startswith(f"{namespace}/") or r.rsplit(":", 1)[0].endswith(f"/{image}")
+    ]
     if refs:
         subprocess.run([docker, "rmi", "-f", *refs], capture_output=True, check=False, env=env)
 
@@ -123,7 +132,7 @@ def main() -> None:
         prepare(work, namespace, args.image, args.package, before)
         relock(work, env)
 
-        empty_engine(docker, env)
+        empty_engine(docker, env, namespace, args.image)
         cold, _ = timed([*build, args.image], cwd=work, env=env)
         figures.append(Figure("cold build (empty build cache)", cold))
         push, _ = timed(
@@ -149,7 +158,7 @@ def main() -> None:
             )
         )
 
-        empty_engine(docker, env)
+        empty_engine(docker, env, namespace, args.image)
         remote, _ = timed([*build, args.image], cwd=work, env=env)
         figures.append(
             Figure(
