@@ -19,6 +19,7 @@ same-length mask of the template spans; edits never touch a masked span.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -151,15 +152,18 @@ def mask_templates(text: str) -> tuple[str, tuple[tuple[int, int], ...]]:
 class _Parsed:
     text: str  # what was parsed: the original, or its template mask
     masked: tuple[tuple[int, int], ...]
-    docs: list[Any]  # root nodes, one per document
+    docs: tuple[Any, ...]  # root nodes, one per document
     refs: dict[int, int]  # id(node) -> how many places refer to it
 
 
-def _compose(text: str) -> list[Any]:
+@functools.lru_cache(maxsize=16)
+def _compose(text: str) -> tuple[Any, ...]:
+    """The node graphs of every document. Cached: a promotion reads, edits and verifies the
+    same texts several times, and nothing here mutates nodes."""
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="rt", pure=True)
-    return [doc for doc in yaml.compose_all(text) if doc is not None]
+    return tuple(doc for doc in yaml.compose_all(text) if doc is not None)
 
 
 def _yaml_problem(exc: Exception) -> str:
