@@ -101,7 +101,7 @@ def google_credentials(token_env: str, env: Mapping[str, str]) -> Credentials | 
         import google.auth.transport.requests  # type: ignore[import-not-found, unused-ignore]
 
         creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-        creds.refresh(google.auth.transport.requests.Request())
+        creds.refresh(google.auth.transport.requests.Request())  # type: ignore[no-untyped-call, unused-ignore]
         if creds.token:
             return Credentials(GOOGLE_USERNAME, str(creds.token), "application default credentials")
     except Exception:  # not installed, or no ADC configured: try gcloud next
@@ -431,6 +431,7 @@ class Registry:
     def _send(
         self, method: str, url: str, headers: Mapping[str, str]
     ) -> tuple[int, Mapping[str, str], bytes]:
+        import http.client
         import urllib.error
         import urllib.request
 
@@ -440,7 +441,7 @@ class Registry:
                 return response.status, _lower(response.headers), response.read()
         except urllib.error.HTTPError as exc:
             return exc.code, _lower(exc.headers), exc.read() if method != "HEAD" else b""
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             message = f"cannot reach {self.base_url}: {reason}"
             if self.credentials:
