@@ -146,3 +146,105 @@ def run_imagebot(
         timeout=timeout,
         check=False,
     )
+
+
+class SmartHttpGit:
+    """A real smart-HTTP git server (git http-backend as CGI) on loopback that demands a token.
+
+    Requests without `Authorization: Basic base64(user:token)` get 401, like GitHub or Azure
+    Repos. `url` is the repository's http:// URL; `requests` records every Authorization header
+    seen, to prove where the token went.
+    """
+
+    def __init__(self, root: Path, user: str, token: str) -> None:
+        import base64
+        import http.server
+        import threading
+
+        self.root = root
+        self.expected = "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
+        self.auth_headers: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer._handle(self)
+
+            def do_POST(self) -> None:
+                outer._handle(self)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/{name}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handle(self, request: object) -> None:
+        from http.server import BaseHTTPRequestHandler
+
+        assert isinstance(request, BaseHTTPRequestHandler)
+        auth = request.headers.get("Authorization", "")
+        self.auth_headers.append(auth)
+        if auth != self.expected:
+            request.send_response(401)
+            request.send_header("WWW-Authenticate", 'Basic realm="git"')
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+            return
+        path, _, query = request.path.partition("?")
+        length = int(request.headers.get("Content-Length") or 0)
+        body = request.rfile.read(length) if length else _read_chunked(request)
+        env = {
+            "PATH": os.environ["PATH"],
+            "GIT_PROJECT_ROOT": str(self.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "REMOTE_USER": "deploy",
+            "REQUEST_METHOD": request.command,
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": request.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "HTTP_CONTENT_ENCODING": request.headers.get("Content-Encoding", ""),
+            "GIT_PROTOCOL": request.headers.get("Git-Protocol", ""),
+        }
+        proc = subprocess.run(
+            ["git", "http-backend"], input=body, env=env, capture_output=True, check=False
+        )
+        head, _, payload = proc.stdout.partition(b"\r\n\r\n")
+        status = 200
+        headers = []
+        for line in head.decode().split("\r\n"):
+            name, _, value = line.partition(": ")
+            if name.lower() == "status":
+                status = int(value.split()[0])
+            elif name:
+                headers.append((name, value))
+        request.send_response(status)
+        for name, value in headers:
+            request.send_header(name, value)
+        request.send_header("Content-Length", str(len(payload)))
+        request.end_headers()
+        request.wfile.write(payload)
+
+
+def _read_chunked(request: object) -> bytes:
+    rfile = request.rfile  # type: ignore[attr-defined]
+    headers = request.headers  # type: ignore[attr-defined]
+    if headers.get("Transfer-Encoding", "").lower() != "chunked":
+        return b""
+    data = b""
+    while True:
+        size = int(rfile.readline().strip(), 16)
+        if size == 0:
+            rfile.readline()
+            return data
+        data += rfile.read(size)
+        rfile.readline()

@@ -10,6 +10,7 @@ import difflib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from imagebot.tags import ImageRef
 from .gitops_fixtures import (
     PROD_FILE,
     STAGING_FILE,
+    SmartHttpGit,
     git,
     make_remote,
     push_change,
@@ -404,3 +406,58 @@ def test_status_with_unreachable_registry_is_unknown_not_an_error(config_path: P
     assert proc.returncode == 0, proc.stderr
     assert "warning:" in proc.stderr
     assert '"exists": null' in proc.stdout
+
+
+@pytest.fixture
+def http_remote(tmp_path: Path) -> Iterator[tuple[SmartHttpGit, Path]]:
+    bare = make_remote(tmp_path)
+    server = SmartHttpGit(tmp_path, "x-access-token", "tok-RIGHT")
+    yield server, bare
+    server.close()
+
+
+def test_token_from_the_environment_authenticates_over_http(
+    tmp_path: Path, http_remote: tuple[SmartHttpGit, Path]
+) -> None:
+    server, bare = http_remote
+    config = seed_config(tmp_path, Path("unused"))
+    config.write_text(
+        config.read_text().replace('repo = "unused"', f'repo = "{server.url(bare.name)}"')
+    )
+
+    proc = run_imagebot(
+        config,
+        "promote",
+        "staging",
+        f"jupyterhub={HUB}:9f9f",
+        "--no-package-diff",
+        env={"IMAGEBOT_GIT_TOKEN": "tok-RIGHT"},
+    )
+
+    assert proc.returncode == 0, proc.stderr
+    assert 'tag: "9f9f"' in remote_file(bare, STAGING_FILE)
+    assert server.expected in server.auth_headers
+    assert "tok-RIGHT" not in proc.stdout + proc.stderr
+
+
+def test_wrong_token_is_an_authentication_error(
+    tmp_path: Path, http_remote: tuple[SmartHttpGit, Path]
+) -> None:
+    server, bare = http_remote
+    config = seed_config(tmp_path, Path("unused"))
+    config.write_text(
+        config.read_text().replace('repo = "unused"', f'repo = "{server.url(bare.name)}"')
+    )
+    head = remote_head(bare)
+
+    wrong = run_imagebot(
+        config, "promote", "staging", f"jupyterhub={HUB}:1", env={"IMAGEBOT_GIT_TOKEN": "tok-WRONG"}
+    )
+    missing = run_imagebot(config, "promote", "staging", f"jupyterhub={HUB}:1")
+
+    for proc in (wrong, missing):
+        assert proc.returncode == 12, proc.stderr
+        assert "authentication failed" in proc.stderr
+        assert "IMAGEBOT_GIT_TOKEN" in proc.stderr  # the hint says what to set
+        assert "tok-WRONG" not in proc.stdout + proc.stderr
+    assert remote_head(bare) == head
