@@ -19,7 +19,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -510,13 +510,12 @@ def _apply(
 ) -> PromoteResult:
     source_revision = gitops.source_revision(config.root, env)
     result = PromoteResult(
-        environment.name,
-        environment.file,
-        branch or environment.branch,
-        (),
-        "",
-        "",
-        None,
+        environment=environment.name,
+        file=environment.file,
+        branch=branch or environment.branch,
+        changes=(),
+        diff="",
+        message="",
         dry_run=dry_run,
     )
     if dry_run:
@@ -527,7 +526,7 @@ def _apply(
         diffs = _package_diffs(changes, seams, config, env)
         message = commit_message(verb, environment.name, changes, diffs, source_revision)
         diff = unified_diff(text, new_text, environment.file)
-        return _replace(result, changes=changes, diff=diff, message=message)
+        return replace(result, changes=changes, diff=diff, message=message)
     state, message = _commit_and_push(
         config,
         env,
@@ -540,8 +539,8 @@ def _apply(
         seams=seams,
     )
     if not state.changes:
-        return _replace(result, attempts=state.number)
-    return _replace(
+        return replace(result, attempts=state.number)
+    return replace(
         result,
         changes=state.changes,
         diff=unified_diff(state.text, state.new_text, environment.file),
@@ -550,12 +549,6 @@ def _apply(
         pushed=True,
         attempts=state.number,
     )
-
-
-def _replace(result: PromoteResult, **fields: Any) -> PromoteResult:
-    from dataclasses import replace
-
-    return replace(result, **fields)
 
 
 def current_refs(
