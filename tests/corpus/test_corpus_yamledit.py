@@ -290,3 +290,66 @@ def scalar_paths(text: str) -> Iterator[tuple[str, str]]:
 
     for doc in YAML().compose_all(yamledit.mask_templates(text)[0]):
         yield from walk(doc, [])
+
+
+LEAP = "z2jh-values/2i2c-org__infrastructure__config__clusters__leap__daskhub-common.values.yaml"
+LEAP_PANGEO = (
+    "basehub.jupyterhub.singleuser.profileList.{}.profile_options.image.choices.pangeo"
+    ".kubespawner_override.image"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "error"),
+    [
+        # profile 2 aliases profile 0's image choices: editing one would edit both.
+        (LEAP, LEAP_PANGEO.format(2), "anchor/alias that other places share"),
+        (LEAP, LEAP_PANGEO.format(0), "anchor/alias that other places share"),
+        # hub.image has deliberately no tag: imagebot never adds keys.
+        (
+            "z2jh-values/PurdueAF__purdue-af__apps__jupyterhub__jupyterhub__values.yaml",
+            "hub.image",
+            "without name/repository and tag",
+        ),
+        # A patch with no image at all, and a HelmRelease without singleuser.image.
+        (
+            "flux-helmrelease/ska-telescope__ska-uksrc-cluster-gitops__apps__jupyterhub__overlays"
+            "__ral__jupyterhub-values.yaml",
+            "spec.values.singleuser.image",
+            "not found",
+        ),
+        (
+            "flux-helmrelease/jhart99__home-ops__kubernetes__apps__jupyterhub__jupyterhub__app"
+            "__helmrelease@17efa954.yaml",
+            "spec.values.singleuser.image",
+            "not found",
+        ),
+    ],
+)
+def test_corpus_refusals_leave_the_file_alone(name: str, target: str, error: str) -> None:
+    from imagebot.errors import YamlEditError
+
+    text = read(CORPUS / name)
+    with pytest.raises(YamlEditError, match=error):
+        yamledit.set_image(text, target, ImageRef.parse("registry.example.org/x:new"), name)
+
+
+def test_quoted_date_tag_stays_quoted() -> None:
+    name = "flux-helmrelease/ska-telescope__ska-uksrc-cluster-gitops__apps__jupyterhub__base__helmrelease.yaml"
+    text = read(CORPUS / name)
+    assert '"2024-08-05"' in text
+    target = next(t for t in image_targets(text) if "2024-08-05" in str(_ref_or_none(text, t)))
+    ref = yamledit.read_image(text, target)
+
+    result = yamledit.set_image(text, target, ref.with_tag("2025-01-07"), name)
+
+    assert result.text == text.replace('"2024-08-05"', '"2025-01-07"', 1)
+
+
+def _ref_or_none(text: str, target: str) -> ImageRef | None:
+    from imagebot.errors import ImagebotError
+
+    try:
+        return yamledit.read_image(text, target)
+    except ImagebotError:
+        return None
