@@ -399,6 +399,8 @@ def _parse_ref(text: str, origin: str, where: str) -> ImageRef:
 
 _MARKER = re.compile(r'#\s*\{\s*"\$imagepolicy"\s*:\s*"([^"]*)"\s*\}')
 POLICY_FIELDS = ("tag", "name", "digest")
+# The line breaks YAML (and ruamel's marks) count; str.splitlines() knows more (\f, \v, ...).
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -412,7 +414,7 @@ class PolicyMarker:
 def find_policy_markers(text: str) -> list[PolicyMarker]:
     """Every `# {"$imagepolicy": "ns:name[:field]"}` comment, in file order."""
     markers = []
-    for number, line in enumerate(text.splitlines()):
+    for number, line in enumerate(_LINE_BREAK.split(text)):
         for match in _MARKER.finditer(line):
             parts = match.group(1).split(":")
             if len(parts) == 2 or (len(parts) == 3 and parts[2] in POLICY_FIELDS):
