@@ -584,8 +584,9 @@ def status(
             if row.exists is None and registry is not None:
                 registry, registry_error = None, row.note  # unreachable: stop asking
         if registry_error:
-            warnings.append(f"registry unavailable: {registry_error}")
-        warnings += [f"{row.image}: {row.note}" for row in rows if row.exists is None]
+            warnings.append(f"registry unavailable: {registry_error}; existence unknown")
+        else:
+            warnings += [f"{row.image}: {row.note}" for row in rows if row.exists is None]
         statuses.append(EnvironmentStatus(name, environment.file, tuple(rows), tuple(warnings)))
     return statuses
 
