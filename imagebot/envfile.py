@@ -24,7 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from imagebot.errors import EnvFileError, Problem
-from imagebot.index import Manifest, Target, normalize, parse_platform, same_version
+from imagebot.index import Manifest, Target, parse_platform, same_version
+from imagebot.requirements import normalize
 
 SCRIPT_LOCK_MARKER = "IMAGEBOT_LOCK"
 _HASH_OPTION = re.compile(r"\s--hash[=\s]+(\S+)")

@@ -4,8 +4,9 @@ Only what is vetted can be installed inside a pod, so the index holds exactly:
   - every Python package of every requirement set (the image's allowlist), at its pinned version,
   - every package of the optional `requirements/index-only.toml` (vetted for self-install, not
     baked into the image),
-  - and the dependency closure of each of those roots, resolved by uv for the image's Python
-    and platform.
+  - the dependency closure of each of those roots, resolved by uv for the image's Python
+    and platform,
+  - and every version the image's layer locks (`requirements/<set>.lock`) install.
 
 Layout of OUT (any static host can serve it; production uses a bucket):
 
@@ -15,9 +16,9 @@ Layout of OUT (any static host can serve it; production uses a bucket):
     OUT/simple/<project>/index.json
     OUT/files/<wheel>                the distributions, verified against PyPI's sha256
 
-The module is layered: pure functions (tags, wheel selection, pages, manifest, planning) at the
-top; adapters (PyPI over HTTP, uv, the file system) below; `build_index` orchestrates and
-returns a `BuildResult`. Only the standard library is imported at module level: `packaging`,
+The module is layered: pure functions (tags, wheel selection, pages, manifest, closures) at the
+top; adapters (PyPI's PEP 691 API over HTTP, uv, the file system, the HTTP server) below;
+`build_index` orchestrates and returns a `BuildResult`. Only the standard library is imported at module level: `packaging`,
 `rich`, `tenacity` and `uv` are imported where they are used.
 """
 
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from imagebot.errors import PackageIndexError, Problem, RequirementsError
+from imagebot.requirements import normalize
 
 MANIFEST_NAME = "imagebot-index.json"
 MANIFEST_FORMAT = 1
@@ -51,18 +53,12 @@ FILES_DIR = "files"
 INDEX_ONLY_SET = "index-only"
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 PYPI_SIMPLE_URL = "https://pypi.org/simple"
-_PEP503 = re.compile(r"[-_.]+")
 _PLATFORM = re.compile(r"^(?P<arch>[a-z0-9_]+)-manylinux_(?P<major>\d+)_(?P<minor>\d+)$")
 _PIN_LINE = re.compile(
     r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)"
 )
 # The legacy manylinux names pip and PyPI still use, by the glibc they stand for.
 _LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
-
-
-def normalize(name: str) -> str:
-    """PEP 503 normalised project name."""
-    return _PEP503.sub("-", name).lower()
 
 
 # --- model ------------------------------------------------------------------------------------
