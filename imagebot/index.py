@@ -611,7 +611,8 @@ class _Transient(Exception):
     """A fault worth retrying: 5xx, 429, connection reset, timeout."""
 
 
-def _retrying(func: Callable[[], Any]) -> Any:
+def _retrying(func: Callable[[], Any], backoff: float = 0.5) -> Any:
+    """Call func; retry transient faults 3 times with exponential backoff (0.5 s, 1 s, 2 s)."""
     from tenacity import (
         retry,
         retry_if_exception_type,
@@ -622,7 +623,7 @@ def _retrying(func: Callable[[], Any]) -> Any:
     wrapped = retry(
         retry=retry_if_exception_type(_Transient),
         stop=stop_after_attempt(4),
-        wait=wait_exponential(multiplier=0.5, max=8),
+        wait=wait_exponential(multiplier=backoff, max=8),
         reraise=True,
     )(func)
     return wrapped()
@@ -651,8 +652,9 @@ class PyPI:
     yanked for every file. One request per project, however many versions the index needs.
     """
 
-    def __init__(self, simple_url: str = PYPI_SIMPLE_URL) -> None:
+    def __init__(self, simple_url: str = PYPI_SIMPLE_URL, backoff: float = 0.5) -> None:
         self.simple_url = simple_url.rstrip("/")
+        self.backoff = backoff
         self._lock = threading.Lock()
         self._project_locks: dict[str, threading.Lock] = {}
         self._projects: dict[str, Mapping[str, Any]] = {}
@@ -683,7 +685,9 @@ class PyPI:
     def _fetch_project(self, name: str, key: str) -> Mapping[str, Any]:
         url = f"{self.simple_url}/{key}/"
         try:
-            raw: Mapping[str, Any] = _retrying(lambda: _read_json(url, JSON_CONTENT_TYPE))
+            raw: Mapping[str, Any] = _retrying(
+                lambda: _read_json(url, JSON_CONTENT_TYPE), self.backoff
+            )
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 raise PackageIndexError(
@@ -695,8 +699,8 @@ class PyPI:
             ) from None
         except _Transient as exc:
             raise PackageIndexError(
-                f"{name}: PyPI is unreachable ({exc})",
-                "check the network and retry; OUT was not changed",
+                f"{name}: the package index {self.simple_url} is unreachable ({exc})",
+                "check the network (or IMAGEBOT_UPSTREAM_INDEX) and retry; OUT was not changed",
             ) from None
         return raw
 
@@ -719,7 +723,7 @@ class PyPI:
             os.replace(partial, dest)
 
         try:
-            _retrying(fetch)
+            _retrying(fetch, self.backoff)
         except (_Transient, urllib.error.HTTPError) as exc:
             raise PackageIndexError(
                 f"{dist.filename}: download failed ({exc})", "check the network and retry"

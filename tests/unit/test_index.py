@@ -619,7 +619,7 @@ def test_server_answers_html_and_negotiated_pep_691_json(tmp_path: Path) -> None
     out = tmp_path / "out"
     build(out, ROOTS, source, resolver)
     server = make_server(out, "127.0.0.1", 0, quiet=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
