@@ -51,8 +51,12 @@ def remote_url(repo: str, root: Path) -> str:
 
 
 def credential_env(env: Mapping[str, str]) -> dict[str, str]:
-    """Child-process variables that give git the pipeline's credentials, and never prompt."""
-    extra: dict[str, str] = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+    """Child-process variables that give git the pipeline's credentials, and never prompt.
+
+    The header is appended after any `GIT_CONFIG_*` entries the caller's environment already
+    has; a caller's own GIT_ASKPASS or credential helper keeps working.
+    """
+    extra: dict[str, str] = {"GIT_TERMINAL_PROMPT": "0"}
     header = env.get(HEADER_ENV, "")
     token = env.get(TOKEN_ENV, "")
     if token and not header:
@@ -60,8 +64,14 @@ def credential_env(env: Mapping[str, str]) -> dict[str, str]:
         basic = base64.b64encode(f"{user}:{token}".encode()).decode()
         header = f"Authorization: Basic {basic}"
     if header:
+        count = env.get("GIT_CONFIG_COUNT") or os.environ.get("GIT_CONFIG_COUNT") or "0"
+        index = int(count) if count.isdigit() else 0
         extra.update(
-            GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader", GIT_CONFIG_VALUE_0=header
+            {
+                "GIT_CONFIG_COUNT": str(index + 1),
+                f"GIT_CONFIG_KEY_{index}": "http.extraHeader",
+                f"GIT_CONFIG_VALUE_{index}": header,
+            }
         )
     return extra
 

@@ -17,7 +17,7 @@ import pytest
 
 from imagebot import promote as promoting
 from imagebot.config import load_config
-from imagebot.errors import RegistryError, UsageError
+from imagebot.errors import GitOpsError, RegistryError, UsageError
 from imagebot.tags import ImageRef
 
 from .gitops_fixtures import (
@@ -461,3 +461,22 @@ def test_wrong_token_is_an_authentication_error(
         assert "IMAGEBOT_GIT_TOKEN" in proc.stderr  # the hint says what to set
         assert "tok-WRONG" not in proc.stdout + proc.stderr
     assert remote_head(bare) == head
+
+
+def test_remote_vanishing_before_the_push_is_a_clear_error(
+    tmp_path: Path, config_path: Path, remote: Path
+) -> None:
+    moved = tmp_path / "moved.git"
+
+    def vanish(clone: Path, attempt: int) -> None:
+        remote.rename(moved)
+
+    with pytest.raises(GitOpsError, match="unreachable"):
+        promoting.promote(
+            load_config(config_path),
+            "staging",
+            {"jupyterhub": ImageRef.parse(f"{HUB}:9f9f")},
+            env={},
+            seams=promoting.Seams(before_push=vanish, package_diff=NO_DIFF.package_diff),
+        )
+    assert len(remote_log(moved)) == 1  # nothing landed

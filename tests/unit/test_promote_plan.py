@@ -240,3 +240,10 @@ def test_git_failures_are_classified(stderr: str, expected: str) -> None:
     error = gitops._classify(stderr, "push", "http://u:pw@127.0.0.1:9/r.git")
     assert expected in error.message
     assert "pw" not in error.message and error.exit_code == 12
+
+
+def test_credentials_are_appended_after_the_callers_git_config_env() -> None:
+    env = gitops.credential_env({"IMAGEBOT_GIT_TOKEN": "tok", "GIT_CONFIG_COUNT": "2"})
+    assert env["GIT_CONFIG_COUNT"] == "3"
+    assert env["GIT_CONFIG_KEY_2"] == "http.extraHeader"
+    assert "GIT_ASKPASS" not in env
