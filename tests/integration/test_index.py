@@ -70,6 +70,11 @@ SERVE = textwrap.dedent(
 )
 
 
+def clean_env() -> dict[str, str]:
+    """The caller's environment without IMAGEBOT_* (a profile or config would leak in)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("IMAGEBOT_")}
+
+
 def imagebot(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "imagebot", "-c", str(project / "imagebot.toml"), *args],
@@ -77,6 +82,7 @@ def imagebot(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         check=False,
         timeout=300,
+        env=clean_env(),
     )
 
 
@@ -94,17 +100,12 @@ def in_container(
 
 
 @pytest.fixture(scope="module")
-def base_image() -> str:
+def base_image(stack: object) -> str:
+    """The local base image, which the session's `stack` fixture (scripts/stack up) builds."""
     probe = subprocess.run(
         [DOCKER, "image", "inspect", BASE_IMAGE], capture_output=True, check=False
     )
-    if probe.returncode != 0 and (REPO / "scripts" / "stack").exists():
-        subprocess.run([str(REPO / "scripts" / "stack"), "up"], check=False, timeout=900)
-        probe = subprocess.run(
-            [DOCKER, "image", "inspect", BASE_IMAGE], capture_output=True, check=False
-        )
-    if probe.returncode != 0:
-        pytest.skip(f"{BASE_IMAGE} is not available (scripts/stack up builds it)")
+    assert probe.returncode == 0, f"{BASE_IMAGE} is missing after scripts/stack up"
     return BASE_IMAGE
 
 
@@ -254,6 +255,7 @@ def served(index: Path) -> Iterator[str]:
         [sys.executable, "-m", "imagebot", "index", "serve", str(index), "--port", str(port), "-q"],
         stderr=subprocess.PIPE,
         text=True,
+        env=clean_env(),
     )
     url = f"http://127.0.0.1:{port}/simple"
     try:
