@@ -247,3 +247,29 @@ def test_credentials_are_appended_after_the_callers_git_config_env() -> None:
     assert env["GIT_CONFIG_COUNT"] == "3"
     assert env["GIT_CONFIG_KEY_2"] == "http.extraHeader"
     assert "GIT_ASKPASS" not in env
+
+
+def test_policy_targets_set_every_marked_field() -> None:
+    text = (
+        "image:\n"
+        '  repository: r.example.org/lab # {"$imagepolicy": "flux-system:lab:name"}\n'
+        '  tag: "1.0" # {"$imagepolicy": "flux-system:lab:tag"}\n'
+    )
+    environment = EnvironmentConfig(
+        name="dev",
+        repo="r.git",
+        branch="main",
+        file="hr.yaml",
+        targets={"jupyterlab": ("policy:flux-system:lab",)},
+    )
+    new = ImageRef.parse("r.example.org/lab:1.10")
+
+    result, changes = promoting.plan_edit(text, environment, {"jupyterlab": new}, "hr.yaml")
+
+    assert result == text.replace('"1.0"', '"1.10"')
+    assert changes == (
+        ImageChange(
+            "jupyterlab", "policy:flux-system:lab", ImageRef.parse("r.example.org/lab:1.0"), new
+        ),
+    )
+    assert promoting.read_refs(result, environment, "hr.yaml") == {"jupyterlab": new}
