@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from imagebot.errors import EnvFileError, Problem
+from imagebot.errors import EnvFileError, Problem, UsageError
 from imagebot.index import Manifest, Target, parse_platform, same_version
 from imagebot.requirements import normalize
 
@@ -283,12 +283,11 @@ def render_script(
 
 
 def _bash_default(value: str) -> str:
-    """A value safe inside "${VAR:-...}": no quotes, $, backslashes or braces."""
+    """A value safe inside "${VAR:-...}": no quotes, $, backslashes, braces or spaces."""
     if re.search(r"[\"'`$\\{}\s]", value):
-        raise EnvFileError(
-            [Problem("imagebot.toml", 0, f"index url {value!r} has shell metacharacters", "")],
-            "index url",
-            "use a plain URL",
+        raise UsageError(
+            f"index url {value!r} contains shell metacharacters",
+            "use a plain URL (--index-url or [index] url in imagebot.toml)",
         )
     return value
 

@@ -353,3 +353,10 @@ def test_unfrozen_and_vcs_requirements_are_reported_line_by_line() -> None:
         "'git+https://github.com/shaneknapp/python-popularity-contest.git@add-error-handling' "
         "installs from a URL or path, not from the vetted index"
     ]
+
+
+def test_an_index_url_with_shell_metacharacters_is_refused() -> None:
+    from imagebot.errors import UsageError
+
+    with pytest.raises(UsageError, match="shell metacharacters"):
+        render_script("env.txt", LOCK, "http://x/simple}; rm -rf ~")
