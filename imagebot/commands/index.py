@@ -44,7 +44,6 @@ def build(
     from imagebot.index import (
         PYPI_SIMPLE_URL,
         BuildOptions,
-        NoProgress,
         PlainProgress,
         PyPI,
         RichProgress,
@@ -70,7 +69,7 @@ def build(
             target,
             PyPI(upstream),
             UvResolver(index_url=upstream),
-            progress if not as_json or console.stderr_is_tty() else NoProgress(),
+            progress,
             BuildOptions(jobs=jobs, refresh=refresh, echo=console.info),
             locks,
         )
