@@ -5,7 +5,8 @@
 1. cold build: an empty OUT, every vetted package resolved and downloaded in parallel; every
    file must be fetched exactly once (counted per file name);
 2. no-op rebuild: nothing resolved, nothing fetched;
-3. add one package to index-only.toml (default `tabulate==0.9.0`) and rebuild: only that
+3. add one package to index-only.toml (default `python-slugify==9.2.0`, which brings one
+   new dependency) and rebuild: only that
    package's closure is resolved, and only its new files are downloaded;
 4. baseline: the same files fetched by plain threads, the network's floor for step 1.
 
@@ -87,7 +88,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=REPO / "imagebot.toml")
     parser.add_argument("--jobs", type=int, default=8)
-    parser.add_argument("--add", default="tabulate==0.9.0", help="package to add in step 3")
+    parser.add_argument("--add", default="python-slugify==9.2.0", help="package to add in step 3")
     args = parser.parse_args()
     name, version = args.add.split("==", 1)
 
@@ -103,8 +104,8 @@ def main() -> int:
         ]
         index_only = requirements / "index-only.toml"
         text = index_only.read_text() if index_only.exists() else "[python]\n"
-        entry = f'{name} = {{ version = "{version}", reason = "bench", requested_by = "@bench" }}\n'
-        index_only.write_text(text.rstrip("\n") + "\n" + entry)
+        entry = f'{name} = {{ version = "{version}", reason = "bench", requested_by = "@bench" }}'
+        index_only.write_text(with_entry(text, entry))
         rows.append(run(f"add {args.add}", out, requirements, args.config, args.jobs))
         manifest = json.loads((out / "imagebot-index.json").read_text())
         urls = [p["file"]["url"] for p in manifest["packages"]]
@@ -128,6 +129,14 @@ def main() -> int:
         f"no metadata, no resolution): {seconds:.1f}s, {size / 1e6 / seconds:.1f} MB/s"
     )
     return 1 if any(row["files_fetched_twice"] for row in rows) else 0
+
+
+def with_entry(text: str, entry: str) -> str:
+    """index-only.toml with one more [python] entry, kept in sorted order (imagebot check)."""
+    lines = text.rstrip("\n").splitlines()
+    first = next((i for i, line in enumerate(lines) if " = {" in line), len(lines))
+    entries = sorted([*lines[first:], entry], key=lambda line: line.split(" ", 1)[0].lower())
+    return "\n".join([*lines[:first], *entries]) + "\n"
 
 
 def plain_parallel_fetch(urls: list[str], jobs: int) -> tuple[float, int]:
