@@ -29,18 +29,16 @@ from pathlib import Path
 
 from imagebot.config import load_config
 from imagebot.index import (
-    PYPI_SIMPLE_URL,
     BuildOptions,
     BuildResult,
-    DistFile,
     NoProgress,
-    PyPI,
     UvResolver,
     build_index,
-    image_target,
     load_locks,
     load_roots,
 )
+from imagebot.index_pages import DistFile, image_target
+from imagebot.pypi import PYPI_SIMPLE_URL, PyPI
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from imagebot.errors import EnvFileError, Problem, UsageError
-from imagebot.index import Manifest, Target, parse_platform, same_version
+from imagebot.index_pages import (
+    SIMPLE_DIR,
+    Manifest,
+    Target,
+    parse_compiled,
+    parse_platform,
+    same_version,
+)
 from imagebot.requirements import normalize
 
 SCRIPT_LOCK_MARKER = "IMAGEBOT_LOCK"
@@ -225,8 +232,6 @@ def check_env_file(
 
 def lock_problems(file: str, lock_text: str, manifest: Manifest) -> list[Problem]:
     """The resolved lock may only hold what the manifest vets, with the manifest's hashes."""
-    from imagebot.index import parse_compiled
-
     problems: list[Problem] = []
     for pin in parse_compiled(lock_text):
         vetted = manifest.versions(pin.name)
@@ -295,8 +300,6 @@ def _bash_default(value: str) -> str:
 def uv_index_url(location: str) -> str:
     """What uv resolves against: the index URL, or file://OUT/simple for a local build."""
     from pathlib import Path
-
-    from imagebot.index import SIMPLE_DIR
 
     if "://" in location:
         return location

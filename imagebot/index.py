@@ -1,4 +1,4 @@
-"""The vetted package index: a static PEP 503 / PEP 691 index built from the allowlist.
+"""The vetted package index: build it from the allowlist, and serve it.
 
 Only what is vetted can be installed inside a pod, so the index holds exactly:
   - every Python package of every requirement set (the image's allowlist), at its pinned version,
@@ -16,18 +16,18 @@ Layout of OUT (any static host can serve it; production uses a bucket):
     OUT/simple/<project>/index.json
     OUT/files/<wheel>                the distributions, verified against PyPI's sha256
 
-The module is layered: pure functions (tags, wheel selection, pages, manifest, closures) at the
-top; adapters (PyPI's PEP 691 API over HTTP, uv, the file system, the HTTP server) below;
-`build_index` orchestrates and returns a `BuildResult`. Only the standard library is imported at module level: `packaging`,
-`rich`, `tenacity` and `uv` are imported where they are used.
+Three modules share the work:
+  - `imagebot.index_pages` (pure): the model, wheel selection, pages, manifest, planning;
+  - `imagebot.pypi` (adapter): the upstream simple API and verified downloads, with retries;
+  - this module: `build_index` (resolve with uv, stage files, write pages, swap OUT in; returns
+    a `BuildResult`), progress on stderr, the allowlist and manifest loaders, and `make_server`.
+Only the standard library is imported at module level: `rich` and `uv` are imported where they
+are used.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import html
-import json
 import os
 import re
 import shutil
@@ -35,141 +35,56 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from imagebot.errors import PackageIndexError, Problem, RequirementsError
-from imagebot.requirements import normalize
-
-MANIFEST_NAME = "imagebot-index.json"
-MANIFEST_FORMAT = 1
-SIMPLE_DIR = "simple"
-FILES_DIR = "files"
-INDEX_ONLY_SET = "index-only"
-JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
-PYPI_SIMPLE_URL = "https://pypi.org/simple"
-_PLATFORM = re.compile(r"^(?P<arch>[a-z0-9_]+)-manylinux_(?P<major>\d+)_(?P<minor>\d+)$")
-_PIN_LINE = re.compile(
-    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)"
+from imagebot.errors import PackageIndexError, RequirementsError
+from imagebot.index_pages import (
+    FILES_DIR,
+    INDEX_ONLY_SET,
+    JSON_CONTENT_TYPE,
+    MANIFEST_NAME,
+    SIMPLE_DIR,
+    DistFile,
+    IndexedPackage,
+    Locked,
+    Manifest,
+    Pin,
+    Release,
+    Root,
+    Target,
+    collect_roots,
+    index_packages,
+    manifest_from_json,
+    manifest_to_json,
+    manifest_url,
+    parse_compiled,
+    parse_pylock,
+    pins_to_index,
+    previous_releases,
+    render_pages,
+    reusable_manifest,
+    select_file,
+    target_tags,
+    unresolved_roots,
 )
-# The legacy manylinux names pip and PyPI still use, by the glibc they stand for.
-_LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+
+# --- ports and results ------------------------------------------------------------------------
 
 
-# --- model ------------------------------------------------------------------------------------
+class PackageSource(Protocol):
+    """Where releases and files come from: PyPI in production, a fake in unit tests."""
+
+    def release(self, name: str, version: str) -> Release: ...
+
+    def download(self, dist: DistFile, dest: Path) -> None: ...
 
 
-@dataclass(frozen=True)
-class Target:
-    """The interpreter and platform the index serves: those of the rendered image."""
-
-    python: str  # "3.11"
-    platform: str  # uv --python-platform, e.g. "x86_64-manylinux_2_36"
-
-    def describe(self) -> str:
-        return f"Python {self.python} on {self.platform}"
-
-
-@dataclass(frozen=True)
-class Root:
-    """One vetted requirement: a set entry or an index-only entry."""
-
-    name: str
-    version: str
-    source: str  # the set it is vetted in ("index-only" for index-only.toml)
-    reason: str
-    requested_by: str
-    extras: tuple[str, ...] = ()
-
-    @property
-    def key(self) -> str:
-        return normalize(self.name)
-
-    @property
-    def pin(self) -> str:
-        extras = f"[{','.join(self.extras)}]" if self.extras else ""
-        return f"{self.key}{extras}=={self.version}"
-
-
-@dataclass(frozen=True, order=True)
-class Pin:
-    name: str  # normalised
-    version: str
-
-    def __str__(self) -> str:
-        return f"{self.name}=={self.version}"
-
-
-@dataclass(frozen=True)
-class DistFile:
-    filename: str
-    url: str  # where it was fetched from (PyPI's file URL)
-    sha256: str
-    size: int
-    requires_python: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "filename": self.filename,
-            "url": self.url,
-            "sha256": self.sha256,
-            "size": self.size,
-            "requires_python": self.requires_python,
-        }
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> DistFile:
-        return cls(
-            filename=str(raw["filename"]),
-            url=str(raw["url"]),
-            sha256=str(raw["sha256"]),
-            size=int(raw["size"]),
-            requires_python=raw.get("requires_python"),
-        )
-
-
-@dataclass(frozen=True)
-class Release:
-    """What PyPI says about one name==version."""
-
-    name: str  # as PyPI spells it
-    version: str
-    files: tuple[DistFile, ...]
-    yanked: bool = False
-    yanked_reason: str = ""
-
-
-@dataclass(frozen=True)
-class IndexedPackage:
-    """One name==version in the index, its chosen file and why it is there."""
-
-    name: str  # display name (PyPI's spelling)
-    version: str
-    file: DistFile
-    vetted_in: tuple[str, ...]  # sets where it is a root
-    dependency_of: tuple[str, ...]  # root pins whose closure needs it
-    locked_in: tuple[str, ...] = ()  # sets whose image lock installs it
-
-    @property
-    def pin(self) -> Pin:
-        return Pin(normalize(self.name), self.version)
-
-
-@dataclass(frozen=True)
-class Manifest:
-    target: Target
-    roots: tuple[Root, ...]
-    closures: Mapping[str, tuple[Pin, ...]]  # root pin -> resolved closure (root included)
-    packages: tuple[IndexedPackage, ...]  # sorted by (name, version)
-
-    def versions(self, name: str) -> dict[str, IndexedPackage]:
-        key = normalize(name)
-        return {p.version: p for p in self.packages if p.pin.name == key}
+class Resolver(Protocol):
+    def closure(self, root: Root, target: Target) -> list[Locked]: ...
 
 
 @dataclass(frozen=True)
@@ -188,623 +103,7 @@ class BuildResult:
     phases: Mapping[str, float] = field(default_factory=dict)  # seconds per stage
 
 
-# --- pure: platform tags and wheel selection --------------------------------------------------
-
-
-def parse_platform(platform: str) -> tuple[str, int, int]:
-    """'x86_64-manylinux_2_36' -> ('x86_64', 2, 36)."""
-    match = _PLATFORM.match(platform)
-    if not match:
-        raise PackageIndexError(
-            f"unsupported image platform {platform!r}",
-            "use <arch>-manylinux_<glibc major>_<minor>, e.g. x86_64-manylinux_2_36",
-        )
-    return match["arch"], int(match["major"]), int(match["minor"])
-
-
-def platform_tags(platform: str) -> list[str]:
-    """Wheel platform tags a glibc Linux of that version accepts, most specific first."""
-    arch, major, minor = parse_platform(platform)
-    tags: list[str] = []
-    for glibc_minor in range(minor, 4, -1):
-        tags.append(f"manylinux_{major}_{glibc_minor}_{arch}")
-        legacy = _LEGACY_MANYLINUX.get((major, glibc_minor))
-        if legacy:
-            tags.append(f"{legacy}_{arch}")
-    return tags
-
-
-def target_tags(target: Target) -> dict[str, int]:
-    """Every wheel tag the target interpreter accepts -> its priority (0 is best)."""
-    from packaging import tags
-
-    version = tuple(int(part) for part in target.python.split("."))
-    interpreter = f"cp{version[0]}{version[1]}"
-    platforms = platform_tags(target.platform)
-    ordered = [
-        *tags.cpython_tags(version, abis=[interpreter], platforms=platforms),
-        *tags.compatible_tags(version, interpreter, platforms),
-    ]
-    priorities: dict[str, int] = {}
-    for priority, tag in enumerate(ordered):
-        priorities.setdefault(str(tag), priority)
-    return priorities
-
-
-def _supports_python(requires_python: str | None, python: str) -> bool:
-    if not requires_python:
-        return True
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
-    try:
-        spec = SpecifierSet(requires_python)
-    except InvalidSpecifier:
-        return True  # PyPI has a few broken ones; the wheel tag already says enough
-    return spec.contains(f"{python}.0", prereleases=True)
-
-
-def wheel_priority(filename: str, priorities: Mapping[str, int]) -> int | None:
-    """Best priority among the wheel's tags, or None when the target cannot install it."""
-    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
-
-    try:
-        _, _, _, wheel_tags = parse_wheel_filename(filename)
-    except InvalidWheelFilename:
-        return None
-    found = [priorities[str(tag)] for tag in wheel_tags if str(tag) in priorities]
-    return min(found) if found else None
-
-
-def select_file(release: Release, target: Target, priorities: Mapping[str, int]) -> DistFile:
-    """The one wheel pip on the target would pick; raise naming the package when none fits."""
-    pin = f"{release.name}=={release.version}"
-    if release.yanked:
-        reason = f" ({release.yanked_reason})" if release.yanked_reason else ""
-        raise PackageIndexError(
-            f"{pin} is yanked on PyPI{reason}",
-            "vet a version that is not yanked (see the project's release history on PyPI)",
-        )
-    candidates: list[tuple[int, str, DistFile]] = []
-    for dist in release.files:
-        if not dist.filename.endswith(".whl"):
-            continue
-        priority = wheel_priority(dist.filename, priorities)
-        if priority is not None and _supports_python(dist.requires_python, target.python):
-            candidates.append((priority, dist.filename, dist))
-    if not candidates:
-        raise PackageIndexError(
-            f"{pin} has no wheel for {target.describe()} (PyPI has {describe_files(release)})",
-            "vet a version that ships a wheel for the image's platform; the index serves "
-            "wheels only, so pods never compile code",
-        )
-    return min(candidates)[2]
-
-
-def describe_files(release: Release) -> str:
-    """'an sdist and 13 wheels for other Pythons or platforms', for error messages."""
-    wheels = sum(1 for f in release.files if f.filename.endswith(".whl"))
-    others = len(release.files) - wheels
-    parts = []
-    if others:
-        parts.append("an sdist" if others == 1 else f"{others} sdists")
-    if wheels:
-        noun = "wheel" if wheels == 1 else "wheels"
-        parts.append(f"{wheels} {noun} for other Pythons or platforms")
-    return " and ".join(parts) or "no files"
-
-
-# --- pure: pages -------------------------------------------------------------------------------
-
-
-def file_href(dist: DistFile) -> str:
-    """Link from simple/<project>/ to files/<wheel>, with the hash pip verifies."""
-    return f"../../{FILES_DIR}/{dist.filename}#sha256={dist.sha256}"
-
-
-def render_project_html(name: str, files: Sequence[DistFile]) -> str:
-    lines = [
-        "<!DOCTYPE html>",
-        "<html>",
-        "<head>",
-        '<meta name="pypi:repository-version" content="1.1">',
-        f"<title>Links for {html.escape(name)}</title>",
-        "</head>",
-        "<body>",
-        f"<h1>Links for {html.escape(name)}</h1>",
-    ]
-    for dist in sorted(files, key=lambda f: f.filename):
-        requires = (
-            f' data-requires-python="{html.escape(dist.requires_python)}"'
-            if dist.requires_python
-            else ""
-        )
-        lines.append(
-            f'<a href="{html.escape(file_href(dist))}"{requires}>{html.escape(dist.filename)}</a><br>'
-        )
-    lines += ["</body>", "</html>", ""]
-    return "\n".join(lines)
-
-
-def render_project_json(name: str, files: Sequence[DistFile], versions: Sequence[str]) -> str:
-    entries = []
-    for dist in sorted(files, key=lambda f: f.filename):
-        entry: dict[str, Any] = {
-            "filename": dist.filename,
-            "url": file_href(dist).split("#", 1)[0],
-            "hashes": {"sha256": dist.sha256},
-            "size": dist.size,
-        }
-        if dist.requires_python:
-            entry["requires-python"] = dist.requires_python
-        entries.append(entry)
-    document = {
-        "meta": {"api-version": "1.1"},
-        "name": normalize(name),
-        "versions": list(versions),
-        "files": entries,
-    }
-    return json.dumps(document, indent=1, sort_keys=True) + "\n"
-
-
-def render_root_html(projects: Iterable[str]) -> str:
-    lines = [
-        "<!DOCTYPE html>",
-        "<html>",
-        "<head>",
-        '<meta name="pypi:repository-version" content="1.1">',
-        "<title>Vetted packages</title>",
-        "</head>",
-        "<body>",
-    ]
-    for project in sorted(normalize(p) for p in projects):
-        lines.append(f'<a href="{project}/">{project}</a><br>')
-    lines += ["</body>", "</html>", ""]
-    return "\n".join(lines)
-
-
-def render_root_json(projects: Iterable[str]) -> str:
-    document = {
-        "meta": {"api-version": "1.1"},
-        "projects": [{"name": p} for p in sorted(normalize(p) for p in projects)],
-    }
-    return json.dumps(document, indent=1, sort_keys=True) + "\n"
-
-
-def render_pages(packages: Sequence[IndexedPackage]) -> dict[str, str]:
-    """Relative path under OUT -> text, for every page of the simple index."""
-    by_project: dict[str, list[IndexedPackage]] = {}
-    for package in packages:
-        by_project.setdefault(package.pin.name, []).append(package)
-    pages = {
-        f"{SIMPLE_DIR}/index.html": render_root_html(by_project),
-        f"{SIMPLE_DIR}/index.json": render_root_json(by_project),
-    }
-    for project, entries in sorted(by_project.items()):
-        files = [e.file for e in entries]
-        versions = _sorted_versions(e.version for e in entries)
-        pages[f"{SIMPLE_DIR}/{project}/index.html"] = render_project_html(project, files)
-        pages[f"{SIMPLE_DIR}/{project}/index.json"] = render_project_json(project, files, versions)
-    return pages
-
-
-def _sorted_versions(versions: Iterable[str]) -> list[str]:
-    from packaging.version import InvalidVersion, Version
-
-    def key(version: str) -> tuple[int, Any]:
-        try:
-            return (1, Version(version))
-        except InvalidVersion:
-            return (0, version)
-
-    return sorted(set(versions), key=key)
-
-
-# --- pure: roots, closures, manifest ----------------------------------------------------------
-
-
-def collect_roots(
-    set_roots: Sequence[tuple[str, Sequence[Any]]],
-    index_only: Sequence[Any],
-    index_only_path: str = "requirements/index-only.toml",
-) -> list[Root]:
-    """Roots from (set name, python Requirements) pairs plus index-only Requirements.
-
-    An index-only entry may vet another version of a package that is in a set (users pin older
-    versions for old projects), but not the same version again.
-    """
-    roots: list[Root] = []
-    seen: dict[tuple[str, str], str] = {}
-    problems: list[Problem] = []
-    for source, requirements in [*set_roots, (INDEX_ONLY_SET, index_only)]:
-        for req in requirements:
-            root = Root(
-                name=req.name,
-                version=req.version,
-                source=source,
-                reason=req.reason,
-                requested_by=req.requested_by,
-                extras=tuple(req.extras),
-            )
-            ident = (root.key, root.version)
-            if ident in seen and source == INDEX_ONLY_SET:
-                problems.append(
-                    Problem(
-                        index_only_path,
-                        req.line,
-                        f"{req.name}=={req.version} is already vetted in set {seen[ident]!r}",
-                        "remove it from index-only.toml; every set package is in the index",
-                    )
-                )
-                continue
-            seen.setdefault(ident, source)
-            roots.append(root)
-    if problems:
-        raise RequirementsError(problems, index_only_path, "fix the entries above")
-    return roots
-
-
-@dataclass(frozen=True)
-class Locked:
-    """One package of a resolved closure, with the target's wheels when the resolver knows them."""
-
-    pin: Pin
-    files: tuple[DistFile, ...] = ()
-
-
-def parse_pylock(text: str) -> list[Locked]:
-    """Packages and wheels from a PEP 751 pylock.toml (as `uv pip compile --format
-    pylock.toml` writes it for one platform)."""
-    import tomllib
-    import urllib.parse
-
-    locked: list[Locked] = []
-    for package in tomllib.loads(text).get("packages", []):
-        files = tuple(
-            DistFile(
-                filename=urllib.parse.unquote(wheel["url"].rsplit("/", 1)[-1]),
-                url=wheel["url"],
-                sha256=wheel["hashes"]["sha256"],
-                size=int(wheel.get("size", 0)),
-            )
-            for wheel in package.get("wheels", [])
-            if "url" in wheel and "sha256" in wheel.get("hashes", {})
-        )
-        locked.append(Locked(Pin(normalize(package["name"]), str(package["version"])), files))
-    return locked
-
-
-def parse_compiled(text: str) -> list[Pin]:
-    """Pins from `uv pip compile` output (name==version lines; comments, hashes ignored)."""
-    pins: list[Pin] = []
-    for line in text.splitlines():
-        match = _PIN_LINE.match(line.strip())
-        if match:
-            pins.append(Pin(normalize(match["name"]), match["version"]))
-    return pins
-
-
-def index_packages(
-    roots: Sequence[Root],
-    closures: Mapping[str, Sequence[Pin]],
-    releases: Mapping[Pin, Release],
-    chosen: Mapping[Pin, DistFile],
-    locked: Mapping[str, Sequence[Pin]] | None = None,
-) -> list[IndexedPackage]:
-    """Everything the index serves, with why: the sets a pin is vetted in, the roots needing it,
-    the image layers (set locks) installing it."""
-    vetted_in: dict[Pin, set[str]] = {}
-    dependency_of: dict[Pin, set[str]] = {}
-    locked_in: dict[Pin, set[str]] = {}
-    for set_name, pins in (locked or {}).items():
-        for pin in pins:
-            locked_in.setdefault(pin, set()).add(set_name)
-    for root in roots:
-        closure = closures[root.pin]
-        # uv may spell the version differently (1.17 vs 1.17.0): match the root by name.
-        root_pin = next((p for p in closure if p.name == root.key), Pin(root.key, root.version))
-        vetted_in.setdefault(root_pin, set()).add(root.source)
-        for pin in closure:
-            if pin != root_pin:
-                dependency_of.setdefault(pin, set()).add(str(root_pin))
-    packages = [
-        IndexedPackage(
-            name=releases[pin].name,
-            version=pin.version,
-            file=chosen[pin],
-            vetted_in=tuple(sorted(vetted_in.get(pin, ()))),
-            dependency_of=tuple(sorted(dependency_of.get(pin, ()))),
-            locked_in=tuple(sorted(locked_in.get(pin, ()))),
-        )
-        for pin in sorted(set(vetted_in) | set(dependency_of) | set(locked_in))
-    ]
-    return packages
-
-
-def manifest_to_json(manifest: Manifest) -> str:
-    document = {
-        "format": MANIFEST_FORMAT,
-        "generated_by": "imagebot index build",
-        "target": {"python": manifest.target.python, "platform": manifest.target.platform},
-        "roots": [
-            {
-                "name": r.name,
-                "version": r.version,
-                "extras": list(r.extras),
-                "set": r.source,
-                "reason": r.reason,
-                "requested_by": r.requested_by,
-                "closure": [str(p) for p in manifest.closures[r.pin]],
-            }
-            for r in manifest.roots
-        ],
-        "packages": [
-            {
-                "name": p.name,
-                "version": p.version,
-                "vetted_in": list(p.vetted_in),
-                "dependency_of": list(p.dependency_of),
-                "locked_in": list(p.locked_in),
-                "file": p.file.to_json(),
-            }
-            for p in manifest.packages
-        ],
-    }
-    return json.dumps(document, indent=1, sort_keys=True) + "\n"
-
-
-def manifest_from_json(text: str, where: str) -> Manifest:
-    try:
-        raw = json.loads(text)
-        if raw.get("format") != MANIFEST_FORMAT:
-            raise ValueError(f"format {raw.get('format')!r}, expected {MANIFEST_FORMAT}")
-        target = Target(python=raw["target"]["python"], platform=raw["target"]["platform"])
-        roots: list[Root] = []
-        closures: dict[str, tuple[Pin, ...]] = {}
-        for r in raw["roots"]:
-            root = Root(
-                name=r["name"],
-                version=r["version"],
-                source=r["set"],
-                reason=r["reason"],
-                requested_by=r["requested_by"],
-                extras=tuple(r.get("extras", ())),
-            )
-            roots.append(root)
-            closures[root.pin] = tuple(
-                Pin(*pin.split("==", 1)) for pin in r["closure"] if "==" in pin
-            )
-        packages = tuple(
-            IndexedPackage(
-                name=p["name"],
-                version=p["version"],
-                file=DistFile.from_json(p["file"]),
-                vetted_in=tuple(p["vetted_in"]),
-                dependency_of=tuple(p["dependency_of"]),
-                locked_in=tuple(p.get("locked_in", ())),
-            )
-            for p in raw["packages"]
-        )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise PackageIndexError(
-            f"{where}: not a readable imagebot index manifest ({exc})",
-            "rebuild the index with imagebot index build",
-        ) from None
-    return Manifest(target=target, roots=tuple(roots), closures=closures, packages=packages)
-
-
-# --- adapters: PyPI, uv, files ----------------------------------------------------------------
-
-
-class PackageSource(Protocol):
-    """Where releases and files come from: PyPI in production, a fake in unit tests."""
-
-    def release(self, name: str, version: str) -> Release: ...
-
-    def download(self, dist: DistFile, dest: Path) -> None: ...
-
-
-class Resolver(Protocol):
-    def closure(self, root: Root, target: Target) -> list[Locked]: ...
-
-
-class _Transient(Exception):
-    """A fault worth retrying: 5xx, 429, connection reset, timeout."""
-
-
-def _retrying(func: Callable[[], Any], backoff: float = 0.5) -> Any:
-    """Call func; retry transient faults 3 times with exponential backoff (0.5 s, 1 s, 2 s)."""
-    from tenacity import (
-        retry,
-        retry_if_exception_type,
-        stop_after_attempt,
-        wait_exponential,
-    )
-
-    wrapped = retry(
-        retry=retry_if_exception_type(_Transient),
-        stop=stop_after_attempt(4),
-        wait=wait_exponential(multiplier=backoff, max=8),
-        reraise=True,
-    )(func)
-    return wrapped()
-
-
-def _open(url: str, timeout: float = 60, accept: str = "*/*") -> Any:
-    headers = {"User-Agent": "imagebot-index", "Accept": accept}
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        # No shared SSLContext: measured 2-3x slower here, since resumed TLS sessions are slow
-        # through some proxies; a context per request costs little next to a download.
-        return urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code >= 500 or exc.code == 429:
-            raise _Transient(f"HTTP {exc.code} from {url}") from exc
-        raise
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        raise _Transient(f"{url}: {getattr(exc, 'reason', exc)}") from exc
-
-
-class PyPI:
-    """PyPI through its PEP 691 JSON simple API, and file downloads, with retries.
-
-    The simple API (`/simple/<name>/`, Accept: application/vnd.pypi.simple.v1+json) is what pip
-    and uv use, so mirrors and proxies serve it; it carries sha256, size, requires-python and
-    yanked for every file. One request per project, however many versions the index needs.
-    """
-
-    def __init__(self, simple_url: str = PYPI_SIMPLE_URL, backoff: float = 0.5) -> None:
-        self.simple_url = simple_url.rstrip("/")
-        self.backoff = backoff
-        self._lock = threading.Lock()
-        self._project_locks: dict[str, threading.Lock] = {}
-        self._projects: dict[str, Mapping[str, Any]] = {}
-        self.metadata_fetches = 0
-
-    def release(self, name: str, version: str) -> Release:
-        project = self._project(name)
-        release = release_from_simple_json(project, version)
-        if release is None:
-            recent = _sorted_versions(versions_in_simple_json(project))[-5:]
-            raise PackageIndexError(
-                f"{name}=={version}: PyPI has no version {version!r}",
-                f"recent versions of {name}: {', '.join(recent) or 'none'}",
-            )
-        return release
-
-    def _project(self, name: str) -> Mapping[str, Any]:
-        key = normalize(name)
-        with self._lock:
-            project_lock = self._project_locks.setdefault(key, threading.Lock())
-        with project_lock:
-            if key not in self._projects:
-                self._projects[key] = self._fetch_project(name, key)
-                with self._lock:
-                    self.metadata_fetches += 1
-            return self._projects[key]
-
-    def _fetch_project(self, name: str, key: str) -> Mapping[str, Any]:
-        url = f"{self.simple_url}/{key}/"
-        try:
-            raw: Mapping[str, Any] = _retrying(
-                lambda: _read_json(url, JSON_CONTENT_TYPE), self.backoff
-            )
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                raise PackageIndexError(
-                    f"package {name!r} does not exist on PyPI",
-                    "check the spelling of the name (https://pypi.org/project/<name>/)",
-                ) from None
-            raise PackageIndexError(
-                f"{name}: PyPI answered HTTP {exc.code} for {url}", "retry later"
-            ) from None
-        except _Transient as exc:
-            raise PackageIndexError(
-                f"{name}: the package index {self.simple_url} is unreachable ({exc})",
-                "check the network (or IMAGEBOT_UPSTREAM_INDEX) and retry; OUT was not changed",
-            ) from None
-        return raw
-
-    def download(self, dist: DistFile, dest: Path) -> None:
-        def fetch() -> None:
-            digest = hashlib.sha256()
-            partial = dest.with_name(dest.name + ".part")
-            with _open(dist.url, timeout=300) as response, partial.open("wb") as out:
-                while chunk := response.read(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
-            if digest.hexdigest() != dist.sha256:
-                partial.unlink(missing_ok=True)
-                raise PackageIndexError(
-                    f"{dist.filename}: sha256 {digest.hexdigest()} does not match PyPI's "
-                    f"{dist.sha256}",
-                    "the download was corrupted or tampered with; retry, and report it if it "
-                    "persists",
-                )
-            os.replace(partial, dest)
-
-        try:
-            _retrying(fetch, self.backoff)
-        except (_Transient, urllib.error.HTTPError) as exc:
-            raise PackageIndexError(
-                f"{dist.filename}: download failed ({exc})", "check the network and retry"
-            ) from None
-
-
-def _read_json(url: str, accept: str = "application/json") -> Any:
-    with _open(url, accept=accept) as response:
-        return json.load(response)
-
-
-_SDIST_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
-
-
-def file_version(filename: str) -> str | None:
-    """The version text in a wheel or sdist file name, or None (string work only: PyPI
-    documents list thousands of files and this runs for each of them)."""
-    if filename.endswith(".whl"):
-        parts = filename[:-4].split("-")
-        return parts[1] if len(parts) in (5, 6) else None
-    for suffix in _SDIST_SUFFIXES:
-        if filename.endswith(suffix):
-            _, dash, version = filename[: -len(suffix)].rpartition("-")
-            return version if dash else None
-    return None
-
-
-@functools.lru_cache(maxsize=65536)
-def _parsed_version(text: str) -> Any:
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
-
-
-def same_version(a: str, b: str) -> bool:
-    """PEP 440 equality (1.0 == 1.0.0); plain string equality for non-PEP 440 versions."""
-    if a == b:
-        return True
-    parsed_a, parsed_b = _parsed_version(a), _parsed_version(b)
-    return parsed_a is not None and parsed_a == parsed_b
-
-
-def versions_in_simple_json(project: Mapping[str, Any]) -> set[str]:
-    if project.get("versions"):
-        return {str(v) for v in project["versions"]}
-    found = (file_version(f["filename"]) for f in project.get("files", []))
-    return {v for v in found if v}
-
-
-def release_from_simple_json(project: Mapping[str, Any], version: str) -> Release | None:
-    """One version's files from a PEP 691 project document; None when it has no files."""
-    entries = [
-        f
-        for f in project.get("files", [])
-        if same_version(file_version(f["filename"]) or "", version)
-    ]
-    if not entries:
-        return None
-    live = [f for f in entries if not f.get("yanked")]
-    reasons = {str(f["yanked"]) for f in entries if isinstance(f.get("yanked"), str)}
-    files = tuple(
-        DistFile(
-            filename=f["filename"],
-            url=f["url"],
-            sha256=f["hashes"]["sha256"],
-            size=int(f.get("size") or 0),
-            requires_python=f.get("requires-python") or None,
-        )
-        for f in live
-        if "sha256" in f.get("hashes", {})
-    )
-    return Release(
-        name=str(project.get("name", "")) or normalize(entries[0]["filename"].split("-")[0]),
-        version=version,
-        files=files,
-        yanked=not live,
-        yanked_reason="; ".join(sorted(r for r in reasons if r)),
-    )
+# --- adapter: uv -----------------------------------------------------------------------------
 
 
 class UvResolver:
@@ -886,6 +185,9 @@ def summarize_uv_error(stderr: str) -> str:
     text = text.replace("No solution found when resolving dependencies ", "")
     text = re.sub("\u2570\u2500\u25b6\\s*|cause:\\s*", "", text)
     return text[:400] or "uv failed without a message"
+
+
+# --- files: OUT, staging and the swap ----------------------------------------------------------
 
 
 def sha256_file(path: Path) -> str:
@@ -1030,6 +332,9 @@ class NoProgress:
         pass
 
 
+# --- orchestration ----------------------------------------------------------------------------
+
+
 class FileStager:
     """Puts each chosen file into the staging directory as soon as it is known: a hard link to
     OUT's copy when that has the right hash, else a verified download. Work runs in a thread
@@ -1086,9 +391,6 @@ class FileStager:
         self.progress.close()
 
 
-# --- orchestration ----------------------------------------------------------------------------
-
-
 @dataclass
 class BuildOptions:
     jobs: int = 8  # parallel downloads and metadata requests
@@ -1117,9 +419,7 @@ def build_index(
     started = time.monotonic()
     out = out.absolute()
     check_out_dir(out)
-    previous = None if options.refresh else read_previous_manifest(out)
-    if previous is not None and previous.target != target:
-        previous = None  # another Python or platform: nothing carries over
+    previous = None if options.refresh else reusable_manifest(read_previous_manifest(out), target)
     phases: dict[str, float] = {}
     clock = time.monotonic()
 
@@ -1139,11 +439,7 @@ def build_index(
         try:
             closures = _resolve_closures(roots, target, resolver, previous, options, chooser.offer)
             lap("resolve (downloads running)")
-            pins = sorted(
-                {pin for closure in closures.values() for pin in closure}
-                | {pin for layer in locked.values() for pin in layer}
-            )
-            chooser.complete(pins, source, options)
+            chooser.complete(pins_to_index(closures, locked), source, options)
         except BaseException:
             stager.abort()  # no download may still be writing when staging is removed
             raise
@@ -1182,7 +478,7 @@ def _check_new_roots(
 ) -> dict[Pin, Release]:
     """Vet new roots against PyPI before resolving, so that a missing package, a yanked version
     or one without a wheel for the target is reported as such, not as a resolver failure."""
-    new = [r for r in roots if previous is None or r.pin not in previous.closures]
+    new = unresolved_roots(roots, previous)
     priorities = target_tags(target)
 
     def check(root: Root) -> Release:
@@ -1211,7 +507,7 @@ def _resolve_closures(
     """Each root's closure; each new one goes to `on_resolved` as soon as uv returns it.
     An unchanged root keeps the closure it had, so the index stays stable between builds."""
     known = dict(previous.closures) if previous else {}
-    todo = [r for r in roots if r.pin not in known]
+    todo = unresolved_roots(roots, previous)
     if todo:
         options.echo(f"resolving {len(todo)} of {len(roots)} vetted packages with uv")
     with ThreadPoolExecutor(max_workers=options.resolve_jobs) as pool:
@@ -1242,9 +538,7 @@ class FileChooser:
         self.target = target
         self.priorities = target_tags(target)
         self.on_chosen = on_chosen
-        self.known: dict[Pin, Release] = {}
-        for package in previous.packages if previous else ():
-            self.known[package.pin] = Release(package.name, package.version, (package.file,))
+        self.known = previous_releases(previous)
         for pin, release in checked.items():
             self.known.setdefault(pin, release)
         self.releases: dict[Pin, Release] = {}
@@ -1301,18 +595,6 @@ def _write_pages(staging: Path, packages: Sequence[IndexedPackage], manifest: Ma
 # --- the vetted allowlist from config ---------------------------------------------------------
 
 
-def image_target(images: Iterable[Any]) -> Target:
-    """The one (python, platform) of the rendered images: what pods run."""
-    targets = {Target(i.python, i.platform) for i in images if i.sets}
-    if len(targets) != 1:
-        described = ", ".join(sorted(t.describe() for t in targets)) or "none"
-        raise PackageIndexError(
-            f"the index serves one Python and platform; rendered images use: {described}",
-            "give every rendered image the same python and platform in imagebot.toml",
-        )
-    return targets.pop()
-
-
 def load_roots(requirements_dir: Path) -> list[Root]:
     """Every vetted Python requirement: all sets plus requirements/index-only.toml."""
     from imagebot.requirements import load_sets, parse_set
@@ -1350,13 +632,13 @@ def load_manifest(location: str) -> Manifest:
     """The manifest of an index: a local OUT directory, a manifest file, or the index URL."""
     if "://" in location and not location.startswith("file://"):
         url = manifest_url(location)
-        try:
-            text = _retrying(lambda: _fetch_text(url))
-        except (urllib.error.HTTPError, _Transient) as exc:
-            raise PackageIndexError(
-                f"cannot read the index manifest {url}: {exc}",
-                "check the index URL (imagebot.toml [index] url) or pass --index OUT_DIR",
-            ) from None
+        from imagebot.pypi import fetch_text
+
+        text = fetch_text(
+            url,
+            "the index manifest",
+            "check the index URL (imagebot.toml [index] url) or pass --index OUT_DIR",
+        )
         return manifest_from_json(text, url)
     path = Path(location.removeprefix("file://"))
     if path.is_dir():
@@ -1369,20 +651,6 @@ def load_manifest(location: str) -> Manifest:
             "build the index first (imagebot index build OUT) or pass --index with its location",
         ) from None
     return manifest_from_json(text, str(path))
-
-
-def manifest_url(index_url: str) -> str:
-    """The manifest sits at the index root, beside simple/: <root>/imagebot-index.json."""
-    base = index_url.rstrip("/")
-    if base.endswith(f"/{SIMPLE_DIR}"):
-        base = base[: -len(SIMPLE_DIR) - 1]
-    return f"{base}/{MANIFEST_NAME}"
-
-
-def _fetch_text(url: str) -> str:
-    with _open(url) as response:
-        data: bytes = response.read()
-    return data.decode("utf-8")
 
 
 # --- serving ----------------------------------------------------------------------------------

@@ -42,17 +42,16 @@ def build(
     from imagebot import console
     from imagebot.cli import state
     from imagebot.index import (
-        PYPI_SIMPLE_URL,
         BuildOptions,
         PlainProgress,
-        PyPI,
         RichProgress,
         UvResolver,
         build_index,
-        image_target,
         load_locks,
         load_roots,
     )
+    from imagebot.index_pages import image_target
+    from imagebot.pypi import PYPI_SIMPLE_URL, PyPI
 
     config = state(ctx).config
     # Where vetted packages come from; a PyPI mirror can stand in (same PEP 691 API).
@@ -176,7 +175,8 @@ def script(
         uv_index_url,
     )
     from imagebot.errors import EnvFileError
-    from imagebot.index import load_manifest, parse_compiled
+    from imagebot.index import load_manifest
+    from imagebot.index_pages import parse_compiled
 
     config = state(ctx).config
     location = _index_location(ctx, index)

@@ -18,7 +18,7 @@ from imagebot.envfile import (
     uv_index_url,
 )
 from imagebot.errors import EnvFileError
-from imagebot.index import (
+from imagebot.index_pages import (
     MANIFEST_NAME,
     DistFile,
     IndexedPackage,

@@ -14,23 +14,20 @@ from types import SimpleNamespace
 import pytest
 
 from imagebot.errors import PackageIndexError, RequirementsError
-from imagebot.index import (
+from imagebot.index import BuildOptions, NoProgress, build_index, make_server, summarize_uv_error
+from imagebot.index_pages import (
     MANIFEST_NAME,
-    BuildOptions,
     DistFile,
     IndexedPackage,
     Locked,
     Manifest,
-    NoProgress,
     Pin,
     Release,
     Root,
     Target,
-    build_index,
     collect_roots,
     image_target,
     index_packages,
-    make_server,
     manifest_from_json,
     manifest_to_json,
     manifest_url,
@@ -38,14 +35,13 @@ from imagebot.index import (
     parse_platform,
     parse_pylock,
     platform_tags,
-    release_from_simple_json,
     render_pages,
     render_project_html,
     render_project_json,
     select_file,
-    summarize_uv_error,
     target_tags,
 )
+from imagebot.pypi import release_from_simple_json
 
 TARGET = Target("3.11", "x86_64-manylinux_2_36")
 

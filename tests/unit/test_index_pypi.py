@@ -14,7 +14,8 @@ from typing import ClassVar
 import pytest
 
 from imagebot.errors import PackageIndexError
-from imagebot.index import JSON_CONTENT_TYPE, PyPI
+from imagebot.index_pages import JSON_CONTENT_TYPE
+from imagebot.pypi import PyPI
 
 WHEEL = b"not really a wheel"
 PROJECT = {
