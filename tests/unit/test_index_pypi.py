@@ -1,5 +1,6 @@
-"""The PyPI adapter over real HTTP, against a PEP 691 server on loopback with injected faults:
-retries on 5xx, no retry on 404, hash verification of downloads."""
+"""The PyPI adapter (imagebot.pypi) over real HTTP, against a PEP 691 server on loopback with
+injected faults: retries on 5xx, no retry on 404, hash verification of downloads. Also the pure
+reading of PEP 691 project documents."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 
 from imagebot.errors import PackageIndexError
 from imagebot.index_pages import JSON_CONTENT_TYPE
-from imagebot.pypi import PyPI
+from imagebot.pypi import PyPI, release_from_simple_json
 
 WHEEL = b"not really a wheel"
 PROJECT = {
@@ -135,3 +136,50 @@ def test_download_retries_a_dropped_transfer(index: str, tmp_path: Path) -> None
     FakeIndex.faults = [500]
     pypi.download(dist, tmp_path / dist.filename)
     assert (tmp_path / dist.filename).read_bytes() == WHEEL
+
+
+# --- PyPI's PEP 691 documents -----------------------------------------------------------------
+
+
+def simple_file(
+    filename: str, yanked: bool | str = False, requires: str | None = None
+) -> dict[str, object]:
+    return {
+        "filename": filename,
+        "url": f"https://files.example/{filename}",
+        "hashes": {"sha256": hashlib.sha256(filename.encode()).hexdigest()},
+        "size": 10,
+        "requires-python": requires,
+        "yanked": yanked,
+    }
+
+
+SIMPLE_PROJECT = {
+    "name": "six",
+    "versions": ["1.16.0", "1.17.0"],
+    "files": [
+        simple_file("six-1.16.0.tar.gz", yanked="bad build"),
+        simple_file("six-1.16.0-py2.py3-none-any.whl", yanked="bad build"),
+        simple_file("six-1.17.0.tar.gz"),
+        simple_file("six-1.17.0-py2.py3-none-any.whl", requires=">=2.7"),
+    ],
+}
+
+
+def test_release_from_simple_json_keeps_one_versions_live_files() -> None:
+    found = release_from_simple_json(SIMPLE_PROJECT, "1.17.0")
+    assert found is not None and not found.yanked
+    assert [f.filename for f in found.files] == [
+        "six-1.17.0.tar.gz",
+        "six-1.17.0-py2.py3-none-any.whl",
+    ]
+    assert found.files[1].requires_python == ">=2.7"
+
+
+def test_release_whose_files_are_all_yanked_is_yanked_with_reason() -> None:
+    found = release_from_simple_json(SIMPLE_PROJECT, "1.16")  # PEP 440: 1.16 == 1.16.0
+    assert found is not None and found.yanked and found.yanked_reason == "bad build"
+
+
+def test_missing_version_is_none() -> None:
+    assert release_from_simple_json(SIMPLE_PROJECT, "9.9") is None
