@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from imagebot.errors import RegistryError
+from imagebot.errors import RegistryAuthError, RegistryError
 from imagebot.tags import ImageRef, image_ref
 
 if TYPE_CHECKING:
@@ -161,14 +161,33 @@ def local_image(config: Config, text: str, env: Mapping[str, str] | None = None)
     return LocalImage(name, ref, client)
 
 
-def _lookup(registry: Registry, ref: ImageRef, *, strict: bool, reporter: Reporter) -> str | None:
+def _lookup(
+    registry: Registry | None, ref: ImageRef, *, strict: bool, reporter: Reporter
+) -> str | None:
     """The digest of ref, or None; when not strict, registry trouble is a note, not a failure."""
+    if registry is None:
+        return None
     try:
         return registry.digest(ref)
-    except RegistryError as exc:
+    except (RegistryError, RegistryAuthError) as exc:
         if strict:
             raise
         reporter.note(f"cannot check {ref} in the registry ({exc.message}); building anyway")
+        return None
+
+
+def _open_for_build(
+    config: Config, env: Mapping[str, str], options: BuildOptions, reporter: Reporter
+) -> Registry | None:
+    """The registry; without --push a build does not need it (no skip, no --cache-from)."""
+    from imagebot.registry import open_registry
+
+    try:
+        return open_registry(config, env, on_retry=reporter.note)
+    except RegistryAuthError as exc:
+        if options.push:
+            raise
+        reporter.note(f"no registry credentials ({exc.message}); building without the registry")
         return None
 
 
@@ -181,15 +200,15 @@ def build_images(
     reporter: Reporter | None = None,
 ) -> list[ImageOutcome]:
     """Build (and with options.push, push) each named image; see the module docstring."""
-    from imagebot.registry import open_registry
-
     env = os.environ if env is None else env
     reporter = reporter or QuietReporter()
     names = list(names) or list(config.images)
     for name in names:
         config.image(name)  # fail on an unknown name before doing any work
-    registry = open_registry(config, env, on_retry=reporter.note)
-    lookup = replace(registry, retry_seconds=min(registry.retry_seconds, LOOKUP_RETRY_SECONDS))
+    registry = _open_for_build(config, env, options, reporter)
+    lookup = registry and replace(
+        registry, retry_seconds=min(registry.retry_seconds, LOOKUP_RETRY_SECONDS)
+    )
     session = _EngineSession(env)
     outcomes = []
     for name in names:
@@ -214,7 +233,7 @@ def build_images(
                 config, config.image(name), ref, options, session, bool(cache_from), reporter
             )
         pushed_ref = ref
-        if options.push:
+        if options.push and registry is not None:
             with reporter.stage(f"push {ref}"):
                 pushed_ref = _push_and_verify(session, registry, ref, reporter)
         outcomes.append(

@@ -109,3 +109,19 @@ def test_buildkit_cli_override_is_used(stack: Stack, tmp_path: Path) -> None:
     )
     assert run.returncode == 7
     assert "cannot run" in run.stderr and os.fspath(tmp_path) in run.stderr
+
+
+def test_a_build_without_push_does_not_need_registry_credentials(
+    stack: Stack, small_pushed: Run
+) -> None:
+    missing = stack.env()
+    del missing["IMAGEBOT_REGISTRY_PASSWORD"]
+    run = run_imagebot(["build", "small"], missing)
+    assert run.returncode == 0, run.output
+    assert "building without the registry" in run.stderr
+    wrong = run_imagebot(["build", "small"], stack.env(IMAGEBOT_REGISTRY_PASSWORD="wrong-pw-1"))
+    assert wrong.returncode == 0, wrong.output
+    assert "cannot check" in wrong.stderr and "building anyway" in wrong.stderr
+    assert "wrong-pw-1" not in wrong.output
+    # With --push the same credentials are an error at once.
+    assert run_imagebot(["build", "--push", "small"], missing).returncode == 9
