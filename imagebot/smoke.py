@@ -257,18 +257,22 @@ def check_imports():
             record("import", dist, False, "import %s: %s: %s" % (module, type(exc).__name__, exc))
 
 
-def check_pip():
-    run = None
+def start_pip_check():
     if importlib.util.find_spec("pip") is not None:
         run = [sys.executable, "-m", "pip", "check"]
     elif shutil.which("uv"):
         run = ["uv", "pip", "check", "--python", sys.executable]
-    if run is None:
+    else:
         record("pip check", "pip", False, "neither pip nor uv is installed to check dependencies")
-        return
-    out = subprocess.run(run, capture_output=True, text=True)
-    text = (out.stdout + out.stderr).strip()
-    record("pip check", "dependencies", out.returncode == 0, text.splitlines()[-1] if text and out.returncode == 0 else text)
+        return None
+    proc = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def finish():
+        text = proc.communicate()[0].strip()
+        ok = proc.returncode == 0
+        record("pip check", "dependencies", ok, text.splitlines()[-1] if text and ok else text)
+
+    return finish
 
 
 R_CODE = """
@@ -287,29 +291,35 @@ def rnorm(version):
     return version.replace("-", ".")
 
 
-def check_r():
+def start_r_check():
     packages = SPEC["r"]
     if not packages:
-        return
+        return None
     if not shutil.which("Rscript"):
         for name, _ in packages:
             record("r", name, False, "Rscript is not installed")
-        return
-    out = subprocess.run(["Rscript", "-e", R_CODE] + [n for n, _ in packages], capture_output=True, text=True)
-    got = {}
-    for line in out.stdout.splitlines():
-        name, _, value = line.partition("\t")
-        got[name] = value.strip()
-    for name, want in packages:
-        value = got.get(name)
-        if value is None:
-            record("r", name, False, "no answer from Rscript: %s" % out.stderr.strip()[-300:])
-        elif value.startswith("ERROR"):
-            record("r", name, False, "library(%s) failed: %s" % (name, value[6:]))
-        elif rnorm(value) != rnorm(want):
-            record("r", name, False, "installed %s, set says %s" % (value, want))
-        else:
-            record("r", name, True)
+        return None
+    proc = subprocess.Popen(["Rscript", "-e", R_CODE] + [n for n, _ in packages],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def finish():
+        stdout, stderr = proc.communicate()
+        got = {}
+        for line in stdout.splitlines():
+            name, _, value = line.partition("\t")
+            got[name] = value.strip()
+        for name, want in packages:
+            value = got.get(name)
+            if value is None:
+                record("r", name, False, "no answer from Rscript: %s" % stderr.strip()[-300:])
+            elif value.startswith("ERROR"):
+                record("r", name, False, "library(%s) failed: %s" % (name, value[6:]))
+            elif rnorm(value) != rnorm(want):
+                record("r", name, False, "installed %s, set says %s" % (value, want))
+            else:
+                record("r", name, True)
+
+    return finish
 
 
 def free_port():
@@ -318,53 +328,74 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def check_jupyter():
+def start_jupyter_checks():
     if SPEC["jupyter"] is False or (SPEC["jupyter"] is None and not shutil.which("jupyter")):
-        return
+        return None
     if not shutil.which("jupyter"):
         record("jupyter", "jupyter", False, "the jupyter command is not installed")
-        return
-    out = subprocess.run(["jupyter", "lab", "--version"], capture_output=True, text=True)
-    version = out.stdout.strip()
-    record("jupyter", "jupyterlab", out.returncode == 0, "jupyter lab %s" % version if out.returncode == 0 else out.stderr.strip()[-300:])
+        return None
+    version = subprocess.Popen(["jupyter", "lab", "--version"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     token, port = secrets.token_hex(16), free_port()
     log = open("/tmp/imagebot_server.log", "w+")
+    started = time.monotonic()
     server = subprocess.Popen(
         ["jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1", "--port=%d" % port,
          "--ServerApp.token=%s" % token, "--ServerApp.root_dir=/tmp"],
         stdout=log, stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + SPEC["server_timeout"]
-    answer, started = None, time.monotonic()
-    try:
-        while time.monotonic() < deadline and server.poll() is None:
-            request = urllib.request.Request("http://127.0.0.1:%d/api/status" % port, headers={"Authorization": "token " + token})
-            try:
-                with urllib.request.urlopen(request, timeout=5) as response:
-                    answer = json.loads(response.read())
-                    break
-            except Exception:
-                time.sleep(0.3)
-    finally:
-        server.terminate()
+
+    def finish():
+        out, err = version.communicate()
+        ok = version.returncode == 0
+        record("jupyter", "jupyterlab", ok, "jupyter lab %s" % out.strip() if ok else err.strip()[-300:])
+        deadline = started + SPEC["server_timeout"]
+        answer = None
         try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-    if answer is not None:
-        record("server", "jupyter server", True, "/api/status answered in %.1fs" % (time.monotonic() - started))
-    else:
-        log.seek(0)
-        tail = " | ".join(log.read().strip().splitlines()[-6:])
-        record("server", "jupyter server", False, "no answer from /api/status within %ds: %s" % (SPEC["server_timeout"], tail))
+            while time.monotonic() < deadline and server.poll() is None:
+                request = urllib.request.Request("http://127.0.0.1:%d/api/status" % port, headers={"Authorization": "token " + token})
+                try:
+                    with urllib.request.urlopen(request, timeout=5) as response:
+                        answer = json.loads(response.read())
+                        break
+                except Exception:
+                    time.sleep(0.3)
+        finally:
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        if answer is not None:
+            record("server", "jupyter server", True, "/api/status answered in %.1fs" % (time.monotonic() - started))
+        else:
+            log.seek(0)
+            tail = " | ".join(log.read().strip().splitlines()[-6:])
+            record("server", "jupyter server", False, "no answer from /api/status within %ds: %s" % (SPEC["server_timeout"], tail))
+
+    return finish
+
+
+def guarded(name, step):
+    try:
+        return step()
+    except Exception as exc:
+        record(name, "checks", False, "%s: %s" % (type(exc).__name__, exc))
+        return None
 
 
 def main():
-    for step in (check_versions, check_imports, check_pip, check_r, check_jupyter):
-        try:
-            step()
-        except Exception as exc:
-            record(step.__name__.replace("check_", ""), "checks", False, "%s: %s" % (type(exc).__name__, exc))
+    # The subprocess checks (pip check, R, Jupyter) start first and run while this process
+    # imports every package: the smoke test takes about as long as its slowest part.
+    finishers = [(n, guarded(n, s)) for n, s in
+                 (("pip check", start_pip_check), ("r", start_r_check), ("jupyter", start_jupyter_checks))]
+    guarded("version", check_versions)
+    guarded("import", check_imports)
+    for name, finish in finishers:
+        if finish is not None:
+            guarded(name, finish)
+    order = {"version": 0, "import": 1, "pip check": 2, "r": 3, "jupyter": 4, "server": 5}
+    RESULTS.sort(key=lambda r: order.get(r["check"], 9))
     sys.stdout.flush()
     print("\n@MARKER@" + json.dumps(RESULTS), flush=True)
 
