@@ -8,8 +8,10 @@ packages. The diff is pure and tells the platform team who an upgrade may hurt.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagebot.errors import EngineError, ImagebotError
@@ -124,11 +126,47 @@ def parse_manifest_output(ref: str, output: str) -> Manifest | None:
     return None
 
 
+def manifest_cache_path(digest: str, env: Mapping[str, str]) -> Path:
+    """Where the manifest of a digest-pinned image is kept: a digest names immutable content."""
+    base = env.get("IMAGEBOT_CACHE_DIR") or os.path.join(
+        env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "imagebot"
+    )
+    return Path(base) / "manifests" / f"{digest.replace(':', '-')}.json"
+
+
+def _cached(path: Path, ref: str) -> Manifest | None:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return Manifest(ref, {eco: dict(raw.get(eco, {})) for eco in ECOSYSTEMS})
+
+
+def _store(path: Path, manifest: Manifest) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(dict(manifest.packages), sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written only costs a container run next time
+
+
 def read_manifest(config: Config, image: str, *, env: Mapping[str, str] | None = None) -> Manifest:
-    """The installed packages of image (a config name or a ref), pulled if not local."""
+    """The installed packages of image (a config name or a ref), pulled if not local.
+
+    Manifests of digest-pinned refs are cached on disk, so a promotion's package diff does not
+    pull or run the image the environment ran before (it was read when that image was new).
+    """
     from imagebot.build import local_image
     from imagebot.engine import run_container
+    from imagebot.tags import ImageRef
 
+    environ = os.environ if env is None else env
+    digest = ImageRef.parse(image).digest if "@sha256:" in image else None
+    cache = manifest_cache_path(digest, environ) if digest else None
+    if cache is not None and (hit := _cached(cache, image)) is not None:
+        return hit
     target = local_image(config, image, env)
     result = run_container(
         target.client,
@@ -144,6 +182,8 @@ def read_manifest(config: Config, image: str, *, env: Mapping[str, str] | None =
             f"cannot list the packages of {target.ref} (exit {result.exit_code}): {tail}",
             "the image needs python3 on PATH",
         )
+    if cache is not None:
+        _store(cache, manifest)
     return manifest
 
 
@@ -157,8 +197,6 @@ def package_diff(
     """Best effort, plain text: the package diff, or one line saying why there is none."""
     try:
         if config is None:
-            import os
-
             from imagebot.config import load_config
 
             environ = os.environ if env is None else env
@@ -166,7 +204,10 @@ def package_diff(
         old = read_manifest(config, str(old_ref), env=env)
         new = read_manifest(config, str(new_ref), env=env)
     except ImagebotError as exc:
-        return f"package diff unavailable: {exc.message}\n"
+        reason = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+        if len(reason) > 160:
+            reason = reason[:157] + "..."
+        return f"package diff unavailable: {reason}\n"
     except Exception as exc:  # best effort by contract: never break a promotion
         return f"package diff unavailable: {type(exc).__name__}\n"
     return diff_manifests(old, new).render()
