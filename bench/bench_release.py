@@ -42,7 +42,10 @@ import bench_promote  # the GitOps repo and git floor of the promote benchmark
 REPO = Path(__file__).resolve().parents[1]
 # humanize 3.x imports pkg_resources, which current setuptools no longer has (the smoke test
 # catches that), so only 4.x versions.
-HUMANIZE = [*(f"4.{minor}.0" for minor in range(18)), "4.12.1", "4.12.2", "4.12.3"]
+HUMANIZE = [
+    *(f"4.{minor}.0" for minor in range(18)),
+    *("4.2.1", "4.2.2", "4.2.3", "4.12.1", "4.12.2", "4.12.3"),
+]
 DOCKER = os.environ.get("IMAGEBOT_DOCKER", "/usr/bin/docker")
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -64,6 +67,22 @@ def timed(argv: list[str], *, cwd: Path, env: dict[str, str]) -> float:
 def prepare(work: Path, namespace: str, remote: Path, package: str, version: str) -> None:
     bench_build.prepare(work, namespace, "jupyterlab", package, version)
     shutil.copytree(bench_promote.cached_repo(20_000, 5_000), remote)
+
+
+def unbuilt_versions(count: int) -> list[str]:
+    """Versions no earlier run on this machine built, so no build finds them in its cache."""
+    used_file = bench_promote.CACHE / "bench-release-versions-used.txt"
+    used = set(used_file.read_text().split()) if used_file.exists() else set()
+    fresh = [v for v in HUMANIZE if v not in used]
+    if len(fresh) < count:
+        raise SystemExit(
+            f"bench: fewer than {count} humanize versions left that this machine has not built; "
+            f"prune the build cache (docker builder prune -af) and delete {used_file}"
+        )
+    chosen = random.sample(fresh, count)
+    used_file.parent.mkdir(parents=True, exist_ok=True)
+    used_file.write_text("\n".join(sorted(used | set(chosen))) + "\n")
+    return chosen
 
 
 def imagebot(*args: str) -> list[str]:
@@ -101,7 +120,7 @@ def main() -> int:
         "(default: 7 random versions of humanize 4.x, so the build cache holds none of them)",
     )
     args = parser.parse_args()
-    versions = args.versions.split(",") if args.versions else random.sample(HUMANIZE, 7)
+    versions = args.versions.split(",") if args.versions else unbuilt_versions(7)
     for name in ("IMAGEBOT_REGISTRY_USERNAME", "IMAGEBOT_REGISTRY_PASSWORD"):
         if not os.environ.get(name):
             raise SystemExit(f'bench: {name} is not set: eval "$(scripts/stack env)" first')
