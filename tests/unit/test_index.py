@@ -3,7 +3,6 @@ server and the uv error summary."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import urllib.request
@@ -11,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from index_fixtures import TARGET, dist, sha
 
 from imagebot.errors import PackageIndexError
 from imagebot.index import BuildOptions, NoProgress, build_index, make_server, summarize_uv_error
@@ -24,19 +24,6 @@ from imagebot.index_pages import (
     Target,
     manifest_from_json,
 )
-
-TARGET = Target("3.11", "x86_64-manylinux_2_36")
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def dist(filename: str, data: bytes = b"", requires_python: str | None = None) -> DistFile:
-    body = data or filename.encode()
-    return DistFile(
-        filename, f"https://files.example/{filename}", sha(body), len(body), requires_python
-    )
 
 
 def test_uv_error_is_summarised_without_the_resolver_dump() -> None:

@@ -3,12 +3,12 @@ manifest, closures and the planning of an incremental build."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from types import SimpleNamespace
 
 import pytest
+from index_fixtures import TARGET, dist
 
 from imagebot.errors import PackageIndexError, RequirementsError
 from imagebot.index_pages import (
@@ -39,20 +39,6 @@ from imagebot.index_pages import (
     target_tags,
     unresolved_roots,
 )
-
-TARGET = Target("3.11", "x86_64-manylinux_2_36")
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def dist(filename: str, data: bytes = b"", requires_python: str | None = None) -> DistFile:
-    body = data or filename.encode()
-    return DistFile(
-        filename, f"https://files.example/{filename}", sha(body), len(body), requires_python
-    )
-
 
 # --- tags and selection ------------------------------------------------------------------------
 
