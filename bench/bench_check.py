@@ -40,7 +40,7 @@ def time_once(argv: list[str]) -> float:
 
 def heavy_imports(args: list[str]) -> list[str]:
     code = (
-        "import sys\nfrom imagebot.cli import main\n"
+        "import sys\nfrom imagebot.main import main\n"
         f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
         f"print(__import__('json').dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     )

@@ -1,3 +1,3 @@
-from imagebot.cli import main
+from imagebot.main import main
 
 main()

@@ -1,25 +1,17 @@
-"""The typer app and the one error boundary.
+"""The typer app: global options and command registration (the boundary is imagebot.main).
 
 Commands live in imagebot/commands/<area>.py and only import heavy libraries (docker, git,
-ruamel) inside their bodies, so `imagebot check` and `render --check` stay cheap.
+ruamel) inside their bodies, so that each command pays only for what it uses.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
 from imagebot import __version__
-from imagebot.errors import INTERNAL_ERROR_EXIT, INTERRUPTED_EXIT, ImagebotError, StaleError
-
-if TYPE_CHECKING:
-    from imagebot.config import Config
+from imagebot.state import AppState
 
 app = typer.Typer(
     name="imagebot",
@@ -31,25 +23,10 @@ app = typer.Typer(
 )
 
 
-@dataclass
-class AppState:
-    config_path: Path
-    profile: str | None
-    verbose: bool = False
-    _config: Config | None = field(default=None, repr=False)
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            from imagebot.config import load_config
-
-            self._config = load_config(self.config_path, self.profile, os.environ)
-        return self._config
-
-
 def state(ctx: typer.Context) -> AppState:
     obj = ctx.find_root().obj
-    assert isinstance(obj, AppState)  # set by the callback below; a bug otherwise
+    if not isinstance(obj, AppState):  # set by the callback below
+        raise RuntimeError("imagebot bug: the root callback did not set the app state")
     return obj
 
 
@@ -92,45 +69,3 @@ def _register() -> None:
 
 
 _register()
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app; turn expected failures into `error:`/`hint:` and an exit code."""
-    from imagebot import console
-
-    try:
-        from imagebot.commands.core import fast_path
-
-        # check / lock --check / render --check skip typer's parser: see fast_path.
-        if not fast_path(sys.argv[1:] if argv is None else argv):
-            app(args=argv, prog_name="imagebot", standalone_mode=False)
-    except StaleError as exc:
-        if exc.diff:
-            sys.stdout.write(exc.diff)
-            sys.stdout.flush()
-        console.error(exc.message, exc.hint, exc.detail_lines())
-        sys.exit(exc.exit_code)
-    except ImagebotError as exc:
-        console.error(exc.message, exc.hint, exc.detail_lines())
-        sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.TyperException as exc:  # usage errors: typer formats them itself
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
-        else:
-            console.error(exc.format_message())
-        sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, typer.Abort):
-        console.info("interrupted")
-        sys.exit(INTERRUPTED_EXIT)
-    except BrokenPipeError:
-        sys.exit(0)
-    except Exception:
-        traceback.print_exc()
-        console.error(
-            "internal error: this is a bug in imagebot",
-            "please report it with the traceback above",
-        )
-        sys.exit(INTERNAL_ERROR_EXIT)

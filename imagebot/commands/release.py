@@ -26,8 +26,8 @@ def release(
     An environment with promote_from (prod) builds nothing: it gets the digests its source runs.
     """
     from imagebot import console
+    from imagebot.checks import run_check, run_lock_check, run_render
     from imagebot.cli import state
-    from imagebot.commands.core import run_check, run_lock_check, run_render
     from imagebot.commands.images import ConsoleReporter
     from imagebot.workflow import release as run_release
 

@@ -83,7 +83,7 @@ class Result:
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     """Run `imagebot ARGS` in-process through the real error boundary."""
-    from imagebot.cli import main
+    from imagebot.main import main
 
     def run(*args: str | Path) -> Result:
         capsys.readouterr()

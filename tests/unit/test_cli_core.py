@@ -388,13 +388,14 @@ def test_committed_locks_and_dockerfile_are_up_to_date(run_cli: Run) -> None:
     assert result.code == 0, result.out  # the local profile reaches the build as build args only
 
 
-HEAVY = ("docker", "git", "ruamel", "tomlkit", "rich", "requests", "tenacity", "uv")
+# typer too: the fast path answers before the CLI framework is imported.
+HEAVY = ("docker", "git", "ruamel", "tomlkit", "rich", "requests", "tenacity", "uv", "typer")
 
 
 @pytest.mark.parametrize("argv", [["check"], ["render", "--check"], ["lock", "--check"]])
 def test_fast_commands_import_no_heavy_library(argv: list[str]) -> None:
     code = (
-        "import sys\nfrom imagebot.cli import main\n"
+        "import sys\nfrom imagebot.main import main\n"
         f"try:\n    main({argv!r})\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
         f"print(__import__('json').dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
     )
@@ -424,7 +425,7 @@ def test_fast_commands_import_no_heavy_library(argv: list[str]) -> None:
 def test_fast_path_takes_only_the_read_only_checks(
     argv: list[str], handled: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import imagebot.commands.core as core
+    import imagebot.checks as core
 
     seen: list[tuple[Path, str | None]] = []
     for key in list(core._FAST):
@@ -440,7 +441,7 @@ def test_fast_path_takes_only_the_read_only_checks(
 def test_fast_path_reports_errors_like_typer_does(
     locked_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from imagebot.commands.core import fast_path
+    from imagebot.checks import fast_path
     from imagebot.errors import StaleError
 
     edit(locked_project, "jupyter/Dockerfile", "EXPOSE 8888", "EXPOSE 9999")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from imagebot.cli import main
 from imagebot.envfile import (
     check_env_file,
     lock_problems,
@@ -28,6 +27,7 @@ from imagebot.index_pages import (
     Target,
     manifest_to_json,
 )
+from imagebot.main import main
 
 TARGET = Target("3.11", "x86_64-manylinux_2_36")
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "dockerfiles"
