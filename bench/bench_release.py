@@ -50,18 +50,11 @@ DOCKER = os.environ.get("IMAGEBOT_DOCKER", "/usr/bin/docker")
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
-def sh(argv: list[str], *, cwd: Path, env: dict[str, str]) -> str:
-    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
-        raise SystemExit(f"bench: {' '.join(argv)} failed with {result.returncode}")
-    return result.stdout
+sh = bench_build.sh
 
 
 def timed(argv: list[str], *, cwd: Path, env: dict[str, str]) -> float:
-    start = time.monotonic()
-    sh(argv, cwd=cwd, env=env)
-    return time.monotonic() - start
+    return bench_build.timed(argv, cwd=cwd, env=env)[0]
 
 
 def prepare(work: Path, namespace: str, remote: Path, package: str, version: str) -> None:

@@ -1,8 +1,7 @@
 """Commands: check, add, lock, render (requirement sets -> lock -> Dockerfile).
 
-`check` and `render --check` are on every pull request, so this module imports only the
-standard library, typer and imagebot's pure modules at the top; uv is imported by the
-resolver when `lock` really resolves.
+The typer wrappers. The work of check, lock --check and render lives in imagebot.checks,
+which the entry point also runs without typer; uv is imported only when `lock` resolves.
 """
 
 from __future__ import annotations
