@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import statistics
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,12 +42,6 @@ import bench_build  # the bench copy of the project with a last `bench` set
 import bench_promote  # the GitOps repo and git floor of the promote benchmark
 
 REPO = Path(__file__).resolve().parents[1]
-# humanize 3.x imports pkg_resources, which current setuptools no longer has (the smoke test
-# catches that), so only 4.x versions.
-HUMANIZE = [
-    *(f"4.{minor}.0" for minor in range(18)),
-    *("4.2.1", "4.2.2", "4.2.3", "4.12.1", "4.12.2", "4.12.3"),
-]
 DOCKER = os.environ.get("IMAGEBOT_DOCKER", "/usr/bin/docker")
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -62,15 +58,31 @@ def prepare(work: Path, namespace: str, remote: Path, package: str, version: str
     shutil.copytree(bench_promote.cached_repo(20_000, 5_000), remote)
 
 
-def unbuilt_versions(count: int) -> list[str]:
+def released_versions(package: str) -> list[str]:
+    """PyPI's final, unyanked releases of package with a pure-Python wheel, in its latest major
+    series (older series may need what current tools dropped: humanize 3 imports pkg_resources)."""
+    with urllib.request.urlopen(f"https://pypi.org/pypi/{package}/json", timeout=30) as response:
+        releases = json.load(response)["releases"]
+    final = {
+        version: files
+        for version, files in releases.items()
+        if re.fullmatch(r"\d+(\.\d+)*", version)
+        and any(f["filename"].endswith("-none-any.whl") and not f["yanked"] for f in files)
+    }
+    major = max(final, key=lambda v: tuple(map(int, v.split(".")))).split(".")[0]
+    return sorted(v for v in final if v.split(".")[0] == major)
+
+
+def unbuilt_versions(package: str, count: int) -> list[str]:
     """Versions no earlier run on this machine built, so no build finds them in its cache."""
-    used_file = bench_promote.CACHE / "bench-release-versions-used.txt"
+    used_file = bench_promote.CACHE / f"bench-release-versions-used-{package}.txt"
     used = set(used_file.read_text().split()) if used_file.exists() else set()
-    fresh = [v for v in HUMANIZE if v not in used]
+    fresh = [v for v in released_versions(package) if v not in used]
     if len(fresh) < count:
         raise SystemExit(
-            f"bench: fewer than {count} humanize versions left that this machine has not built; "
-            f"prune the build cache (docker builder prune -af) and delete {used_file}"
+            f"bench: fewer than {count} versions of {package} left that this machine has not "
+            f"built; pass another --package (tqdm, rich, ...) or prune the build cache "
+            f"(docker builder prune -af) and delete {used_file}"
         )
     chosen = random.sample(fresh, count)
     used_file.parent.mkdir(parents=True, exist_ok=True)
@@ -110,10 +122,11 @@ def main() -> int:
         "--versions",
         default=None,
         help="comma-separated: warm-up, then alternately release and raw "
-        "(default: 7 random versions of humanize 4.x, so the build cache holds none of them)",
+        "(default: 7 random versions from PyPI of the package's latest major series that no "
+        "earlier run built, so the build cache holds none of them)",
     )
     args = parser.parse_args()
-    versions = args.versions.split(",") if args.versions else unbuilt_versions(7)
+    versions = args.versions.split(",") if args.versions else unbuilt_versions(args.package, 7)
     for name in ("IMAGEBOT_REGISTRY_USERNAME", "IMAGEBOT_REGISTRY_PASSWORD"):
         if not os.environ.get(name):
             raise SystemExit(f'bench: {name} is not set: eval "$(scripts/stack env)" first')

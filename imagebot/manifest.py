@@ -152,6 +152,11 @@ def _store(path: Path, manifest: Manifest) -> None:
         pass  # a cache that cannot be written only costs a container run next time
 
 
+def remember(digest: str, manifest: Manifest, env: Mapping[str, str]) -> None:
+    """Cache the manifest of an image read by other means (the smoke test) under its digest."""
+    _store(manifest_cache_path(digest, env), manifest)
+
+
 def read_manifest(config: Config, image: str, *, env: Mapping[str, str] | None = None) -> Manifest:
     """The installed packages of image (a config name or a ref), pulled if not local.
 
@@ -213,26 +218,36 @@ def package_diff(
     return diff_manifests(old, new).render()
 
 
-_SCRIPT = r"""
-import importlib.metadata as md, json, shutil, subprocess
+# Runs inside the image with its own python3: stdlib only. The smoke test embeds the same
+# function, so a release lists the packages of the image it tests without a container run of
+# its own (see remember).
+PACKAGE_LISTER = r"""
+def list_packages():
+    import importlib.metadata as md, shutil, subprocess
 
-packages = {"python": {}, "r": {}, "dpkg": {}}
-for dist in md.distributions():
-    name = dist.metadata["Name"]
-    if name:
-        packages["python"].setdefault(name, dist.version)
-if shutil.which("Rscript"):
-    code = 'ip <- installed.packages()[, c("Package", "Version")]; writeLines(paste(ip[, 1], ip[, 2], sep = "\\t"))'
-    out = subprocess.run(["Rscript", "-e", code], capture_output=True, text=True)
-    for line in out.stdout.splitlines():
-        name, _, version = line.partition("\t")
-        if name and version:
-            packages["r"].setdefault(name, version)
-if shutil.which("dpkg-query"):
-    out = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\t${Version}\n"], capture_output=True, text=True)
-    for line in out.stdout.splitlines():
-        name, _, version = line.partition("\t")
-        if name and version:
-            packages["dpkg"][name] = version
-print("\n@MARKER@" + json.dumps(packages), flush=True)
+    packages = {"python": {}, "r": {}, "dpkg": {}}
+    for dist in md.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            packages["python"].setdefault(name, dist.version)
+    if shutil.which("Rscript"):
+        code = 'ip <- installed.packages()[, c("Package", "Version")]; writeLines(paste(ip[, 1], ip[, 2], sep = "\\t"))'
+        out = subprocess.run(["Rscript", "-e", code], capture_output=True, text=True)
+        for line in out.stdout.splitlines():
+            name, _, version = line.partition("\t")
+            if name and version:
+                packages["r"].setdefault(name, version)
+    if shutil.which("dpkg-query"):
+        out = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\t${Version}\n"], capture_output=True, text=True)
+        for line in out.stdout.splitlines():
+            name, _, version = line.partition("\t")
+            if name and version:
+                packages["dpkg"][name] = version
+    return packages
 """
+
+_SCRIPT = (
+    "import json\n"
+    + PACKAGE_LISTER
+    + 'print("\\n@MARKER@" + json.dumps(list_packages()), flush=True)\n'
+)

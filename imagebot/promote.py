@@ -18,7 +18,7 @@ import difflib
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -35,6 +35,8 @@ from imagebot.errors import (
 from imagebot.tags import ImageRef
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from imagebot.config import Config, EnvironmentConfig
 
 PUSH_ATTEMPTS = 12
@@ -224,6 +226,23 @@ def _checkout(
         paths.append(config.environment(environment.promote_from).file)
     with tempfile.TemporaryDirectory(prefix="imagebot-gitops-") as tmp:
         yield gitops.clone(url, environment.branch, Path(tmp) / "repo", env, paths=paths)
+
+
+@contextmanager
+def checkout_in_background(
+    config: Config, env_name: str, env: Mapping[str, str]
+) -> Iterator[Future[gitops.Git]]:
+    """Start the promotion's clone now; pass the future to promote(checkout=...).
+
+    The release starts it before building, so the clone costs no time of its own. A clone
+    that is stale by the time of the push is no problem: the push loop fetches and re-applies.
+    The executor is shut down (the clone awaited) before the temporary directory is removed.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    environment = config.environment(env_name)
+    with ExitStack() as cleanup, ThreadPoolExecutor(1, "imagebot-checkout") as pool:
+        yield pool.submit(cleanup.enter_context, _checkout(config, environment, env))
 
 
 def _read_file(git: gitops.Git, environment: EnvironmentConfig) -> str:
@@ -466,6 +485,7 @@ def promote(
     branch: str | None = None,
     env: Mapping[str, str] = os.environ,
     seams: Seams = Seams(),
+    checkout: Future[gitops.Git] | None = None,
 ) -> PromoteResult:
     """Set the environment's image targets to new refs in its GitOps repo; commit and push.
 
@@ -477,11 +497,13 @@ def promote(
     Shallow single-branch clone into a temporary directory; nothing to change -> no commit
     (`result.changed` is False). `dry_run` returns the diff and message without committing.
     `branch` pushes to that new branch (for a pull request) instead of the environment's.
+    `checkout` is a clone started earlier by checkout_in_background.
     Raises GitOpsError (exit 12) for unreachable remotes, auth failures and pushes still
     rejected after PUSH_ATTEMPTS; YamlEditError (11) for a bad target; RegistryError (10).
     """
     environment = config.environment(env_name)
-    with _checkout(config, environment, env) as git:
+    clone = nullcontext(checkout.result()) if checkout else _checkout(config, environment, env)
+    with clone as git:
         refs = _new_refs(config, environment, new_refs, git, seams, env)
         return _apply(
             config,

@@ -1,9 +1,10 @@
 """`imagebot test IMAGE`: run a built image and check that it is what the locks promise.
 
 All in-container checks run in ONE `docker run` of a generated Python script (fast): installed
-versions equal the layered locks, every pinned package imports, `pip check`, every R package
-loads at its pinned version, `jupyter lab --version`, and a Jupyter server that starts and
-answers `/api/status`. The script prints one JSON line; the host turns it into a report.
+versions equal the layered locks, every pinned package imports, pip check's dependency rule,
+every R package loads at its pinned version, and `jupyter lab` starts a server that answers
+`/api/status` and serves `/lab`. The script prints one JSON line of results, then the image's
+package list (the manifest); the host turns them into a report.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from imagebot.errors import ImageTestError, Problem
+from imagebot.manifest import MARKER as MANIFEST_MARKER
+from imagebot.manifest import PACKAGE_LISTER, Manifest, parse_manifest_output
 from imagebot.requirements import normalize
 
 if TYPE_CHECKING:
@@ -134,6 +137,7 @@ class SmokeReport:
     ref: str
     checks: tuple[Check, ...]
     seconds: float
+    manifest: Manifest | None = None  # the image's packages, listed by the same run
 
     @property
     def failures(self) -> tuple[Check, ...]:
@@ -202,7 +206,8 @@ def smoke_test(
                 + _tail(result.output),
             ),
         )
-    return SmokeReport(str(target.ref), checks, time.monotonic() - start)
+    manifest = parse_manifest_output(str(target.ref), result.output)
+    return SmokeReport(str(target.ref), checks, time.monotonic() - start, manifest)
 
 
 def _tail(text: str, lines: int = 8) -> str:
@@ -211,16 +216,31 @@ def _tail(text: str, lines: int = 8) -> str:
 
 def render_script(spec: SmokeSpec) -> str:
     """PURE: the in-container check script with the spec embedded."""
-    return _SCRIPT.replace("@SPEC@", repr(spec.to_json())).replace("@MARKER@", RESULT_MARKER)
+    return (
+        _SCRIPT.replace("@SPEC@", repr(spec.to_json()))
+        .replace("@MARKER@", RESULT_MARKER)
+        .replace("@MANIFEST_MARKER@", MANIFEST_MARKER)
+        .replace("@PACKAGE_LISTER@", PACKAGE_LISTER)
+    )
 
 
-# Runs inside the image with its own python3: stdlib only.
+# Runs inside the image with its own python3: stdlib only (plus pip's vendored `packaging`).
+#
+# Why it is shaped this way: on a 2-core runner the checks are CPU-bound (about 5 s of imports,
+# 4 s of Jupyter server start-up, 2 s of `pip check` and 2 s of R, run one after another). So
+# each piece of work is done once and both cores are kept busy. Rscript runs alongside
+# everything. The dependency check applies pip check's rule in this process instead of starting
+# pip. The import checks of packages built on jupyter-server run in this process, which then
+# forks the server from the `jupyter-lab` entry point it has already imported, so those imports
+# are paid once. Every other import check runs at the same time in a forked worker.
 _SCRIPT = r'''
-import importlib, importlib.metadata as md, importlib.util, json, os, re, secrets, shutil, socket
-import subprocess, sys, time, urllib.request
+import importlib, importlib.metadata as md, json, os, re, secrets, shutil, signal, socket
+import subprocess, sys, time, traceback, urllib.request
 
 SPEC = json.loads(@SPEC@)
 RESULTS = []
+SERVER_DISTRIBUTION = "jupyter-server"
+ONLY_FOR_AN_EXTRA = re.compile(r"""^\s*extra\s*==\s*['"][^'"]*['"]\s*$""")
 
 
 def record(check, subject, ok, detail=""):
@@ -231,25 +251,85 @@ def norm(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def check_versions():
-    installed = {}
+def installed_distributions():
+    # The first distribution of a name on sys.path wins, as it does for imports.
+    found = {}
     for dist in md.distributions():
         name = dist.metadata["Name"]
         if name:
-            installed.setdefault(norm(name), dist.version)
+            found.setdefault(norm(name), dist)
+    return found
+
+
+def check_versions(dists):
     for name, want in sorted(SPEC["versions"].items()):
-        got = installed.get(name)
-        if got is None:
+        dist = dists.get(name)
+        if dist is None:
             record("version", name, False, "not installed (lock: %s)" % want)
-        elif got != want:
-            record("version", name, False, "installed %s, lock says %s" % (got, want))
+        elif dist.version != want:
+            record("version", name, False, "installed %s, lock says %s" % (dist.version, want))
         else:
             record("version", name, True)
-    return installed
 
 
-def check_imports():
-    for dist, module in SPEC["imports"]:
+def requirement_class():
+    # packaging itself first: pip's vendored copy may be one that parses ten times slower.
+    for module in ("packaging.requirements", "pip._vendor.packaging.requirements"):
+        try:
+            return importlib.import_module(module).Requirement
+        except ImportError:
+            pass
+    return None
+
+
+def check_dependencies(dists):
+    # pip check's rule: every requirement of every installed distribution whose marker holds
+    # (without extras) is installed at a version its specifier allows, pre-releases included.
+    # Returns the dependency graph (name -> the names it requires) for placing the imports.
+    Requirement = requirement_class()
+    if Requirement is None:
+        record("pip check", "dependencies", False, "neither pip nor packaging is installed to read requirements")
+        return {}
+    graph = {}
+    for name, dist in sorted(dists.items()):
+        problems, graph[name] = [], []
+        for text in dist.requires or ():
+            if ONLY_FOR_AN_EXTRA.match(text.partition(";")[2]):
+                continue  # most requirements are; parsing them all would cost a second
+            try:
+                req = Requirement(text)
+                if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                    continue
+                dep_name = norm(req.name)
+                graph[name].append(dep_name)
+                dep = dists.get(dep_name)
+                if dep is None:
+                    problems.append("%s %s requires %s, which is not installed" % (name, dist.version, req.name))
+                elif not req.specifier.contains(dep.version, prereleases=True):
+                    problems.append("%s %s has requirement %s, but you have %s %s" % (name, dist.version, req, req.name, dep.version))
+            except Exception as exc:
+                problems.append("%s %s: cannot check requirement %r: %s" % (name, dist.version, text, exc))
+        record("pip check", name, not problems, "; ".join(problems))
+    return graph
+
+
+def dependents(graph, target):
+    # target and every distribution that requires it, directly or not.
+    required_by = {}
+    for name, deps in graph.items():
+        for dep in deps:
+            required_by.setdefault(dep, []).append(name)
+    found, todo = {target}, [target]
+    while todo:
+        for name in required_by.get(todo.pop(), ()):
+            if name not in found:
+                found.add(name)
+                todo.append(name)
+    return found
+
+
+def check_imports(imports):
+    for dist, module in imports:
         try:
             importlib.import_module(module)
             record("import", dist, True)
@@ -257,20 +337,37 @@ def check_imports():
             record("import", dist, False, "import %s: %s: %s" % (module, type(exc).__name__, exc))
 
 
-def start_pip_check():
-    if importlib.util.find_spec("pip") is not None:
-        run = [sys.executable, "-m", "pip", "check"]
-    elif shutil.which("uv"):
-        run = ["uv", "pip", "check", "--python", sys.executable]
-    else:
-        record("pip check", "pip", False, "neither pip nor uv is installed to check dependencies")
-        return None
-    proc = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def in_worker(work, subjects):
+    # Run work() in a forked process; its results come back through a pipe. A worker that dies
+    # (a crashing extension module) fails the checks it had, and only those.
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        del RESULTS[:]
+        try:
+            work()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            with os.fdopen(write_end, "w") as pipe:
+                json.dump(RESULTS, pipe)
+            os._exit(0)
+    os.close(write_end)
 
     def finish():
-        text = proc.communicate()[0].strip()
-        ok = proc.returncode == 0
-        record("pip check", "dependencies", ok, text.splitlines()[-1] if text and ok else text)
+        with os.fdopen(read_end) as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        try:
+            RESULTS.extend(json.loads(data))
+        except ValueError:
+            if os.WIFSIGNALED(status):
+                how = "signal %d" % os.WTERMSIG(status)
+            else:
+                how = "exit %d" % os.WEXITSTATUS(status)
+            for check, subject in subjects:
+                record(check, subject, False, "the checking process died (%s)" % how)
 
     return finish
 
@@ -328,46 +425,69 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def start_jupyter_checks():
-    if SPEC["jupyter"] is False or (SPEC["jupyter"] is None and not shutil.which("jupyter")):
+def wants_jupyter():
+    return SPEC["jupyter"] is True or (SPEC["jupyter"] is None and bool(shutil.which("jupyter")))
+
+
+def start_server():
+    # `jupyter lab` is the jupyter command handing over to the jupyter-lab console script; its
+    # entry point is called here, in a fork, exactly as that script calls it.
+    missing = [command for command in ("jupyter", "jupyter-lab") if not shutil.which(command)]
+    if missing:
+        record("jupyter", "jupyter", False, "not on PATH: %s" % ", ".join(missing))
         return None
-    if not shutil.which("jupyter"):
-        record("jupyter", "jupyter", False, "the jupyter command is not installed")
+    entry = [ep for ep in md.entry_points(group="console_scripts") if ep.name == "jupyter-lab"]
+    if not entry:
+        record("jupyter", "jupyter", False, "no jupyter-lab console script is installed")
         return None
-    version = subprocess.Popen(["jupyter", "lab", "--version"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    lab_main = entry[0].load()
     token, port = secrets.token_hex(16), free_port()
     log = open("/tmp/imagebot_server.log", "w+")
     started = time.monotonic()
-    server = subprocess.Popen(
-        ["jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1", "--port=%d" % port,
-         "--ServerApp.token=%s" % token, "--ServerApp.root_dir=/tmp"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        sys.argv = ["jupyter-lab", "--no-browser", "--allow-root", "--ip=127.0.0.1", "--port=%d" % port,
+                    "--ServerApp.token=%s" % token, "--ServerApp.root_dir=/tmp"]
+        try:
+            sys.exit(lab_main())
+        except SystemExit as exit:
+            os._exit(exit.code if isinstance(exit.code, int) else 1)
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+
+    def get(path):
+        url = "http://127.0.0.1:%d%s" % (port, path)
+        request = urllib.request.Request(url, headers={"Authorization": "token " + token})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
 
     def finish():
-        out, err = version.communicate()
-        ok = version.returncode == 0
-        record("jupyter", "jupyterlab", ok, "jupyter lab %s" % out.strip() if ok else err.strip()[-300:])
         deadline = started + SPEC["server_timeout"]
-        answer = None
+        status = lab = None
         try:
-            while time.monotonic() < deadline and server.poll() is None:
-                request = urllib.request.Request("http://127.0.0.1:%d/api/status" % port, headers={"Authorization": "token " + token})
+            while time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0):
                 try:
-                    with urllib.request.urlopen(request, timeout=5) as response:
-                        answer = json.loads(response.read())
-                        break
+                    status = json.loads(get("/api/status")[1])
+                    lab = get("/lab")[0]
+                    break
                 except Exception:
-                    time.sleep(0.3)
+                    time.sleep(0.1)
+            answered = time.monotonic() - started
         finally:
-            server.terminate()
+            # Only the answers matter: no graceful shutdown to wait for.
             try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-        if answer is not None:
-            record("server", "jupyter server", True, "/api/status answered in %.1fs" % (time.monotonic() - started))
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ChildProcessError, ProcessLookupError):
+                pass
+        if status is not None:
+            record("server", "jupyter server", True, "/api/status answered in %.1fs" % answered)
+            version = md.version("jupyterlab")
+            ok = lab == 200
+            record("jupyter", "jupyterlab", ok, "jupyter lab %s serves /lab" % version if ok else "/lab answered %s" % lab)
         else:
             log.seek(0)
             tail = " | ".join(log.read().strip().splitlines()[-6:])
@@ -376,21 +496,34 @@ def start_jupyter_checks():
     return finish
 
 
-def guarded(name, step):
+def guarded(name, step, *args):
     try:
-        return step()
+        return step(*args)
     except Exception as exc:
         record(name, "checks", False, "%s: %s" % (type(exc).__name__, exc))
         return None
 
 
 def main():
-    # The subprocess checks (pip check, R, Jupyter) start first and run while this process
-    # imports every package: the smoke test takes about as long as its slowest part.
-    finishers = [(n, guarded(n, s)) for n, s in
-                 (("pip check", start_pip_check), ("r", start_r_check), ("jupyter", start_jupyter_checks))]
-    guarded("version", check_versions)
-    guarded("import", check_imports)
+    finishers = [("r", guarded("r", start_r_check))]
+    dists = guarded("version", installed_distributions) or {}
+    guarded("version", check_versions, dists)
+    graph = guarded("pip check", check_dependencies, dists) or {}
+    jupyter = wants_jupyter()
+    here = dependents(graph, SERVER_DISTRIBUTION) if jupyter else set()
+    imports = [tuple(i) for i in SPEC["imports"]]
+    local = [i for i in imports if norm(i[0]) in here]
+    forked = [i for i in imports if norm(i[0]) not in here]
+    if forked:
+        subjects = [("import", dist) for dist, _ in forked]
+        finishers.append(("import", in_worker(lambda: check_imports(forked), subjects)))
+    if jupyter:
+        finishers.append(("server", guarded("server", start_server)))
+    check_imports(local)
+    try:  # for the release's package diff; not a check
+        packages = list_packages()
+    except Exception:
+        packages = None
     for name, finish in finishers:
         if finish is not None:
             guarded(name, finish)
@@ -398,7 +531,11 @@ def main():
     RESULTS.sort(key=lambda r: order.get(r["check"], 9))
     sys.stdout.flush()
     print("\n@MARKER@" + json.dumps(RESULTS), flush=True)
+    if packages is not None:
+        print("@MANIFEST_MARKER@" + json.dumps(packages), flush=True)
 
+
+@PACKAGE_LISTER@
 
 main()
 '''

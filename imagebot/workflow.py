@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from imagebot.config import Config
 
 if TYPE_CHECKING:
     from imagebot.build import ImageOutcome, Reporter
+    from imagebot.manifest import Manifest
     from imagebot.promote import PromoteResult
     from imagebot.tags import ImageRef
 
@@ -125,6 +126,7 @@ def release(
 ) -> ReleaseResult:
     """Run the whole path for one environment and return what happened."""
     from imagebot.build import QuietReporter
+    from imagebot.promote import checkout_in_background, promote
 
     env = os.environ if env is None else env
     reporter = reporter or QuietReporter()
@@ -134,18 +136,19 @@ def release(
     outcomes: list[ImageOutcome] = []
     tested: list[str] = []
     new_refs: dict[str, ImageRef | None] | None = None
-    if environment.promote_from is None:
-        for name, verify in verifications:
-            with clock.stage(name, reporter):
-                verify()
-        names = list(environment.targets)
-        outcomes = _build_test_push(config, names, force, env, reporter, clock, tested)
-        new_refs = {o.image: o.ref for o in outcomes}
-
-    from imagebot.promote import promote
-
-    with clock.stage(f"promote {env_name}", reporter):
-        promotion = promote(config, env_name, new_refs, env=env)
+    with ExitStack() as stack:
+        checkout = None
+        if environment.promote_from is None:
+            for name, verify in verifications:
+                with clock.stage(name, reporter):
+                    verify()
+            # The promotion's clone runs while the images build and are tested.
+            checkout = stack.enter_context(checkout_in_background(config, env_name, env))
+            names = list(environment.targets)
+            outcomes = _build_test_push(config, names, force, env, reporter, clock, tested)
+            new_refs = {o.image: o.ref for o in outcomes}
+        with clock.stage(f"promote {env_name}", reporter):
+            promotion = promote(config, env_name, new_refs, env=env, checkout=checkout)
     refs = {c.image: str(c.new) for c in promotion.changes}
     refs.update({o.image: str(o.ref) for o in outcomes})
     if not refs:
@@ -183,6 +186,7 @@ def _build_test_push(
     fresh = [o.image for o in outcomes if o.built]
     if not fresh:
         return outcomes
+    manifests: dict[str, Manifest | None] = {}
     with clock.stage("test", reporter):
         for name in fresh:
             report = smoke_test(config, name, env=env)
@@ -190,12 +194,29 @@ def _build_test_push(
                 reporter.line(line)
             report.raise_for_failures()
             tested.append(name)
+            manifests[name] = report.manifest
     with clock.stage("push", reporter):
         pushed = {o.image: o for o in push_refs(config, fresh, env=env, reporter=reporter)}
+    _remember_manifests(pushed, manifests, env)
     return [
         replace(o, ref=pushed[o.image].ref, pushed=True) if o.image in pushed else o
         for o in outcomes
     ]
+
+
+def _remember_manifests(
+    pushed: Mapping[str, ImageOutcome],
+    manifests: Mapping[str, Manifest | None],
+    env: Mapping[str, str],
+) -> None:
+    """The smoke test listed each image's packages; keep them under the pushed digest, so the
+    promotion's package diff needs no container run of its own."""
+    from imagebot.manifest import remember
+
+    for name, outcome in pushed.items():
+        manifest = manifests.get(name)
+        if manifest is not None and outcome.ref.digest:
+            remember(outcome.ref.digest, manifest, env)
 
 
 def _repo_location(config: Config, repo: str) -> str:
