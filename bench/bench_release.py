@@ -117,16 +117,23 @@ def raw_parts(work: Path, env: dict[str, str], tag: str, remote: Path) -> dict[s
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--package", default="humanize")
+    parser.add_argument("--package", default="tqdm", help="a pure-Python package (default tqdm)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="release and raw rounds each (default 5: the git floor alone varies 2-6 s here)",
+    )
     parser.add_argument(
         "--versions",
         default=None,
         help="comma-separated: warm-up, then alternately release and raw "
-        "(default: 7 random versions from PyPI of the package's latest major series that no "
-        "earlier run built, so the build cache holds none of them)",
+        "(default: 2 x ROUNDS + 1 random versions from PyPI of the package's latest major "
+        "series that no earlier run built, so the build cache holds none of them)",
     )
     args = parser.parse_args()
-    versions = args.versions.split(",") if args.versions else unbuilt_versions(args.package, 7)
+    count = 2 * args.rounds + 1
+    versions = args.versions.split(",") if args.versions else unbuilt_versions(args.package, count)
     for name in ("IMAGEBOT_REGISTRY_USERNAME", "IMAGEBOT_REGISTRY_PASSWORD"):
         if not os.environ.get(name):
             raise SystemExit(f'bench: {name} is not set: eval "$(scripts/stack env)" first')

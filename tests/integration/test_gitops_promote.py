@@ -236,6 +236,29 @@ def test_competing_commit_between_fetch_and_push_is_reapplied(
     ]
 
 
+def test_a_clone_started_early_that_went_stale_is_reapplied(
+    tmp_path: Path, config_path: Path, remote: Path
+) -> None:
+    """The release clones while it builds; others may push before its promotion does."""
+    config = load_config(config_path)
+    with promoting.checkout_in_background(config, "staging", {}) as checkout:
+        clone = checkout.result().cwd
+        push_change(remote, tmp_path, STAGING_FILE, "timeout: 3600", "timeout: 7200", "cull")
+        result = promoting.promote(
+            config,
+            "staging",
+            {"jupyterhub": ImageRef.parse(f"{HUB}:9f9f")},
+            seams=NO_DIFF,
+            env={},
+            checkout=checkout,
+        )
+
+    assert result.pushed and result.attempts == 2
+    final = remote_file(remote, STAGING_FILE)
+    assert "timeout: 7200" in final and 'tag: "9f9f"' in final
+    assert not clone.exists(), "the early clone's directory is removed"
+
+
 def test_competitor_setting_the_same_value_means_no_commit(
     tmp_path: Path, config_path: Path, remote: Path
 ) -> None:
