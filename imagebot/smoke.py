@@ -224,7 +224,7 @@ def render_script(spec: SmokeSpec) -> str:
     )
 
 
-# Runs inside the image with its own python3: stdlib only (plus pip's vendored `packaging`).
+# Runs inside the image with its own python3: stdlib only, plus `packaging` (or pip's vendored copy).
 #
 # Why it is shaped this way: on a 2-core runner the checks are CPU-bound (about 5 s of imports,
 # 4 s of Jupyter server start-up, 2 s of `pip check` and 2 s of R, run one after another). So
@@ -510,16 +510,17 @@ def main():
     guarded("version", check_versions, dists)
     graph = guarded("pip check", check_dependencies, dists) or {}
     jupyter = wants_jupyter()
-    here = dependents(graph, SERVER_DISTRIBUTION) if jupyter else set()
+    built_on_server = dependents(graph, SERVER_DISTRIBUTION) if jupyter else set()
     imports = [tuple(i) for i in SPEC["imports"]]
-    local = [i for i in imports if norm(i[0]) in here]
-    forked = [i for i in imports if norm(i[0]) not in here]
-    if forked:
-        subjects = [("import", dist) for dist, _ in forked]
-        finishers.append(("import", in_worker(lambda: check_imports(forked), subjects)))
+    with_server = [i for i in imports if norm(i[0]) in built_on_server]
+    alongside = [i for i in imports if norm(i[0]) not in built_on_server]
+    # The worker is forked first, so that its imports run while this process imports the server.
+    if alongside:
+        subjects = [("import", dist) for dist, _ in alongside]
+        finishers.append(("import", in_worker(lambda: check_imports(alongside), subjects)))
     if jupyter:
         finishers.append(("server", guarded("server", start_server)))
-    check_imports(local)
+    check_imports(with_server)
     try:  # for the release's package diff; not a check
         packages = list_packages()
     except Exception:
