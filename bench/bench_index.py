@@ -63,7 +63,7 @@ def run(
     config = load_config(config_path, None, os.environ)
     target = image_target(config.images.values())
     roots = load_roots(requirements)
-    locks = load_locks(requirements, [s for i in config.rendered_images for s in i.sets])
+    locks = load_locks(requirements, [s for i in config.locked_images for s in i.sets])
     upstream = os.environ.get("IMAGEBOT_UPSTREAM_INDEX", PYPI_SIMPLE_URL)
     source = CountingPyPI(upstream)
     result: BuildResult = build_index(

@@ -30,7 +30,7 @@ def run_check(app_state: AppState) -> None:
     config = app_state.config
     sets = {s.name: s for s in load_sets(config.requirements_dir)}
     _check_r_sources(config, sets)
-    in_images = {name for image in config.rendered_images for name in image.sets}
+    in_images = {name for image in config.locked_images for name in image.sets}
     for name in sorted(set(sets) - in_images):
         console.warning(f"set {name!r} is in no image's sets in {config.path.name}")
     stale = [s for s in lock_statuses(plan_layers(config, sets), read_text_or_none) if not s.fresh]
@@ -46,7 +46,7 @@ def run_check(app_state: AppState) -> None:
 
 
 def _check_r_sources(config: Config, sets: Mapping[str, RequirementSet]) -> None:
-    for image in config.rendered_images:
+    for image in config.rendered_images:  # a hand-written Dockerfile installs R its own way
         for name in image.sets:
             req_set = sets[name]
             if req_set.r and req_set.r_source == "cran" and not image.r_repo:
@@ -72,7 +72,7 @@ def run_lock_check(app_state: AppState) -> None:
 def configured_sets(config: Config) -> dict[str, RequirementSet]:
     from imagebot.requirements import load_sets
 
-    names = list(dict.fromkeys(n for image in config.rendered_images for n in image.sets))
+    names = list(dict.fromkeys(n for image in config.locked_images for n in image.sets))
     return {s.name: s for s in load_sets(config.requirements_dir, names)}
 
 

@@ -48,16 +48,17 @@ class ImageConfig:
     dockerfile: Path  # relative to the config's root
     context: Path
     base: str | None
-    sets: tuple[str, ...]  # requirement sets, in layer order; empty for hand-written images
+    sets: tuple[str, ...]  # requirement sets, in layer order; locked, checked by the smoke test
     python: str  # target Python "X.Y" of the base image; the lock resolves for it
     platform: str  # uv --python-platform of the base image, e.g. x86_64-manylinux_2_36
     r_repo: str | None  # CRAN-like repository for sets with r_source = "cran"
     build_args: Mapping[str, str] = field(default_factory=dict)
+    render: bool = True  # false: a hand-written Dockerfile installs the sets' locks itself
 
     @property
     def rendered(self) -> bool:
         """True when imagebot writes the Dockerfile from requirement sets."""
-        return bool(self.sets)
+        return bool(self.sets) and self.render
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,11 @@ class Config:
     @property
     def rendered_images(self) -> list[ImageConfig]:
         return [image for image in self.images.values() if image.rendered]
+
+    @property
+    def locked_images(self) -> list[ImageConfig]:
+        """Images built from requirement sets, rendered or hand-written: their sets are locked."""
+        return [image for image in self.images.values() if image.sets]
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -209,6 +215,7 @@ _IMAGE_KEYS = {
     "platform",
     "r_repo",
     "build_args",
+    "render",
 }
 _ENV_KEYS = {"repo", "branch", "file", "targets", "promote_from", "author"}
 _REGISTRY_KEYS = {"url", "auth", "username_env", "password_env", "token_env", "insecure"}
@@ -316,7 +323,11 @@ def _validate(
                 f"must be a Python minor version, got {python!r}",
                 'e.g. python = "3.11"',
             )
-        base = r.string(image_raw, f"{key}.base", required=bool(sets))
+        render = image_raw.get("render", True)
+        if not isinstance(render, bool):
+            r.problem(f"{key}.render", f"must be true or false, got {render!r}", "use true/false")
+            render = True
+        base = r.string(image_raw, f"{key}.base", required=bool(sets) and render)
         images[name] = ImageConfig(
             name=name,
             dockerfile=Path(dockerfile),
@@ -333,8 +344,9 @@ def _validate(
                 else str(v)
                 for k, v in build_args.items()
             },  # values may use ${VAR:-default} like every other string
+            render=render,
         )
-        if dockerfile and not sets and not (root / dockerfile).is_file():
+        if dockerfile and not (sets and render) and not (root / dockerfile).is_file():
             r.problem(
                 f"{key}.dockerfile",
                 f"{dockerfile} does not exist",

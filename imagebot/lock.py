@@ -79,13 +79,13 @@ def lock_path(requirements_dir: Path, set_name: str) -> Path:
 
 
 def plan_layers(config: Config, sets: Mapping[str, RequirementSet]) -> list[Layer]:
-    """Every set of every rendered image, once, in layer order.
+    """Every set of every image built from sets (rendered or not), once, in layer order.
 
     A lock belongs to a set, so a set shared by two images must sit on the same earlier sets
     in both; otherwise one lock file cannot serve both images.
     """
     layers: dict[str, Layer] = {}
-    for image in config.rendered_images:
+    for image in config.locked_images:
         for index, set_name in enumerate(image.sets):
             earlier = tuple(sets[name] for name in image.sets[:index])
             layer = Layer(sets[set_name], earlier, image.python, image.platform)

@@ -58,7 +58,7 @@ def build(
     upstream = os.environ.get("IMAGEBOT_UPSTREAM_INDEX", PYPI_SIMPLE_URL)
     target = image_target(config.images.values())
     roots = load_roots(config.requirements_dir)
-    image_sets = [name for image in config.rendered_images for name in image.sets]
+    image_sets = [name for image in config.locked_images for name in image.sets]
     locks = load_locks(config.requirements_dir, image_sets)
     progress = RichProgress() if console.stderr_is_tty() else PlainProgress(console.info)
     with console.group(f"index build: {len(roots)} vetted packages for {target.describe()}"):

@@ -36,7 +36,7 @@ def test_jupyterlab_builds_on_the_local_base_and_passes_imagebot_test(stack: Sta
 
 
 @pytest.mark.slow
-def test_jupyterhub_builds_on_the_local_base(stack: Stack) -> None:
+def test_jupyterhub_builds_on_the_local_base_and_holds_exactly_its_locks(stack: Stack) -> None:
     build = run_imagebot(
         ["--profile", "local", "build", "--json", "jupyterhub"],
         stack.env(),
@@ -45,3 +45,8 @@ def test_jupyterhub_builds_on_the_local_base(stack: Stack) -> None:
     )
     assert build.returncode == 0, build.output[-4000:]
     assert '"ref": "127.0.0.1:5555/jupyter/jupyterhub:' in build.stdout
+    # The hand-written Dockerfile installs the jupyterhub and hub locks, and nothing else.
+    run = run_imagebot(["--profile", "local", "test", "jupyterhub"], stack.env(), config=CONFIG)
+    assert run.returncode == 0, run.output[-4000:]
+    assert "ok   import: 6/6 passed" in run.stderr
+    assert "server:" not in run.stderr  # no JupyterLab here, so no server check

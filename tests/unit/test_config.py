@@ -15,10 +15,13 @@ REPO = Path(__file__).resolve().parents[2]
 def test_shipped_config_loads_with_defaults() -> None:
     config = load_config(REPO / "imagebot.toml", env={})
     lab = config.image("jupyterlab")
-    assert lab.sets == ("base", "datascience", "r")
+    assert lab.sets == ("jupyterhub", "base", "datascience", "r")
     assert (lab.python, lab.platform) == ("3.11", "x86_64-manylinux_2_36")
     assert lab.base == "docker.io/library/python:3.11-slim-bookworm"
-    assert config.images["jupyterhub"].rendered is False
+    hub = config.images["jupyterhub"]
+    assert hub.sets == ("jupyterhub", "hub") and hub.rendered is False
+    assert [i.name for i in config.locked_images] == ["jupyterlab", "jupyterhub"]
+    assert [i.name for i in config.rendered_images] == ["jupyterlab"]
     assert config.environments["prod"].promote_from == "staging"
     assert config.index.url and config.index.url.startswith("https://")
 
@@ -81,6 +84,28 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         "surprise: unknown key",
     ):
         assert expected in text
+
+
+def test_a_hand_written_image_can_be_built_from_locked_sets(tmp_path: Path) -> None:
+    hub = '[images.hub]\ndockerfile = "hub/Dockerfile"\nsets = ["base"]\nrender = false\n'
+    with pytest.raises(ConfigProblems) as caught:
+        load_config(write_config(tmp_path, MINIMAL + hub))
+    # not rendered: no base is needed, but the hand-written Dockerfile must exist
+    assert [line.split(": ", 1)[1] for line in caught.value.detail_lines()] == [
+        "images.hub.dockerfile: hub/Dockerfile does not exist "
+        "(hint: write the Dockerfile or fix the path)"
+    ]
+    (tmp_path / "hub").mkdir()
+    (tmp_path / "hub" / "Dockerfile").write_text("FROM scratch\n")
+    config = load_config(tmp_path / "imagebot.toml")
+    assert [i.name for i in config.locked_images] == ["lab", "hub"]
+    assert [i.name for i in config.rendered_images] == ["lab"]
+
+
+def test_render_must_be_a_boolean(tmp_path: Path) -> None:
+    with pytest.raises(ConfigProblems) as caught:
+        load_config(write_config(tmp_path, MINIMAL + 'render = "no"\n'))
+    assert "images.lab.render: must be true or false, got 'no'" in caught.value.detail_lines()[0]
 
 
 def test_broken_toml_missing_file_and_unknown_profile(tmp_path: Path) -> None:
