@@ -571,13 +571,13 @@ def manifest_from_json(text: str, where: str) -> Manifest:
 
 
 def image_target(images: Iterable[Any]) -> Target:
-    """The one (python, platform) of the rendered images: what pods run."""
+    """The one (python, platform) of the images built from sets: what pods and the hub run."""
     targets = {Target(i.python, i.platform) for i in images if i.sets}
     if len(targets) != 1:
         described = ", ".join(sorted(t.describe() for t in targets)) or "none"
         raise PackageIndexError(
-            f"the index serves one Python and platform; rendered images use: {described}",
-            "give every rendered image the same python and platform in imagebot.toml",
+            f"the index serves one Python and platform; images with sets use: {described}",
+            "give every image with sets the same python and platform in imagebot.toml",
         )
     return targets.pop()
 
