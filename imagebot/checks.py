@@ -9,14 +9,14 @@ modules at the top.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagebot import console
 from imagebot.config import Config, load_config
-from imagebot.errors import ConfigError, ImagebotError
+from imagebot.errors import ConfigError
+from imagebot.files import write_atomically
 from imagebot.state import AppState
 
 if TYPE_CHECKING:
@@ -121,31 +121,6 @@ def shown(path: Path, config: Config) -> str:
         return path.resolve().relative_to(config.root).as_posix()
     except ValueError:
         return str(path)
-
-
-def write_atomically(files: Mapping[Path, str]) -> None:
-    """Write every file to a temp file first, then rename them all: no half-written file."""
-    staged: list[tuple[str, Path]] = []
-    try:
-        for path, text in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            staged.append((tmp, path))
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
-            os.chmod(tmp, mode)  # mkstemp makes 0600 files
-        for tmp, path in staged:
-            os.replace(tmp, path)
-    except OSError as exc:
-        raise ImagebotError(
-            f"cannot write {exc.filename or 'a file'}: {exc.strerror or exc}",
-            "check the permissions of the repository checkout",
-        ) from None
-    finally:
-        for tmp, _ in staged:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
 
 _FAST: dict[tuple[str, ...], Callable[[AppState], None]] = {

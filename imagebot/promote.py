@@ -32,6 +32,7 @@ from imagebot.errors import (
     UsageError,
     YamlEditError,
 )
+from imagebot.files import write_atomically
 from imagebot.tags import ImageRef
 
 if TYPE_CHECKING:
@@ -261,15 +262,6 @@ def _read_file(git: gitops.Git, environment: EnvironmentConfig) -> str:
         ) from None
 
 
-def _write_file(path: Path, text: str) -> None:
-    import shutil
-
-    tmp = path.with_name(f".{path.name}.imagebot-tmp")
-    tmp.write_bytes(text.encode("utf-8"))
-    shutil.copymode(path, tmp)  # git records the executable bit
-    os.replace(tmp, path)
-
-
 def _open_registry(config: Config, seams: Seams, env: Mapping[str, str]) -> Registry:
     if seams.registry is not None:
         return seams.registry
@@ -450,7 +442,7 @@ def _commit_and_push(
         message = commit_message(
             verb, environment.name, state.changes, state.diffs, source_revision
         )
-        _write_file(git.cwd / environment.file, state.new_text)
+        write_atomically({git.cwd / environment.file: state.new_text})
         state.commit = gitops.commit_all(git, [environment.file], message, environment.author)
         if seams.before_push:
             seams.before_push(git.cwd, state.number)

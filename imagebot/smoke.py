@@ -10,7 +10,6 @@ package list (the manifest); the host turns them into a report.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,17 +56,6 @@ IMPORT_NAMES: Mapping[str, str] = {
     "typing-extensions": "typing_extensions",
 }
 
-_LOCK_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^\s;\\]+)")
-
-
-def parse_lock(text: str) -> dict[str, str]:
-    """PURE: `name==version` pins of a lock file (hashes, comments, markers ignored)."""
-    pins: dict[str, str] = {}
-    for line in text.splitlines():
-        if match := _LOCK_LINE.match(line.strip()):
-            pins[normalize(match.group(1))] = match.group(2)
-    return pins
-
 
 def import_name(name: str, explicit: str | None) -> str:
     """PURE: the module to import for a distribution: the entry's `import`, the map, or a guess."""
@@ -101,6 +89,8 @@ class SmokeSpec:
 
 def expectations(config: Config, image_name: str) -> SmokeSpec:
     """The spec for a configured image: its sets' entries and the pins of their layered locks."""
+    from imagebot.index_pages import parse_compiled
+    from imagebot.lock import lock_path, read_text_or_none
     from imagebot.requirements import load_sets
 
     image = config.image(image_name)
@@ -109,9 +99,8 @@ def expectations(config: Config, image_name: str) -> SmokeSpec:
     sets = load_sets(config.requirements_dir, image.sets)
     versions: dict[str, str] = {}
     for set_name in image.sets:  # later sets are installed later: their pins win
-        lock = config.requirements_dir / f"{set_name}.lock"
-        if lock.is_file():
-            versions.update(parse_lock(lock.read_text(encoding="utf-8")))
+        text = read_text_or_none(lock_path(config.requirements_dir, set_name))
+        versions.update((pin.name, pin.version) for pin in parse_compiled(text or ""))
     imports: list[tuple[str, str]] = []
     r_packages: list[tuple[str, str]] = []
     for req_set in sets:

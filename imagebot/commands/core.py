@@ -17,9 +17,9 @@ from imagebot.checks import (
     run_lock_check,
     run_render,
     shown,
-    write_atomically,
 )
 from imagebot.errors import UsageError
+from imagebot.files import write_atomically
 
 if TYPE_CHECKING:
     from imagebot.state import AppState

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from imagebot.files import write_atomically
+
 if TYPE_CHECKING:
     from imagebot.promote import EnvironmentStatus, PromoteResult, Seams
 
@@ -63,18 +65,7 @@ def set_image(
     if not result.changed:
         console.info(f"{file}: already {ref}; nothing to change")
         return
-    write_atomically(file, result.text)
-
-
-def write_atomically(file: Path, text: str) -> None:
-    """Replace `file` (through symlinks) with `text`, keeping its mode; never half-written."""
-    import shutil
-
-    target = file.resolve()
-    tmp = target.with_name(f".{target.name}.imagebot-tmp")
-    tmp.write_bytes(text.encode("utf-8"))
-    shutil.copymode(target, tmp)
-    os.replace(tmp, target)
+    write_atomically({file: result.text})
 
 
 def _seams(no_package_diff: bool) -> Seams:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import typer
 
 from imagebot.errors import UsageError
+from imagebot.files import write_atomically
 
 index_app = typer.Typer(
     help="The vetted package index pods install from (PEP 503 static files).",
@@ -187,32 +187,19 @@ def script(
     if problems:
         raise EnvFileError(problems, str(file), "rebuild the index, then run this again")
     install_url = index_url or config.index.url or uv_index_url(location)
+    packages = len(parse_compiled(lock))
     text = render_script(
         file.name,
         lock,
         install_url,
         config.index.request_url,
         {
-            "packages": str(len(parse_compiled(lock))),
+            "packages": str(packages),
             "target": manifest.target.describe(),
         },
     )
     if output is None:
         sys.stdout.write(text)
         return
-    _write_executable(output, text)
-    console.info(f"{output}: installs {len(parse_compiled(lock))} packages (bash {output})")
-
-
-def _write_executable(path: Path, text: str) -> None:
-    """Write atomically: a temp file beside the target, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(temp, 0o755)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_atomically({output: text}, mode=0o755)
+    console.info(f"{output}: installs {packages} packages (bash {output})")

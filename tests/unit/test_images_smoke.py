@@ -7,6 +7,7 @@ import json
 import pytest
 
 from imagebot.errors import ImageTestError
+from imagebot.index_pages import parse_compiled
 from imagebot.manifest import Manifest, diff_manifests, diff_packages, parse_manifest_output
 from imagebot.smoke import (
     RESULT_MARKER,
@@ -14,7 +15,6 @@ from imagebot.smoke import (
     SmokeReport,
     SmokeSpec,
     import_name,
-    parse_lock,
     parse_results,
     render_script,
 )
@@ -32,7 +32,8 @@ uvicorn[standard]==0.30.0
 
 
 def test_parse_lock() -> None:
-    assert parse_lock(LOCK) == {"jupyterlab": "4.6.6", "pyyaml": "6.0.3", "uvicorn": "0.30.0"}
+    pins = {pin.name: pin.version for pin in parse_compiled(LOCK)}
+    assert pins == {"jupyterlab": "4.6.6", "pyyaml": "6.0.3", "uvicorn": "0.30.0"}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,44 @@
+"""Writing files that users and git read: all or nothing, never half-written.
+
+Stdlib only: `render --check`'s fast path imports this.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from imagebot.errors import ImagebotError
+
+
+def write_atomically(files: Mapping[Path, str], *, mode: int | None = None) -> None:
+    """Write every file to a temp file beside it, then rename them all over their targets.
+
+    A file keeps its permission bits (git records the executable bit) unless `mode` is given;
+    a new one gets `mode` or 0644. A symlink's target is replaced, not the link. On failure no
+    target has changed and no temp file is left behind; the error names the file (exit 1).
+    """
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, text in files.items():
+            target = path.resolve()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            keep = target.stat().st_mode & 0o777 if target.exists() else 0o644
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            staged.append((tmp, target))
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+            os.chmod(tmp, keep if mode is None else mode)  # mkstemp makes 0600 files
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    except OSError as exc:
+        raise ImagebotError(
+            f"cannot write {exc.filename or 'a file'}: {exc.strerror or exc}",
+            "check the permissions of the directory and the file",
+        ) from None
+    finally:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)

@@ -1,0 +1,47 @@
+"""write_atomically: all files or none, modes kept, symlinks followed, a one-line error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imagebot.errors import ImagebotError
+from imagebot.files import write_atomically
+
+
+def test_keeps_the_mode_and_replaces_a_symlinks_target(tmp_path: Path) -> None:
+    script = tmp_path / "run.sh"
+    script.write_text("old\n")
+    script.chmod(0o755)
+    link = tmp_path / "link.yaml"
+    target = tmp_path / "real.yaml"
+    target.write_text("a: 1\n")
+    link.symlink_to(target)
+
+    write_atomically({script: "new\n", link: "a: 2\n", tmp_path / "d" / "new.txt": "x"})
+
+    assert script.read_text() == "new\n" and script.stat().st_mode & 0o777 == 0o755
+    assert link.is_symlink() and target.read_text() == "a: 2\n"
+    assert (tmp_path / "d" / "new.txt").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "link.yaml", "real.yaml", "run.sh"]
+
+
+def test_an_explicit_mode_wins(tmp_path: Path) -> None:
+    path = tmp_path / "install.sh"
+    write_atomically({path: "echo\n"}, mode=0o755)
+    assert path.stat().st_mode & 0o777 == 0o755
+
+
+def test_failure_names_the_file_and_changes_nothing(tmp_path: Path) -> None:
+    first = tmp_path / "first.txt"
+    first.write_text("before\n")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a directory should be\n")
+
+    with pytest.raises(ImagebotError, match=r"cannot write .*blocker") as caught:
+        write_atomically({first: "after\n", blocker / "second.txt": "x"})
+
+    assert caught.value.exit_code == 1
+    assert first.read_text() == "before\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "first.txt"]
