@@ -9,7 +9,6 @@ from the registry. Progress goes to a `Reporter` supplied by the command layer.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -98,22 +97,6 @@ def oci_labels(config: Config, tag: str, revision: str, created: datetime) -> di
         "org.opencontainers.image.source": config.source,
         "org.opencontainers.image.version": tag,
     }
-
-
-def git_revision(root: Path) -> str:
-    """The checkout's commit, or "unknown" (no git, not a repository)."""
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    revision = result.stdout.strip()
-    return revision if result.returncode == 0 and revision else "unknown"
 
 
 def ca_bundle_path(options: BuildOptions, env: Mapping[str, str]) -> Path | None:
@@ -305,6 +288,7 @@ def _build_one(
     reporter: Reporter,
 ) -> None:
     from imagebot.engine import BuildRequest, build_network, run_build
+    from imagebot.gitops import source_revision
     from imagebot.registry import resolve_credentials
 
     session.ensure_engine()
@@ -314,7 +298,9 @@ def _build_one(
         dockerfile=(config.root / image.dockerfile).resolve(),
         tags=(str(ref), str(cache_ref(ref))),
         build_args=dict(image.build_args),
-        labels=oci_labels(config, ref.tag or "", git_revision(config.root), datetime.now(UTC)),
+        labels=oci_labels(
+            config, ref.tag or "", source_revision(config.root, session.env), datetime.now(UTC)
+        ),
         cache_from=(str(cache_ref(ref)),) if use_cache_from else (),
         secrets={CA_SECRET_ID: ca_bundle} if ca_bundle else {},
         network=build_network(image.build_args),

@@ -297,9 +297,7 @@ def _push_once(
         for item in stream:
             if not isinstance(item, dict):
                 continue
-            if "error" in item or "errorDetail" in item:
-                detail = item.get("errorDetail") or {}
-                message = str(item.get("error") or detail.get("message") or item)
+            if (message := _in_band_error(item)) is not None:
                 raise _push_failure(ref, redact(message, secrets))
             status = item.get("status")
             if status and not item.get("progressDetail"):  # skip byte-count progress ticks
@@ -307,9 +305,22 @@ def _push_once(
     except docker.errors.APIError as exc:
         raise _push_failure(ref, redact(_first_line(exc), secrets)) from None
     except requests.exceptions.ConnectionError as exc:
-        raise EngineError(
-            f"lost the Docker engine while pushing {ref}: {redact(_first_line(exc), secrets)}"
-        ) from None
+        raise _lost_engine("pushing", ref, exc, secrets) from None
+
+
+def _in_band_error(item: Mapping[str, Any]) -> str | None:
+    """The error a push or pull stream reports in-band (docker-py does not raise it)."""
+    if "error" not in item and "errorDetail" not in item:
+        return None
+    detail = item.get("errorDetail") or {}
+    return str(item.get("error") or detail.get("message") or item)
+
+
+def _lost_engine(action: str, ref: ImageRef, exc: BaseException, secrets: list[str]) -> EngineError:
+    return EngineError(
+        f"lost the Docker engine while {action} {ref}: {redact(_first_line(exc), secrets)}",
+        "check that the engine is still running (locally: scripts/stack status)",
+    )
 
 
 def _push_failure(ref: ImageRef, message: str) -> ImagebotError:
@@ -347,6 +358,7 @@ def push_image(
 def pull_image(client: DockerClient, ref: ImageRef, credentials: Credentials | None) -> None:
     """Pull ref into the engine; in-band errors become exceptions (no retries: callers decide)."""
     import docker.errors
+    import requests.exceptions
 
     secrets = list(credentials.secrets()) if credentials else []
     auth = credentials.auth_config() if credentials else None
@@ -355,11 +367,12 @@ def pull_image(client: DockerClient, ref: ImageRef, credentials: Credentials | N
         for item in client.api.pull(
             ref.name, tag=reference, auth_config=auth, stream=True, decode=True
         ):
-            if isinstance(item, dict) and ("error" in item or "errorDetail" in item):
-                message = redact(str(item.get("error") or item.get("errorDetail")), secrets)
-                raise _pull_failure(ref, message)
+            if isinstance(item, dict) and (message := _in_band_error(item)) is not None:
+                raise _pull_failure(ref, redact(message, secrets))
     except docker.errors.APIError as exc:
         raise _pull_failure(ref, redact(_first_line(exc), secrets)) from None
+    except requests.exceptions.ConnectionError as exc:
+        raise _lost_engine("pulling", ref, exc, secrets) from None
 
 
 def _pull_failure(ref: ImageRef, message: str) -> ImagebotError:
@@ -444,9 +457,3 @@ def _tar_one(path: str, data: bytes) -> bytes:
         info.mode = 0o755
         archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
-
-
-def image_history(client: DockerClient, ref: str) -> list[dict[str, Any]]:
-    """`docker history` as dicts (CreatedBy etc.); used to prove no secret landed in a layer."""
-    history: list[dict[str, Any]] = client.api.history(ref)  # type: ignore[no-untyped-call]
-    return history

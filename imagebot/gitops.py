@@ -283,8 +283,13 @@ def deepen(git: Git, branch: str, by: int) -> bool:
 
 
 def source_revision(root: Path, env: Mapping[str, str]) -> str:
-    """The imagebot repository's revision: BUILD_SOURCEVERSION in pipelines, else git HEAD."""
+    """The imagebot repository's revision: BUILD_SOURCEVERSION in pipelines, else git HEAD,
+    else "unknown" (no git, not a checkout): it labels things, it never stops them."""
     if env.get("BUILD_SOURCEVERSION"):
         return env["BUILD_SOURCEVERSION"]
-    proc = run_git(["rev-parse", "HEAD"], root, {})
-    return proc.stdout.strip() if proc.returncode == 0 else "unknown"
+    try:
+        proc = run_git(["rev-parse", "HEAD"], root, {})
+    except GitOpsError:
+        return "unknown"
+    revision = proc.stdout.strip()
+    return revision if proc.returncode == 0 and revision else "unknown"

@@ -627,18 +627,6 @@ def set_image(text: str, target: str, ref: ImageRef, origin: str = "<yaml>") -> 
     return _splice(parsed, text, slots, origin)
 
 
-def set_images(
-    text: str, targets: Sequence[tuple[str, ImageRef]], origin: str = "<yaml>"
-) -> EditResult:
-    """Apply several `set_image` edits in one pass (each target set once)."""
-    result = EditResult(text, ())
-    changes: list[ScalarChange] = []
-    for target, ref in targets:
-        result = set_image(result.text, target, ref, origin)
-        changes.extend(result.changes)
-    return EditResult(result.text, tuple(changes))
-
-
 def set_scalars(text: str, values: Mapping[str, str], origin: str = "<yaml>") -> EditResult:
     """Set plain string scalars by dotted path (chart versions and the like)."""
     from ruamel.yaml.nodes import ScalarNode

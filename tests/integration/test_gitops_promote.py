@@ -422,11 +422,19 @@ def test_status_reports_refs_and_registry_presence(config_path: Path) -> None:
 
 
 def test_status_with_unreachable_registry_is_unknown_not_an_error(config_path: Path) -> None:
+    # Credentials resolve, so status really asks; nothing listens on the discard port.
+    config_path.write_text(config_path.read_text().replace("127.0.0.1:5555", "127.0.0.1:9"))
+    credentials = {"IMAGEBOT_REGISTRY_USERNAME": "u", "IMAGEBOT_REGISTRY_PASSWORD": "p"}
     proc = run_imagebot(
-        config_path, "status", "--json", env={"IMAGEBOT_RETRY_SECONDS": "0"}, timeout=120
+        config_path,
+        "status",
+        "--json",
+        env={"IMAGEBOT_RETRY_SECONDS": "0", **credentials},
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "warning:" in proc.stderr
+    assert "127.0.0.1:9" in proc.stderr and "no credentials" not in proc.stderr
     assert '"exists": null' in proc.stdout
 
 

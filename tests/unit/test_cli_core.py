@@ -443,11 +443,19 @@ def test_fast_path_reports_errors_like_typer_does(
 ) -> None:
     from imagebot.checks import fast_path
     from imagebot.errors import StaleError
+    from imagebot.main import run_with_boundary
 
     edit(locked_project, "jupyter/Dockerfile", "EXPOSE 8888", "EXPOSE 9999")
+    argv = ["--config", str(locked_project.config), "render", "--check"]
     with pytest.raises(StaleError) as caught:
-        fast_path(["--config", str(locked_project.config), "render", "--check"])
+        fast_path(argv)
     assert "-EXPOSE 9999" in caught.value.diff
+    # Through the boundary: the diff on stdout, one error and hint on stderr, exit 5.
+    capsys.readouterr()
+    assert run_with_boundary(lambda: fast_path(argv)) == 5
+    out, err = capsys.readouterr()
+    assert "-EXPOSE 9999" in out
+    assert "error: jupyter/Dockerfile is stale" in err and "hint: " in err
 
 
 def test_render_warns_when_a_lock_is_stale(locked_project: Project, run_cli: Run) -> None:

@@ -185,7 +185,10 @@ def test_pages_cover_root_and_every_project_under_normalised_names() -> None:
 
 
 def test_rendering_is_deterministic() -> None:
-    packages = [indexed("six", "1.17.0", "six-1.17.0-py3-none-any.whl")]
+    packages = [
+        indexed("six", "1.17.0", "six-1.17.0-py3-none-any.whl"),
+        indexed("six", "1.16.0", "six-1.16.0-py2.py3-none-any.whl"),
+    ]
     assert render_pages(packages) == render_pages(list(reversed(packages)))
 
 

@@ -159,7 +159,7 @@ def test_prod_takes_stagings_digest_pinned_refs(tmp_path: Path) -> None:
         "jupyterlab": ImageRef("r.example.org/jupyter/jupyterlab", "lab1", D1),
         "jupyterhub": ImageRef("r.example.org/jupyter/jupyterhub", "hub1", D1),
     }
-    assert all("@" in asked for asked in registry.asked)
+    assert registry.asked and all("@" in asked for asked in registry.asked)
 
 
 def test_prod_refuses_a_staging_ref_without_digest(tmp_path: Path) -> None:

@@ -141,7 +141,7 @@ def test_duplicates_across_sets_are_refused(tmp_path: Path) -> None:
     a, _ = parse_set(tmp_path / "a.toml", "[python]\n" + entry("numpy"))
     b, _ = parse_set(
         tmp_path / "b.toml",
-        "# more\n[python]\n" + entry("NumPy".lower()),
+        "# more\n[python]\n" + entry("numpy"),
     )
     assert a is not None and b is not None
     (problem,) = check_sets([a, b])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from imagebot import yamledit
 from imagebot.cli import app
 from imagebot.errors import YamlEditError
 from imagebot.tags import ImageRef
+from tests.unit.conftest import Result
 
 DIGEST = "sha256:" + "cd" * 32
 
@@ -193,12 +195,13 @@ def test_cli_stdout_leaves_the_file(tmp_path: Path) -> None:
     ],
 )
 def test_cli_refusals_exit_11_and_leave_the_file(
-    tmp_path: Path, text: str, args: list[str]
+    tmp_path: Path, text: str, args: list[str], run_cli: Callable[..., Result]
 ) -> None:
     file = tmp_path / "f.yaml"
     file.write_text(text)
-    result = runner.invoke(app, ["set-image", str(file), "r/x:2", *args])
-    assert result.exit_code == 11 or isinstance(result.exception, YamlEditError)
+    result = run_cli("set-image", file, "r/x:2", *args)  # through the real error boundary
+    assert result.code == 11, result.err
+    assert len(result.error_lines) == 1
     assert file.read_text() == text
 
 
