@@ -22,9 +22,6 @@ from imagebot.tags import ImageRef
 
 from .conftest import REPO_ROOT, Stack
 
-GITOPS_FILE = "flux/staging-bip-app/dapla-spark/jupyter/jupyter.yaml"
-PROD_FILE = "flux/prod-bip-app/dapla-spark/jupyter/jupyter.yaml"
-
 
 def _git(*args: str, cwd: Path | None = None) -> str:
     return subprocess.run(

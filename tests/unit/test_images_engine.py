@@ -81,7 +81,7 @@ def test_throwaway_docker_config_is_private_and_removed() -> None:
     assert not Path(directory).exists()
 
 
-def test_cli_override_wins(tmp_path: Path) -> None:
+def test_cli_override_wins() -> None:
     assert find_buildkit_cli({"IMAGEBOT_DOCKER": "/opt/docker"}) == "/opt/docker"
 
 

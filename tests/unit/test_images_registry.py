@@ -8,7 +8,6 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -221,7 +220,7 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_registry() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(FakeRegistry))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeRegistry)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     FakeRegistry.status_override = []

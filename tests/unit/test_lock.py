@@ -263,13 +263,10 @@ class _FailLast:
     """Resolves every layer but the last one, which fails with `output`."""
 
     def __init__(self, fake_resolver, output: str) -> None:
-        self.ok, self.output, self.count = (
-            fake_resolver(
-                {"jupyter-resource-usage": ["packaging==26.4"], "jupyterlab": ["packaging==26.4"]}
-            ),
-            output,
-            0,
+        self.ok = fake_resolver(
+            {"jupyter-resource-usage": ["packaging==26.4"], "jupyterlab": ["packaging==26.4"]}
         )
+        self.output = output
 
     def compile(self, inputs, constraints, python, platform):
         from imagebot.lock import ResolveFailed
