@@ -2,7 +2,8 @@
 """Bench: `imagebot promote` into a big GitOps repo vs the git floor, on loopback.
 
 The repo has 20,000 commits and 5,000 files (built once with `git fast-import`, cached under
-.local/bench/). Each round copies the cached bare repo, then measures, in alternating order:
+.local/bench/). One bare clone of it is the remote for the whole run; each round measures, in
+alternating order (so the few commits earlier rounds pushed affect every kind alike):
 
   floor     git clone --depth 1 --single-branch --branch master, edit the file, git commit,
             git push
