@@ -137,9 +137,10 @@ class Git:
     url: str  # the remote's URL, for messages only (redacted there)
     env: Mapping[str, str]
 
-    def run(self, args: Sequence[str], action: str, *, check: bool = True) -> str:
+    def run(self, args: Sequence[str], action: str) -> str:
+        """stdout; a classified GitOpsError when git fails (`action` names it)."""
         proc = run_git(args, self.cwd, self.env)
-        if check and proc.returncode != 0:
+        if proc.returncode != 0:
             raise _classify(proc.stderr, action, self.url)
         return proc.stdout
 
@@ -221,10 +222,8 @@ def commit_all(git: Git, paths: Sequence[str], message: str, author: str) -> str
     }
     local = Git(git.cwd, git.url, {**git.env, **ident})
     local.run(["add", "--", *paths], "add")
-    proc = run_git(
-        ["-c", "commit.gpgsign=false", "commit", "--quiet", "--no-verify", "-m", message],
-        git.cwd,
-        {**git.env, **ident},
+    proc = local.try_run(
+        ["-c", "commit.gpgsign=false", "commit", "--quiet", "--no-verify", "-m", message]
     )
     if proc.returncode != 0:
         raise GitOpsError(f"git commit failed: {proc.stderr.strip()}", "check the clone's state")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from imagebot import gitops, yamledit
 from imagebot.errors import (
@@ -33,7 +33,7 @@ from imagebot.errors import (
     YamlEditError,
 )
 from imagebot.files import write_atomically
-from imagebot.tags import ImageRef
+from imagebot.tags import ImageRef, image_ref
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -265,22 +265,9 @@ def _read_file(git: gitops.Git, environment: EnvironmentConfig) -> str:
 def _open_registry(config: Config, seams: Seams, env: Mapping[str, str]) -> Registry:
     if seams.registry is not None:
         return seams.registry
-    open_registry = _helper("imagebot.registry", "open_registry")
-    registry: Registry = open_registry(config, env)
-    return registry
+    from imagebot.registry import open_registry  # late: it imports requests
 
-
-def _helper(module: str, name: str) -> Callable[..., Any]:
-    """A function of a sibling adapter, imported late (they pull in heavy libraries)."""
-    import importlib
-
-    try:
-        func: Callable[..., Any] = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        raise GitOpsError(
-            f"{module}.{name} is not available in this imagebot", "pass explicit IMAGE=REF args"
-        ) from None
-    return func
+    return open_registry(config, env)
 
 
 def _package_diffs(
@@ -289,10 +276,11 @@ def _package_diffs(
     """Best-effort package diffs; any failure reads "package diff unavailable"."""
     describe = seams.package_diff
     if describe is None:
-        try:
-            describe = _as_text(_helper("imagebot.manifest", "package_diff"), config, env)
-        except GitOpsError:
-            return {}
+        from imagebot.manifest import package_diff
+
+        def describe(old: ImageRef, new: ImageRef) -> str:
+            return package_diff(old, new, config=config, env=env).rstrip("\n")
+
     diffs = {}
     for change in changes:
         if change.old is None:
@@ -304,23 +292,14 @@ def _package_diffs(
     return diffs
 
 
-def _as_text(func: Callable[..., Any], config: Config, env: Mapping[str, str]) -> PackageDiff:
-    def describe(old: ImageRef, new: ImageRef) -> str:
-        value = func(old, new, config=config, env=env)
-        return (value if isinstance(value, str) else str(value)).rstrip("\n")
-
-    return describe
-
-
 def _build_refs(
     config: Config, images: Sequence[str], seams: Seams, env: Mapping[str, str]
 ) -> dict[str, ImageRef]:
     """The current build's content-tag refs, pinned to the digest the registry has."""
-    image_ref = _helper("imagebot.tags", "image_ref")
     registry = _open_registry(config, seams, env)
     refs = {}
     for image in images:
-        ref: ImageRef = image_ref(config, image)
+        ref = image_ref(config, image)
         digest = registry.digest(ref)
         if digest is None:
             raise RegistryError(

@@ -21,12 +21,7 @@ from imagebot.promote import read_refs
 from imagebot.tags import ImageRef
 
 from .conftest import REPO_ROOT, Stack
-
-
-def _git(*args: str, cwd: Path | None = None) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
+from .gitops_fixtures import git, remote_file
 
 
 @pytest.fixture
@@ -40,7 +35,7 @@ def gitops_remote(tmp_path: Path) -> Path:
 def test_every_script_step_runs_against_the_local_stack(
     stack: Stack, gitops_remote: Path, tmp_path: Path
 ) -> None:
-    revision = _git("rev-parse", "HEAD", cwd=REPO_ROOT)
+    revision = git("rev-parse", "HEAD", cwd=REPO_ROOT).strip()
     variables = {
         # Azure predefined and secret variables -> local values
         "Build.SourceVersion": revision,
@@ -90,9 +85,7 @@ def test_every_script_step_runs_against_the_local_stack(
     assert "##[group]" in logs
 
     # Staging got a fresh build; prod got exactly the digest-pinned refs staging runs.
-    assert "[skip ci]" in _git(
-        "--git-dir", str(gitops_remote), "log", "-1", "--format=%B", "master"
-    )
+    assert "[skip ci]" in git("--git-dir", str(gitops_remote), "log", "-1", "--format=%B", "master")
     config = load_config(REPO_ROOT / "imagebot.toml", "local", env)
     staging = _refs(config, "staging", gitops_remote)
     prod = _refs(config, "prod", gitops_remote)
@@ -103,5 +96,5 @@ def test_every_script_step_runs_against_the_local_stack(
 
 def _refs(config: Config, env_name: str, remote: Path) -> dict[str, ImageRef]:
     environment = config.environment(env_name)
-    text = _git("--git-dir", str(remote), "show", f"master:{environment.file}")
+    text = remote_file(remote, environment.file)
     return read_refs(text, environment, environment.file)
