@@ -1,12 +1,14 @@
 """promote / rollback / status against REAL bare git remotes in temporary directories.
 
-The registry is faked where a test is about git (promote_from, status); issue-3's suite covers
-the registry adapter against the real htpasswd registry.
+The registry is faked only where a test is about what lands in git (prod's refs, status rows);
+where the registry's answer decides (prod refusing a digest, status with the registry down),
+the real htpasswd registry of the local stack answers.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from imagebot.config import load_config
 from imagebot.errors import GitOpsError, RegistryError, UsageError
 from imagebot.tags import ImageRef
 
+from .conftest import Run, Stack
 from .gitops_fixtures import (
     PROD_FILE,
     STAGING_FILE,
@@ -360,18 +363,22 @@ def test_prod_takes_stagings_digests(config_path: Path, remote: Path) -> None:
     assert f'tag: "hub1@{D2}"' in prod and f"image: {LAB}:lab1@{D1}" in prod
 
 
-def test_prod_refuses_a_digest_the_registry_does_not_have(config_path: Path, remote: Path) -> None:
+def test_prod_refuses_a_digest_the_registry_does_not_have(
+    config_path: Path, remote: Path, stack: Stack, small_pushed: Run
+) -> None:
+    """Against the real registry: staging runs one image it has and one digest it lacks."""
     config = load_config(config_path)
+    pushed = json.loads(small_pushed.stdout)[0]
     staged = {
-        "jupyterlab": ImageRef.parse(f"{LAB}:lab1@{D1}"),
-        "jupyterhub": ImageRef.parse(f"{HUB}:hub1@{D2}"),
+        "jupyterlab": ImageRef.parse(f"{pushed['ref']}@{pushed['digest']}"),
+        "jupyterhub": ImageRef.parse(f"{stack.namespace}/small:gone@{D2}"),
     }
     promoting.promote(config, "staging", staged, env={}, seams=NO_DIFF)
     head = remote_head(remote)
 
-    seams = promoting.Seams(registry=FakeRegistry({D1}), package_diff=NO_DIFF.package_diff)
-    with pytest.raises(RegistryError, match="does not have that digest"):
-        promoting.promote(config, "prod", None, env={}, seams=seams)
+    with pytest.raises(RegistryError, match="does not have that digest") as caught:
+        promoting.promote(config, "prod", None, env=stack.env(), seams=NO_DIFF)
+    assert "jupyterhub" in caught.value.message and "jupyterlab" not in caught.value.message
     assert remote_head(remote) == head
 
 
