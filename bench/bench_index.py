@@ -39,6 +39,7 @@ from imagebot.index import (
 )
 from imagebot.index_pages import DistFile, image_target
 from imagebot.pypi import PYPI_SIMPLE_URL, PyPI
+from imagebot.requirements import insert_entry, parse_add_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,7 +89,6 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=8)
     parser.add_argument("--add", default="python-slugify==9.2.0", help="package to add in step 3")
     args = parser.parse_args()
-    name, version = args.add.split("==", 1)
 
     config = load_config(args.config, None, os.environ)
     with tempfile.TemporaryDirectory(prefix="bench-index-") as temp:
@@ -96,17 +96,16 @@ def main() -> int:
         requirements = work / "requirements"
         shutil.copytree(config.requirements_dir, requirements)
         out = work / "index"
-        rows = [
-            run("cold build", out, requirements, args.config, args.jobs),
-            run("no-op rebuild", out, requirements, args.config, args.jobs),
-        ]
-        index_only = requirements / "index-only.toml"
-        text = index_only.read_text() if index_only.exists() else "[python]\n"
-        entry = f'{name} = {{ version = "{version}", reason = "bench", requested_by = "@bench" }}'
-        index_only.write_text(with_entry(text, entry))
-        rows.append(run(f"add {args.add}", out, requirements, args.config, args.jobs))
+        rows = [run("cold build", out, requirements, args.config, args.jobs)]
+        # The baseline fetches exactly what the cold build fetched, not step 3's additions.
         manifest = json.loads((out / "imagebot-index.json").read_text())
         urls = [p["file"]["url"] for p in manifest["packages"]]
+        rows.append(run("no-op rebuild", out, requirements, args.config, args.jobs))
+        index_only = requirements / "index-only.toml"
+        text = index_only.read_text() if index_only.exists() else "[python]\n"
+        entry = parse_add_spec("python", args.add).with_metadata("bench", "@bench", None)
+        index_only.write_text(insert_entry(text, entry)[0])  # sorted, as `imagebot add` does
+        rows.append(run(f"add {args.add}", out, requirements, args.config, args.jobs))
 
     print(f"{'step':<24} {'seconds':>8} {'packages':>9} {'downloaded':>11} {'MB':>7} "
           f"{'reused':>7} {'uv runs':>8} {'metadata':>9} {'fetched twice':>14}")  # fmt: skip
@@ -127,14 +126,6 @@ def main() -> int:
         f"no metadata, no resolution): {seconds:.1f}s, {size / 1e6 / seconds:.1f} MB/s"
     )
     return 1 if any(row["files_fetched_twice"] for row in rows) else 0
-
-
-def with_entry(text: str, entry: str) -> str:
-    """index-only.toml with one more [python] entry, kept in sorted order (imagebot check)."""
-    lines = text.rstrip("\n").splitlines()
-    first = next((i for i, line in enumerate(lines) if " = {" in line), len(lines))
-    entries = sorted([*lines[first:], entry], key=lambda line: line.split(" ", 1)[0].lower())
-    return "\n".join([*lines[:first], *entries]) + "\n"
 
 
 def plain_parallel_fetch(urls: list[str], jobs: int) -> tuple[float, int]:
