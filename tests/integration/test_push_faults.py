@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 import time
@@ -14,9 +15,10 @@ import pytest
 from .conftest import REPO_ROOT, SMALL_CONFIG, Run, Stack, run_imagebot
 
 
-def _build_variant(stack: Stack, stamp: str) -> str:
+def _build_variant(stack: Stack, stamp: str, payload_mb: int = 0) -> str:
     """A locally built, not yet pushed variant of the small image; returns its ref."""
-    run = run_imagebot(["build", "--json", "small"], stack.env(FIXTURE_STAMP=stamp))
+    env = stack.env(FIXTURE_STAMP=stamp, PAYLOAD_MB=str(payload_mb))
+    run = run_imagebot(["build", "--json", "small"], env)
     assert run.returncode == 0, run.output
     return str(json.loads(run.stdout)[0]["ref"])
 
@@ -89,8 +91,12 @@ def test_registry_restarting_when_the_push_starts_is_retried(
 
 
 def test_registry_restarting_mid_push_is_retried(stack: Stack, small_pushed: Run) -> None:
-    ref = _build_variant(stack, "restart-mid-push")
-    code, stdout, stderr = _push_with_registry_outage(stack, ref, stop_after=0.5)
+    # 200 MB of new layer: the upload outlasts the moment the registry goes down (a tiny
+    # layer could finish first, and the test would prove nothing). A fresh stamp, or the
+    # layer is in the build cache and the registry from an earlier run, and nothing uploads.
+    stamp = f"restart-mid-push-{secrets.token_hex(4)}"
+    ref = _build_variant(stack, stamp, payload_mb=200)
+    code, stdout, stderr = _push_with_registry_outage(stack, ref, stop_after=1.0)
     assert code == 0, stderr
     assert stdout.strip().startswith(f"{ref}@sha256:")
     # Retried by imagebot ("retrying in") or, during a layer upload, by the engine itself
