@@ -183,3 +183,37 @@ def locked_project(
     assert run_cli("--config", project.config, "lock").code == 0
     assert run_cli("--config", project.config, "render").code == 0
     return project
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """One row of the hostile-input suite (tests/unit/test_hostile_*.py).
+
+    `setup` writes the hostile bytes into the project (or sets the environment); `argv` is the
+    command that reads them; the command must refuse with `code`, print exactly one `error:`
+    line containing `expected`, no traceback, and leave every file byte-identical.
+    """
+
+    id: str
+    setup: Callable[[Project, pytest.MonkeyPatch], None]
+    argv: tuple[str, ...]
+    code: int
+    expected: str
+
+
+def assert_refused(
+    case: Hostile,
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[..., Result],
+) -> Result:
+    """Run one Hostile row through the real boundary and check everything the suite promises."""
+    case.setup(project, monkeypatch)
+    before = project.snapshot()
+    result = run_cli("--config", project.config, *case.argv)
+    assert result.code == case.code, result.err
+    assert len(result.error_lines) == 1, result.err
+    assert case.expected in result.err, result.err
+    assert "Traceback" not in result.err
+    assert project.snapshot() == before  # every input byte-identical, nothing half-written
+    return result
