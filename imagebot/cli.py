@@ -12,6 +12,7 @@ import typer
 
 from imagebot import __version__
 from imagebot.state import AppState
+from imagebot.state import state as state  # alias until every command module imports state.py
 
 app = typer.Typer(
     name="imagebot",
@@ -21,13 +22,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-
-def state(ctx: typer.Context) -> AppState:
-    obj = ctx.find_root().obj
-    if not isinstance(obj, AppState):  # set by the callback below
-        raise RuntimeError("imagebot bug: the root callback did not set the app state")
-    return obj
 
 
 def _version(value: bool) -> None:

@@ -8,10 +8,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from imagebot.config import Config
+
+
+class _Context(Protocol):
+    """The part of typer's (click's) Context that `state` reads; typer stays unimported here."""
+
+    @property
+    def obj(self) -> Any: ...
+
+    def find_root(self) -> Any: ...
 
 
 @dataclass
@@ -29,3 +38,11 @@ class AppState:
 
             self._config = load_config(self.config_path, self.profile, os.environ)
         return self._config
+
+
+def state(ctx: _Context) -> AppState:
+    """The AppState that the root callback (imagebot.cli.root) stored on the command's context."""
+    obj = ctx.find_root().obj
+    if not isinstance(obj, AppState):
+        raise RuntimeError("imagebot bug: the root callback did not set the app state")
+    return obj

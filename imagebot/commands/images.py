@@ -81,7 +81,7 @@ def _print_outcomes(outcomes: Sequence[ImageOutcome], as_json: bool) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    from imagebot.cli import state
+    from imagebot.state import state
 
     @app.command()
     def build(

@@ -27,7 +27,7 @@ def release(
     """
     from imagebot import console
     from imagebot.checks import run_check, run_lock_check, run_render
-    from imagebot.cli import state
+    from imagebot.state import state
     from imagebot.commands.images import ConsoleReporter
     from imagebot.workflow import release as run_release
 
