@@ -102,6 +102,15 @@ class RegistryError(ImagebotError):
     exit_code = 10
 
 
+class TransientError(ImagebotError):
+    """A fault worth retrying (5xx, 429, a refused or reset connection, a timeout).
+
+    The one error the retry policy (`imagebot.retry`) retries. Adapters turn it into their own
+    error (RegistryError, PackageIndexError) once retries are used up, so it never reaches
+    the boundary on its own; if it does, it exits 1.
+    """
+
+
 class YamlEditError(ImagebotError):
     exit_code = 11
 
