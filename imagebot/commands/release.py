@@ -29,7 +29,7 @@ def release(
     from imagebot.checks import run_check, run_lock_check, run_render
     from imagebot.state import state
     from imagebot.commands.images import ConsoleReporter
-    from imagebot.workflow import release as run_release
+    from imagebot.release import release as run_release
 
     app_state = state(ctx)
     config = app_state.config
