@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagebot.errors import PackageIndexError, Problem, RequirementsError
+from imagebot.lockfile import Pin
+from imagebot.lockfile import pins as lock_pins
 from imagebot.requirements import normalize
 
 MANIFEST_NAME = "imagebot-index.json"
@@ -32,9 +34,8 @@ FILES_DIR = "files"
 INDEX_ONLY_SET = "index-only"
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 _PLATFORM = re.compile(r"^(?P<arch>[a-z0-9_]+)-manylinux_(?P<major>\d+)_(?P<minor>\d+)$")
-_PIN_LINE = re.compile(
-    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)"
-)
+# Pins of a lock or of `uv pip compile` output: the one lock parser, under its index name.
+parse_compiled = lock_pins
 # The legacy manylinux names pip and PyPI still use, by the glibc they stand for.
 _LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
 
@@ -72,15 +73,6 @@ class Root:
     def pin(self) -> str:
         extras = f"[{','.join(self.extras)}]" if self.extras else ""
         return f"{self.key}{extras}=={self.version}"
-
-
-@dataclass(frozen=True, order=True)
-class Pin:
-    name: str  # normalised
-    version: str
-
-    def __str__(self) -> str:
-        return f"{self.name}=={self.version}"
 
 
 @dataclass(frozen=True)
@@ -449,16 +441,6 @@ def parse_pylock(text: str) -> list[Locked]:
         )
         locked.append(Locked(Pin(normalize(package["name"]), str(package["version"])), files))
     return locked
-
-
-def parse_compiled(text: str) -> list[Pin]:
-    """Pins from `uv pip compile` output (name==version lines; comments, hashes ignored)."""
-    pins: list[Pin] = []
-    for line in text.splitlines():
-        match = _PIN_LINE.match(line.strip())
-        if match:
-            pins.append(Pin(normalize(match["name"]), match["version"]))
-    return pins
 
 
 def index_packages(

@@ -180,7 +180,9 @@ def test_statuses_report_missing_stale_and_fresh(tmp_path: Path, fake_resolver) 
     base_path = tmp_path / "requirements" / "base.lock"
     texts[base_path] = texts[base_path].replace("a==1", "a==1.0.1")  # hand edit of an earlier lock
     statuses = lock_statuses(layers, reader(texts))
-    assert [s.fresh for s in statuses] == [True, False]  # the later layer sits on other pins now
+    # the edited lock fails its content digest, and the later layer sits on other pins now
+    assert [(s.fresh, s.intact) for s in statuses] == [(False, False), (False, True)]
+    assert "base.lock (edited by hand" in str(stale_error(statuses))
     del texts[base_path]
     error = stale_error(lock_statuses(layers, reader(texts)))
     assert error is not None and error.exit_code == 5
