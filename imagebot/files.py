@@ -13,6 +13,36 @@ from pathlib import Path
 from imagebot.errors import ImagebotError
 
 
+class Unreadable(Exception):
+    """An input file that cannot be read as text; `reason` says why, for a one-line error."""
+
+    def __init__(self, path: Path, reason: str, *, missing: bool = False) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+        self.missing = missing
+
+
+def read_text(path: Path) -> str:
+    """The UTF-8 text of an input file, line ends as they are (CRLF stays CRLF).
+
+    Raises Unreadable (never OSError or UnicodeDecodeError) so that callers can report the
+    file with their own exit code.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise Unreadable(path, "file not found", missing=True) from None
+    except IsADirectoryError:
+        raise Unreadable(path, "is a directory, not a file") from None
+    except OSError as exc:
+        raise Unreadable(path, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Unreadable(path, f"is not UTF-8 text (byte {exc.start})") from None
+
+
 def write_atomically(files: Mapping[Path, str], *, mode: int | None = None) -> None:
     """Write every file to a temp file beside it, then rename them all over their targets.
 

@@ -25,28 +25,63 @@ from __future__ import annotations
 import itertools
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagebot import validate
 from imagebot.errors import Problem, RequirementsError
+from imagebot.files import Unreadable, read_text
 
 ECOSYSTEMS = ("python", "r", "apt")
 R_SOURCES = ("debian", "cran")
-SET_KEYS = {"description", "r_source"}
-ENTRY_KEYS = {"version", "reason", "requested_by", "import", "extras"}
+# The [set] table: key -> what it means. Both keys are optional strings.
+SET_KEYS = {
+    "description": "one line shown in the Dockerfile and the docs; default empty",
+    "r_source": f"where R packages come from: {' or '.join(R_SOURCES)}; default debian",
+}
+# An entry's fields: key -> what it means. Every value is a string except extras.
+ENTRY_KEYS = {
+    "version": "the exact version (required)",
+    "reason": "why the package is needed, one line (required)",
+    "requested_by": "who asked for it, e.g. @anna, one line (required)",
+    "import": "Python only: the module to import when it differs from the name",
+    "extras": 'Python only: a list of extras, e.g. ["excel"]',
+}
 REQUIRED_ENTRY_KEYS = ("version", "reason", "requested_by")
 
 _PEP503 = re.compile(r"[-_.]+")
-_PY_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
-_R_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
-_R_VERSION = re.compile(r"^\d+([.-]\d+)+$")
-_APT_NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
-# Debian versions: [epoch:]upstream[-revision]; a trailing '*' pins a prefix (apt glob),
-# which survives Debian point releases while still naming the upstream version exactly.
-_APT_VERSION = re.compile(r"^(\d+:)?[0-9][A-Za-z0-9.+~-]*\*?$")
-_SET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_SET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*", re.ASCII)
+_NAME_RULES: dict[str, tuple[Callable[[object], str], str, str]] = {
+    # ecosystem -> (rule, what the message calls it, hint)
+    "python": (validate.python_name, "a valid Python project name", "use the name as on PyPI"),
+    "r": (validate.r_name, "a valid R package name", "use the name as on CRAN, e.g. data.table"),
+    "apt": (
+        validate.apt_name,
+        "a valid Debian package name",
+        "lowercase letters, digits and . + - only",
+    ),
+}
+_VERSION_RULES: dict[str, tuple[Callable[[object], str], str, str]] = {
+    "python": (
+        validate.python_version,
+        "an exact pin",
+        'write the exact version, e.g. version = "2.3.4" (no ranges, no ==)',
+    ),
+    "r": (
+        validate.r_version,
+        "an exact R version",
+        'write it as packageVersion() prints it, e.g. "1.14.8"',
+    ),
+    "apt": (
+        validate.apt_version,
+        "a Debian version",
+        'use the version apt-cache policy shows, or an upstream prefix like "15.14*"',
+    ),
+}
+
+ProblemSink = Callable[[int, str, str], None]  # (line, message, hint)
 
 
 def normalize(name: str) -> str:
@@ -99,8 +134,8 @@ def _line_numbers(text: str) -> dict[tuple[str, str], int]:
     """Map (table, key) to its 1-based line. tomllib has no positions, so scan the text."""
     lines: dict[tuple[str, str], int] = {}
     table = ""
-    header = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
-    key = re.compile(r"""^\s*(?:"([^"]+)"|'([^']+)'|([A-Za-z0-9_.-]+?))\s*=""")
+    header = re.compile(r"\s*\[\s*([^\]]+?)\s*\]")
+    key = re.compile(r"""\s*(?:"([^"]+)"|'([^']+)'|([A-Za-z0-9_.-]+?))\s*=""")
     for number, line in enumerate(text.splitlines(), start=1):
         if m := header.match(line):
             table = m.group(1).strip().strip('"')
@@ -125,21 +160,45 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, 
 
 def parse_set(path: Path, text: str) -> tuple[RequirementSet | None, list[Problem]]:
     """Parse and validate one set file on its own. Returns the set (if readable) and problems."""
-    file = str(path)
     problems: list[Problem] = []
 
     def problem(line: int, message: str, hint: str) -> None:
-        problems.append(Problem(file, line, message, hint))
+        problems.append(Problem(str(path), line, message, hint))
 
-    name = path.stem
-    if not _SET_NAME.match(name):
+    _check_set_name(path.stem, problem)
+    raw = _load_toml(text, problem)
+    if raw is None:
+        return None, problems
+    lines = _line_numbers(text)
+    _check_tables(raw, text, lines, problem)
+    description, r_source = _set_meta(raw.get("set", {}), lines, problem)
+    parsed = {eco: _parse_table(eco, raw.get(eco, {}), lines, problem) for eco in ECOSYSTEMS}
+    return (
+        RequirementSet(
+            name=path.stem,
+            path=path,
+            description=description,
+            r_source=r_source,
+            python=parsed["python"],
+            r=parsed["r"],
+            apt=parsed["apt"],
+        ),
+        problems,
+    )
+
+
+def _check_set_name(name: str, problem: ProblemSink) -> None:
+    if not _SET_NAME.fullmatch(name):
         problem(
             0,
             f"set name {name!r} is not lowercase letters, digits, '-' or '_'",
             "rename the file, e.g. requirements/datascience.toml",
         )
+
+
+def _load_toml(text: str, problem: ProblemSink) -> dict[str, Any] | None:
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", 0) or 0
         if not line and (m := re.search(r"line (\d+)", str(exc))):
@@ -147,9 +206,14 @@ def parse_set(path: Path, text: str) -> tuple[RequirementSet | None, list[Proble
         problem(
             line, f"invalid TOML: {exc}", "fix the syntax; one package per line as an inline table"
         )
-        return None, problems
+    except RecursionError:
+        problem(0, "invalid TOML: nested too deeply", "one package per line as an inline table")
+    return None
 
-    lines = _line_numbers(text)
+
+def _check_tables(
+    raw: Mapping[str, Any], text: str, lines: Mapping[tuple[str, str], int], problem: ProblemSink
+) -> None:
     for table in raw:
         if table not in (*ECOSYSTEMS, "set"):
             problem(
@@ -158,171 +222,193 @@ def parse_set(path: Path, text: str) -> tuple[RequirementSet | None, list[Proble
                 f"use [set], {', '.join(f'[{e}]' for e in ECOSYSTEMS)}",
             )
 
-    meta = raw.get("set", {})
+
+def _set_meta(
+    meta: Any, lines: Mapping[tuple[str, str], int], problem: ProblemSink
+) -> tuple[str, str]:
+    """The [set] table's (description, r_source); defaults when a value is refused."""
     if not isinstance(meta, Mapping):
-        meta = {}
+        problem(0, "[set] must be a table", "write [set] on its own line")
+        return "", "debian"
     for key in meta:
         if key not in SET_KEYS:
-            problem(
-                lines.get(("set", key), 0),
-                f"unknown key set.{key}",
-                f"allowed: {', '.join(sorted(SET_KEYS))}",
-            )
+            problem(lines.get(("set", key), 0), f"unknown key set.{key}", _allowed(key, SET_KEYS))
+    description = meta.get("description", "")
+    try:
+        validate.one_line(description)
+    except validate.InvalidValue as exc:
+        problem(lines.get(("set", "description"), 0), f"set.description: {exc.message}", exc.hint)
+        description = ""
     r_source = meta.get("r_source", "debian")
     if r_source not in R_SOURCES:
         problem(
             lines.get(("set", "r_source"), 0),
-            f"unknown r_source {r_source!r}",
+            f"unknown r_source {_shown(r_source)}",
             f"use one of: {', '.join(R_SOURCES)}",
         )
         r_source = "debian"
-    description = str(meta.get("description", ""))
+    return description, r_source
 
-    parsed: dict[str, list[Requirement]] = {e: [] for e in ECOSYSTEMS}
-    for ecosystem in ECOSYSTEMS:
-        table = raw.get(ecosystem, {})
-        if not isinstance(table, Mapping):
-            problem(0, f"[{ecosystem}] must be a table", f"write [{ecosystem}] on its own line")
-            continue
-        for entry_name, entry in _flatten(table):
-            line = lines.get((ecosystem, entry_name), 0)
-            requirement = _parse_entry(ecosystem, entry_name, entry, line, problem)
-            if requirement is not None:
-                parsed[ecosystem].append(requirement)
-        _check_sorted(parsed[ecosystem], ecosystem, problem)
 
-    return (
-        RequirementSet(
-            name=name,
-            path=path,
-            description=description,
-            r_source=r_source,
-            python=tuple(parsed["python"]),
-            r=tuple(parsed["r"]),
-            apt=tuple(parsed["apt"]),
-        ),
-        problems,
-    )
+def _allowed(key: str, keys: Iterable[str]) -> str:
+    """The hint for an unknown key: the closest allowed one, then all of them."""
+    import difflib
+
+    allowed = sorted(keys)
+    close = difflib.get_close_matches(key, allowed, n=1)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    return f"{guess}allowed: {', '.join(allowed)}"
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}..."
+
+
+def _bare(name: str) -> str:
+    """A name inside a message: escaped like repr, without the quotes."""
+    return _shown(name)[1:-1]
+
+
+def _parse_table(
+    ecosystem: str, table: Any, lines: Mapping[tuple[str, str], int], problem: ProblemSink
+) -> tuple[Requirement, ...]:
+    if not isinstance(table, Mapping):
+        problem(0, f"[{ecosystem}] must be a table", f"write [{ecosystem}] on its own line")
+        return ()
+    entries: list[Requirement] = []
+    for name, entry in _flatten(table):
+        line = lines.get((ecosystem, name), 0)
+        requirement = _parse_entry(ecosystem, name, entry, line, problem)
+        if requirement is not None:
+            entries.append(requirement)
+    _check_sorted(entries, ecosystem, problem)
+    return tuple(entries)
 
 
 def _table_line(text: str, table: str) -> int:
     for number, line in enumerate(text.splitlines(), start=1):
-        if re.match(rf"^\s*\[\s*{re.escape(table)}\s*\]", line):
+        if re.match(rf"\s*\[\s*{re.escape(table)}\s*\]", line):
             return number
     return 0
 
 
 def _parse_entry(
-    ecosystem: str, name: str, entry: Any, line: int, problem: Any
+    ecosystem: str, name: str, entry: Any, line: int, problem: ProblemSink
 ) -> Requirement | None:
+    """One entry as a Requirement, or None after reporting every problem it has."""
+
+    def report(message: str, hint: str) -> None:
+        problem(line, message, hint)
+
     if not isinstance(entry, Mapping):
-        problem(
-            line,
-            f"{ecosystem} entry {name!r} must be an inline table",
+        report(
+            f"{ecosystem} entry {_shown(name)} must be an inline table",
             f'write {name} = {{ version = "...", reason = "...", requested_by = "..." }}',
         )
         return None
-    ok = True
-    for key in entry:
-        if key not in ENTRY_KEYS:
-            problem(
-                line,
-                f"unknown field {key!r} in entry {name!r}",
-                f"allowed fields: {', '.join(sorted(ENTRY_KEYS))}",
-            )
-            ok = False
-    for key in REQUIRED_ENTRY_KEYS:
-        value = entry.get(key)
-        if not isinstance(value, str) or not value.strip():
-            what = "reason (why it is needed)" if key == "reason" else key
-            problem(line, f"entry {name!r} is missing {what}", f'add {key} = "..." to the entry')
-            ok = False
-    version = str(entry.get("version", "")).strip()
-    if ecosystem == "python":
-        if not _PY_NAME.match(name):
-            problem(line, f"{name!r} is not a valid Python project name", "use the name as on PyPI")
-            ok = False
-        elif name != normalize(name):
-            problem(
-                line, f"{name!r} is not normalised", f"write it as {normalize(name)!r} (PEP 503)"
-            )
-            ok = False
-        if version and not _is_exact_python_version(version):
-            problem(
-                line,
-                f"{name}: version {version!r} is not an exact pin",
-                'write the exact version, e.g. version = "2.3.4" (no ranges, no ==)',
-            )
-            ok = False
-    elif ecosystem == "r":
-        if not _R_NAME.match(name):
-            problem(
-                line,
-                f"{name!r} is not a valid R package name",
-                "use the name as on CRAN, e.g. data.table",
-            )
-            ok = False
-        if version and not _R_VERSION.match(version):
-            problem(
-                line,
-                f"{name}: version {version!r} is not an exact R version",
-                'write it as packageVersion() prints it, e.g. "1.14.8"',
-            )
-            ok = False
-    else:
-        if not _APT_NAME.match(name):
-            problem(
-                line,
-                f"{name!r} is not a valid Debian package name",
-                "lowercase letters, digits and . + - only",
-            )
-            ok = False
-        if version and not _APT_VERSION.match(version):
-            problem(
-                line,
-                f"{name}: version {version!r} is not a Debian version",
-                'use the version apt-cache policy shows, or an upstream prefix like "15.14*"',
-            )
-            ok = False
-    import_name = entry.get("import")
-    if import_name is not None and (ecosystem != "python" or not isinstance(import_name, str)):
-        problem(
-            line,
-            f"{name}: 'import' is only for Python entries and must be a string",
-            'e.g. import = "sklearn"',
-        )
-        ok = False
-    extras = entry.get("extras", [])
-    if not isinstance(extras, list) or not all(isinstance(x, str) for x in extras):
-        problem(line, f"{name}: extras must be a list of strings", 'e.g. extras = ["excel"]')
-        ok = False
-    if not ok:
+    checks = (
+        _unknown_fields(name, entry, report),
+        _required_fields(name, entry, report),
+        _entry_name(ecosystem, name, report),
+        _entry_version(ecosystem, name, entry.get("version"), report),
+        _import_name(ecosystem, name, entry.get("import"), report),
+        _extras(name, entry.get("extras", []), report),
+    )
+    if not all(checks):
         return None
     return Requirement(
         ecosystem=ecosystem,
         name=name,
-        version=version,
+        version=entry["version"],
         reason=entry["reason"].strip(),
         requested_by=entry["requested_by"].strip(),
         line=line,
-        import_name=import_name,
-        extras=tuple(extras),
+        import_name=entry.get("import"),
+        extras=tuple(entry.get("extras", [])),
     )
 
 
-def _is_exact_python_version(version: str) -> bool:
-    from packaging.version import InvalidVersion, Version
+Report = Callable[[str, str], None]  # (message, hint) for the entry being parsed
 
-    if any(c in version for c in "<>=!~*, "):
-        return False
+
+def _unknown_fields(name: str, entry: Mapping[str, Any], report: Report) -> bool:
+    unknown = [key for key in entry if key not in ENTRY_KEYS]
+    for key in unknown:
+        report(f"unknown field {_shown(key)} in entry {_shown(name)}", _allowed(key, ENTRY_KEYS))
+    return not unknown
+
+
+def _required_fields(name: str, entry: Mapping[str, Any], report: Report) -> bool:
+    ok = True
+    for key in REQUIRED_ENTRY_KEYS:
+        value = entry.get(key)
+        if not isinstance(value, str) or not value.strip():
+            what = "reason (why it is needed)" if key == "reason" else key
+            report(f"entry {_shown(name)} is missing {what}", f'add {key} = "..." to the entry')
+            ok = False
+        elif key != "version":
+            try:
+                validate.one_line(value)
+            except validate.InvalidValue as exc:
+                report(f"{_shown(name)}: {key}: {exc.message}", exc.hint)
+                ok = False
+    return ok
+
+
+def _entry_name(ecosystem: str, name: str, report: Report) -> bool:
+    rule, what, hint = _NAME_RULES[ecosystem]
     try:
-        Version(version)
-    except InvalidVersion:
+        rule(name)
+    except validate.InvalidValue:
+        report(f"{_shown(name)} is not {what}", hint)
+        return False
+    if ecosystem == "python" and name != normalize(name):
+        report(f"{name!r} is not normalised", f"write it as {normalize(name)!r} (PEP 503)")
         return False
     return True
 
 
-def _check_sorted(entries: Sequence[Requirement], ecosystem: str, problem: Any) -> None:
+def _entry_version(ecosystem: str, name: str, version: Any, report: Report) -> bool:
+    if not isinstance(version, str) or not version.strip():
+        return False  # reported as missing
+    rule, what, hint = _VERSION_RULES[ecosystem]
+    try:
+        rule(version)
+    except validate.InvalidValue:
+        report(f"{_bare(name)}: version {_shown(version)} is not {what}", hint)
+        return False
+    return True
+
+
+def _import_name(ecosystem: str, name: str, import_name: Any, report: Report) -> bool:
+    if import_name is None:
+        return True
+    hint = 'e.g. import = "sklearn"'
+    if ecosystem != "python":
+        report(f"{_bare(name)}: 'import' is only for Python entries", hint)
+        return False
+    try:
+        validate.python_module(import_name)
+    except validate.InvalidValue as exc:
+        report(f"{_bare(name)}: import: {exc.message}", hint)
+        return False
+    return True
+
+
+def _extras(name: str, extras: Any, report: Report) -> bool:
+    if not isinstance(extras, list):
+        extras = [extras]
+    for extra in extras:
+        try:
+            validate.python_extra(extra)
+        except validate.InvalidValue as exc:
+            report(f"{_bare(name)}: extras: {exc.message}", 'e.g. extras = ["excel"]')
+            return False
+    return True
+
+
+def _check_sorted(entries: Sequence[Requirement], ecosystem: str, problem: ProblemSink) -> None:
     for before, after in itertools.pairwise(entries):
         if after.key.lower() < before.key.lower():
             problem(
@@ -360,6 +446,17 @@ def set_path(requirements_dir: Path, name: str) -> Path:
     return requirements_dir / f"{name}.toml"
 
 
+def _unreadable(exc: Unreadable) -> Problem:
+    if exc.missing:
+        return Problem(
+            str(exc.path),
+            0,
+            "requirement set file not found",
+            "create it or remove the set from imagebot.toml",
+        )
+    return Problem(str(exc.path), 0, exc.reason, "write the set as a UTF-8 TOML file")
+
+
 def load_sets(requirements_dir: Path, names: Sequence[str] | None = None) -> list[RequirementSet]:
     """Load the named sets (default: every *.toml that is a set) and validate them together.
 
@@ -373,16 +470,9 @@ def load_sets(requirements_dir: Path, names: Sequence[str] | None = None) -> lis
     problems: list[Problem] = []
     for path in paths:
         try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            problems.append(
-                Problem(
-                    str(path),
-                    0,
-                    "requirement set file not found",
-                    "create it or remove the set from imagebot.toml",
-                )
-            )
+            text = read_text(path)
+        except Unreadable as exc:
+            problems.append(_unreadable(exc))
             continue
         req_set, found = parse_set(path, text)
         problems.extend(found)
@@ -567,7 +657,7 @@ def add_entry(requirements_dir: Path, set_name: str, entry: NewEntry) -> AddedEn
                     "imagebot add does not add a package twice",
                 )
     path = set_path(requirements_dir, set_name)
-    text, line = insert_entry(path.read_text(encoding="utf-8"), entry)
+    text, line = insert_entry(read_text(path), entry)  # keeps CRLF line ends
     new_set, problems = parse_set(path, text)
     problems.extend(
         check_sets([s for s in sets if s.name != set_name] + ([new_set] if new_set else []))

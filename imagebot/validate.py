@@ -127,6 +127,14 @@ def r_version(value: object) -> str:
     )
 
 
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*", re.ASCII)
+
+
+def python_module(value: object) -> str:
+    """A dotted Python module name (what `import` takes), ASCII only."""
+    return _match(_MODULE, value, "Python module name", MAX_NAME, 'e.g. import = "sklearn"')
+
+
 def one_line(value: object, limit: int = MAX_TEXT) -> str:
     """Printable text on one line: no control, format, separator or private-use characters."""
     text = _string(value, "text", limit, '"one line of plain text"')
