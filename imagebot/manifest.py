@@ -1,7 +1,9 @@
 """`imagebot manifest` and `imagebot diff`: what is installed in an image, and what changed.
 
-One `docker run` of a small stdlib script lists pip distributions, R packages and dpkg
-packages. The diff is pure and tells the platform team who an upgrade may hurt.
+One `docker run` of the in-container module `imagebot.incontainer.list_packages` lists pip
+distributions, R packages and dpkg packages; `parse_package_list` reads its output here and for
+the smoke test, which prints the same list. The diff is pure and tells the platform team who an
+upgrade may hurt.
 `package_diff(old_ref, new_ref)` is the best-effort text the GitOps commit message embeds.
 """
 
@@ -15,20 +17,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagebot.errors import EngineError, ImagebotError
+from imagebot.incontainer.list_packages import ECOSYSTEMS, MARKER
 
 if TYPE_CHECKING:
     from imagebot.config import Config
     from imagebot.tags import ImageRef
 
-ECOSYSTEMS = ("python", "r", "dpkg")
-MARKER = "IMAGEBOT-MANIFEST "
-SCRIPT_PATH = "/tmp/imagebot_manifest.py"
+LIST_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
-class Manifest:
+class ImagePackages:
+    """An image's manifest: the packages installed in it, per ecosystem."""
+
     ref: str
     packages: Mapping[str, Mapping[str, str]]  # ecosystem -> name -> version
+
+    @classmethod
+    def from_listing(cls, ref: str, listing: Mapping[str, Mapping[str, str]]) -> ImagePackages:
+        """From list_packages' JSON object (or the cache's copy of it); every ecosystem present."""
+        return cls(ref, {eco: dict(listing.get(eco, {})) for eco in ECOSYSTEMS})
 
     def render(self) -> str:
         lines = [f"# {self.ref}"]
@@ -105,7 +113,7 @@ def diff_packages(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[Chang
     )
 
 
-def diff_manifests(old: Manifest, new: Manifest) -> ManifestDiff:
+def diff_manifests(old: ImagePackages, new: ImagePackages) -> ManifestDiff:
     """PURE: per-ecosystem changes between two manifests."""
     return ManifestDiff(
         old.ref,
@@ -117,12 +125,11 @@ def diff_manifests(old: Manifest, new: Manifest) -> ManifestDiff:
     )
 
 
-def parse_manifest_output(ref: str, output: str) -> Manifest | None:
-    """PURE: the manifest from the script's marker line, or None when it is absent."""
+def parse_package_list(ref: str, output: str) -> ImagePackages | None:
+    """PURE: the package list from list_packages' marker line, or None when it is absent."""
     for line in reversed(output.splitlines()):
         if line.startswith(MARKER):
-            raw = json.loads(line[len(MARKER) :])
-            return Manifest(ref, {eco: dict(raw.get(eco, {})) for eco in ECOSYSTEMS})
+            return ImagePackages.from_listing(ref, json.loads(line[len(MARKER) :]))
     return None
 
 
@@ -134,15 +141,14 @@ def manifest_cache_path(digest: str, env: Mapping[str, str]) -> Path:
     return Path(base) / "manifests" / f"{digest.replace(':', '-')}.json"
 
 
-def _cached(path: Path, ref: str) -> Manifest | None:
+def _cached(path: Path, ref: str) -> ImagePackages | None:
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return Manifest(ref, {eco: dict(raw.get(eco, {})) for eco in ECOSYSTEMS})
+        return ImagePackages.from_listing(ref, json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None  # an unreadable entry is a miss
 
 
-def _store(path: Path, manifest: Manifest) -> None:
+def _store(path: Path, manifest: ImagePackages) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -152,19 +158,19 @@ def _store(path: Path, manifest: Manifest) -> None:
         pass  # a cache that cannot be written only costs a container run next time
 
 
-def remember(digest: str, manifest: Manifest, env: Mapping[str, str]) -> None:
+def remember(digest: str, manifest: ImagePackages, env: Mapping[str, str]) -> None:
     """Cache the manifest of an image read by other means (the smoke test) under its digest."""
     _store(manifest_cache_path(digest, env), manifest)
 
 
-def read_manifest(config: Config, image: str, *, env: Mapping[str, str] | None = None) -> Manifest:
+def read_manifest(
+    config: Config, image: str, *, env: Mapping[str, str] | None = None
+) -> ImagePackages:
     """The installed packages of image (a config name or a ref), pulled if not local.
 
     Manifests of digest-pinned refs are cached on disk, so a promotion's package diff does not
     pull or run the image the environment ran before (it was read when that image was new).
     """
-    from imagebot.build import local_image
-    from imagebot.engine import run_container
     from imagebot.tags import ImageRef
 
     environ = os.environ if env is None else env
@@ -172,23 +178,32 @@ def read_manifest(config: Config, image: str, *, env: Mapping[str, str] | None =
     cache = manifest_cache_path(digest, environ) if digest else None
     if cache is not None and (hit := _cached(cache, image)) is not None:
         return hit
+    manifest = _list_in_container(config, image, env)
+    if cache is not None:
+        _store(cache, manifest)
+    return manifest
+
+
+def _list_in_container(config: Config, image: str, env: Mapping[str, str] | None) -> ImagePackages:
+    """One container of image runs list_packages; its marker line is the package list."""
+    from imagebot.engine import local_image, run_container
+    from imagebot.incontainer import ARCHIVE_PATH, probe_archive, probe_command
+
     target = local_image(config, image, env)
     result = run_container(
         target.client,
         target.engine_ref,
-        ["python3", SCRIPT_PATH],
-        timeout=120,
-        files={SCRIPT_PATH: _SCRIPT.replace("@MARKER@", MARKER).encode()},
+        probe_command("list_packages"),
+        timeout=LIST_TIMEOUT,
+        files={ARCHIVE_PATH: probe_archive()},
     )
-    manifest = parse_manifest_output(str(target.ref), result.output)
+    manifest = parse_package_list(str(target.ref), result.output)
     if manifest is None:
         tail = " | ".join(result.output.strip().splitlines()[-5:])
         raise EngineError(
             f"cannot list the packages of {target.ref} (exit {result.exit_code}): {tail}",
             "the image needs python3 on PATH",
         )
-    if cache is not None:
-        _store(cache, manifest)
     return manifest
 
 
@@ -216,38 +231,3 @@ def package_diff(
     except Exception as exc:  # best effort by contract: never break a promotion
         return f"package diff unavailable: {type(exc).__name__}\n"
     return diff_manifests(old, new).render()
-
-
-# Runs inside the image with its own python3: stdlib only. The smoke test embeds the same
-# function, so a release lists the packages of the image it tests without a container run of
-# its own (see remember).
-PACKAGE_LISTER = r"""
-def list_packages():
-    import importlib.metadata as md, shutil, subprocess
-
-    packages = {"python": {}, "r": {}, "dpkg": {}}
-    for dist in md.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            packages["python"].setdefault(name, dist.version)
-    if shutil.which("Rscript"):
-        code = 'ip <- installed.packages()[, c("Package", "Version")]; writeLines(paste(ip[, 1], ip[, 2], sep = "\\t"))'
-        out = subprocess.run(["Rscript", "-e", code], capture_output=True, text=True)
-        for line in out.stdout.splitlines():
-            name, _, version = line.partition("\t")
-            if name and version:
-                packages["r"].setdefault(name, version)
-    if shutil.which("dpkg-query"):
-        out = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\t${Version}\n"], capture_output=True, text=True)
-        for line in out.stdout.splitlines():
-            name, _, version = line.partition("\t")
-            if name and version:
-                packages["dpkg"][name] = version
-    return packages
-"""
-
-_SCRIPT = (
-    "import json\n"
-    + PACKAGE_LISTER
-    + 'print("\\n@MARKER@" + json.dumps(list_packages()), flush=True)\n'
-)

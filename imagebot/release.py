@@ -22,7 +22,7 @@ from imagebot.config import Config
 
 if TYPE_CHECKING:
     from imagebot.build import ImageOutcome, Reporter
-    from imagebot.manifest import Manifest
+    from imagebot.manifest import ImagePackages
     from imagebot.promote import PromoteResult
     from imagebot.tags import ImageRef
 
@@ -186,7 +186,7 @@ def _build_test_push(
     fresh = [o.image for o in outcomes if o.built]
     if not fresh:
         return outcomes
-    manifests: dict[str, Manifest | None] = {}
+    manifests: dict[str, ImagePackages | None] = {}
     with clock.stage("test", reporter):
         for name in fresh:
             report = smoke_test(config, name, env=env)
@@ -206,7 +206,7 @@ def _build_test_push(
 
 def _remember_manifests(
     pushed: Mapping[str, ImageOutcome],
-    manifests: Mapping[str, Manifest | None],
+    manifests: Mapping[str, ImagePackages | None],
     env: Mapping[str, str],
 ) -> None:
     """The smoke test listed each image's packages; keep them under the pushed digest, so the

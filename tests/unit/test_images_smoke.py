@@ -8,7 +8,7 @@ import pytest
 
 from imagebot.errors import ImageTestError
 from imagebot.index_pages import parse_compiled
-from imagebot.manifest import Manifest, diff_manifests, diff_packages, parse_manifest_output
+from imagebot.manifest import ImagePackages, diff_manifests, diff_packages, parse_package_list
 from imagebot.smoke import (
     RESULT_MARKER,
     Check,
@@ -16,7 +16,7 @@ from imagebot.smoke import (
     SmokeSpec,
     import_name,
     parse_results,
-    render_script,
+    probe_input,
 )
 
 LOCK = """\
@@ -50,11 +50,10 @@ def test_import_name(name: str, explicit: str | None, module: str) -> None:
     assert import_name(name, explicit) == module
 
 
-def test_script_embeds_the_spec_and_compiles() -> None:
+def test_probe_input_carries_the_spec_as_data() -> None:
     spec = SmokeSpec({"six": "1.16.0"}, (("six", "six"),), (("R6", "2.5.1"),), jupyter=False)
-    script = render_script(spec)
-    compile(script, "smoke.py", "exec")
-    assert '"six": "1.16.0"' in script and RESULT_MARKER in script
+    data = json.loads(probe_input(spec))
+    assert data["versions"] == {"six": "1.16.0"} and data["r"] == [["R6", "2.5.1"]]
 
 
 def test_parse_results_takes_the_marker_line() -> None:
@@ -92,8 +91,8 @@ def test_diff_packages() -> None:
 
 
 def test_diff_manifests_renders_per_ecosystem() -> None:
-    old = Manifest("old", {"python": {"six": "1.16.0"}, "r": {}, "dpkg": {"bash": "5.2"}})
-    new = Manifest(
+    old = ImagePackages("old", {"python": {"six": "1.16.0"}, "r": {}, "dpkg": {"bash": "5.2"}})
+    new = ImagePackages(
         "new", {"python": {"six": "1.17.0"}, "r": {"R6": "2.5.1"}, "dpkg": {"bash": "5.2"}}
     )
     text = diff_manifests(old, new).render()
@@ -108,9 +107,9 @@ def test_diff_manifests_renders_per_ecosystem() -> None:
     assert diff_manifests(old, old).empty
 
 
-def test_parse_manifest_output() -> None:
+def test_parse_package_list() -> None:
     out = "x\nIMAGEBOT-MANIFEST " + json.dumps({"python": {"six": "1"}, "dpkg": {}})
-    manifest = parse_manifest_output("ref", out)
+    manifest = parse_package_list("ref", out)
     assert manifest is not None and manifest.packages["python"] == {"six": "1"}
     assert manifest.packages["r"] == {}
-    assert parse_manifest_output("ref", "nothing") is None
+    assert parse_package_list("ref", "nothing") is None

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from imagebot.manifest import Manifest, _store, manifest_cache_path, package_diff, read_manifest
+from imagebot.manifest import (
+    ImagePackages,
+    _store,
+    manifest_cache_path,
+    package_diff,
+    read_manifest,
+)
 
 DIGEST = "sha256:" + "ab" * 32
 REF = f"127.0.0.1:5555/jupyter/jupyterlab:abc@{DIGEST}"
@@ -15,7 +21,7 @@ NO_CONFIG: Any = None  # a cache hit needs neither config nor engine
 def test_cache_hit_needs_no_engine(tmp_path: Path) -> None:
     env = {"IMAGEBOT_CACHE_DIR": str(tmp_path)}
     path = manifest_cache_path(DIGEST, env)
-    _store(path, Manifest(REF, {"python": {"numpy": "2.4.6"}, "r": {}, "dpkg": {}}))
+    _store(path, ImagePackages(REF, {"python": {"numpy": "2.4.6"}, "r": {}, "dpkg": {}}))
 
     manifest = read_manifest(NO_CONFIG, REF, env=env)
 
@@ -26,11 +32,11 @@ def test_cache_hit_needs_no_engine(tmp_path: Path) -> None:
 def test_diff_of_two_cached_images(tmp_path: Path) -> None:
     env = {"IMAGEBOT_CACHE_DIR": str(tmp_path)}
     new_digest = "sha256:" + "cd" * 32
-    _store(manifest_cache_path(DIGEST, env), Manifest(REF, {"python": {"numpy": "2.4.5"}}))
+    _store(manifest_cache_path(DIGEST, env), ImagePackages(REF, {"python": {"numpy": "2.4.5"}}))
     new_ref = f"127.0.0.1:5555/jupyter/jupyterlab:def@{new_digest}"
     _store(
         manifest_cache_path(new_digest, env),
-        Manifest(new_ref, {"python": {"numpy": "2.4.6", "polars": "1.35.2"}}),
+        ImagePackages(new_ref, {"python": {"numpy": "2.4.6", "polars": "1.35.2"}}),
     )
 
     text = package_diff(REF, new_ref, config=NO_CONFIG, env=env)

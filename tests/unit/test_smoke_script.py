@@ -1,6 +1,4 @@
-"""The in-image smoke script's own logic, run here: the script is stdlib Python, so its
-functions are loaded from the rendered text (without calling main) and fed fake distributions.
-"""
+"""The smoke probe's own logic, run here: it is a stdlib module, fed fake distributions."""
 
 from __future__ import annotations
 
@@ -11,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from imagebot.smoke import SmokeSpec, render_script
+from imagebot.incontainer import smoke_probe
+from imagebot.incontainer.smoke_probe import Results
 
 
 @dataclass
@@ -21,50 +20,55 @@ class FakeDist:
 
 
 @pytest.fixture
-def script() -> dict[str, Any]:
-    text = render_script(SmokeSpec(jupyter=False))
-    assert text.rstrip().endswith("main()")
-    namespace: dict[str, Any] = {"__name__": "smoke_script"}
-    exec(compile(text.rstrip().removesuffix("main()"), "smoke.py", "exec"), namespace)
-    return namespace
+def results() -> Results:
+    return Results()
 
 
-def _results(script: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {r["subject"]: r for r in script["RESULTS"]}
+def _by_subject(results: Results) -> dict[str, Any]:
+    return {r["subject"]: r for r in results.items}
 
 
-def test_dependency_rule_names_missing_and_conflicting_requirements(
-    script: dict[str, Any],
-) -> None:
-    dists = {
+def test_dependency_rule_names_missing_and_conflicting_requirements(results: Results) -> None:
+    dists: Any = {
         "jupyter-server": FakeDist("2.21.1", ["tornado>=6.2", "anyio>=3.1; python_version>'3'"]),
         "tornado": FakeDist("6.1"),
         "pandas": FakeDist("3.0.0", ["numpy>=1.26", 'pytest>=8; extra == "test"']),
         "numpy": FakeDist("2.3.0rc1"),  # a pre-release satisfies >=1.26, as in pip check
         "six": FakeDist("1.16.0", None),
     }
-    graph = script["check_dependencies"](dists)
-    results = _results(script)
-    assert results["jupyter-server"]["ok"] is False
-    assert results["jupyter-server"]["detail"] == (
+    graph = smoke_probe.check_dependencies(results, dists)
+    found = _by_subject(results)
+    assert found["jupyter-server"]["ok"] is False
+    assert found["jupyter-server"]["detail"] == (
         "jupyter-server 2.21.1 has requirement tornado>=6.2, but you have tornado 6.1; "
         "jupyter-server 2.21.1 requires anyio, which is not installed"
     )
-    assert results["pandas"]["ok"] and results["six"]["ok"] and results["tornado"]["ok"]
+    assert found["pandas"]["ok"] and found["six"]["ok"] and found["tornado"]["ok"]
     # extra-only requirements are neither checked nor part of the graph
     assert graph["pandas"] == ["numpy"]
     assert graph["jupyter-server"] == ["tornado", "anyio"]
 
 
-def test_only_an_extra_marker_is_recognised(script: dict[str, Any]) -> None:
-    only_extra = script["ONLY_FOR_AN_EXTRA"]
+def test_only_an_extra_marker_is_recognised() -> None:
+    only_extra = smoke_probe.ONLY_FOR_AN_EXTRA
     assert only_extra.match(' extra == "test"')
     assert only_extra.match(" extra=='docs' ")
     assert not only_extra.match(' extra == "test" or python_version < "3.12"')
     assert not only_extra.match(' python_version >= "3.8"')
 
 
-def test_imports_built_on_the_server_are_its_dependents(script: dict[str, Any]) -> None:
+def test_versions_are_compared_with_the_spec(results: Results) -> None:
+    dists: Any = {"six": FakeDist("1.16.0"), "numpy": FakeDist("2.3.0")}
+    versions = {"six": "1.16.0", "numpy": "2.3.1", "pandas": "3.0.0"}
+    smoke_probe.check_versions(results, versions, dists)
+    assert [(r["subject"], r["ok"], r["detail"]) for r in results.items] == [
+        ("numpy", False, "installed 2.3.0, lock says 2.3.1"),
+        ("pandas", False, "not installed (lock: 3.0.0)"),
+        ("six", True, ""),
+    ]
+
+
+def test_imports_built_on_the_server_are_its_dependents() -> None:
     graph = {
         "jupyterlab": ["jupyter-server", "jupyterlab-server"],
         "jupyterlab-server": ["jupyter-server"],
@@ -73,7 +77,7 @@ def test_imports_built_on_the_server_are_its_dependents(script: dict[str, Any]) 
         "ipykernel": ["tornado", "traitlets"],
         "pandas": ["numpy"],
     }
-    assert script["dependents"](graph, "jupyter-server") == {
+    assert smoke_probe.dependents(graph, "jupyter-server") == {
         "jupyter-server",
         "jupyterlab",
         "jupyterlab-server",
@@ -81,21 +85,65 @@ def test_imports_built_on_the_server_are_its_dependents(script: dict[str, Any]) 
     }
 
 
-def test_a_worker_returns_its_results(script: dict[str, Any]) -> None:
-    finish = script["in_worker"](
-        lambda: script["record"]("import", "six", True), [("import", "six")]
+def test_import_failures_name_the_module(results: Results) -> None:
+    smoke_probe.check_imports(results, [("six", "json"), ("nope", "imagebot_no_such_module")])
+    assert results.items[0] == {"check": "import", "subject": "six", "ok": True, "detail": ""}
+    assert results.items[1]["detail"] == (
+        "import imagebot_no_such_module: ModuleNotFoundError: "
+        "No module named 'imagebot_no_such_module'"
+    )
+
+
+def test_r_answers_are_compared_with_the_set(results: Results) -> None:
+    stdout = "R6\t2.5.1\ndata.table\t1.15-4\nbroken\tERROR there is no package called 'broken'\n"
+    packages = [("R6", "2.5.1"), ("data.table", "1.15.4"), ("broken", "1.0"), ("gone", "1")]
+    smoke_probe.record_r_answers(results, packages, stdout, "Execution halted")
+    assert [(r["subject"], r["ok"], r["detail"]) for r in results.items] == [
+        ("R6", True, ""),
+        ("data.table", True, ""),  # R writes 1.15-4 for 1.15.4
+        ("broken", False, "library(broken) failed: there is no package called 'broken'"),
+        ("gone", False, "no answer from Rscript: Execution halted"),
+    ]
+
+
+def test_a_worker_returns_its_results(results: Results) -> None:
+    finish = smoke_probe.in_worker(
+        results, lambda own: own.record("import", "six", True), [("import", "six")]
     )
     finish()
-    assert script["RESULTS"] == [{"check": "import", "subject": "six", "ok": True, "detail": ""}]
+    assert results.items == [{"check": "import", "subject": "six", "ok": True, "detail": ""}]
 
 
-def test_a_worker_that_crashes_fails_only_its_own_checks(script: dict[str, Any]) -> None:
-    def crash() -> None:  # as a crashing extension module would, minus faulthandler's report
+def test_a_worker_that_crashes_fails_only_its_own_checks(results: Results) -> None:
+    def crash(own: Results) -> None:  # as a crashing extension module would
         os.kill(os.getpid(), signal.SIGKILL)
 
-    finish = script["in_worker"](crash, [("import", "numpy"), ("import", "pandas")])
+    finish = smoke_probe.in_worker(results, crash, [("import", "numpy"), ("import", "pandas")])
     finish()
-    assert [(r["subject"], r["ok"], r["detail"]) for r in script["RESULTS"]] == [
+    assert [(r["subject"], r["ok"], r["detail"]) for r in results.items] == [
         ("numpy", False, f"the checking process died (signal {int(signal.SIGKILL)})"),
         ("pandas", False, f"the checking process died (signal {int(signal.SIGKILL)})"),
     ]
+
+
+def test_a_step_that_raises_is_a_failed_check(results: Results) -> None:
+    def boom() -> None:
+        raise RuntimeError("no metadata")
+
+    assert smoke_probe.guarded(results, "version", boom) is None
+    assert results.items == [
+        {
+            "check": "version",
+            "subject": "checks",
+            "ok": False,
+            "detail": "RuntimeError: no metadata",
+        }
+    ]
+
+
+def test_results_are_sorted_by_kind_and_details_bounded(results: Results) -> None:
+    results.record("server", "jupyter server", True)
+    results.record("import", "six", False, "x" * 2000)
+    results.record("version", "six", True)
+    assert [r["check"] for r in results.sorted()] == ["version", "import", "server"]
+    assert len(results.items[1]["detail"]) == smoke_probe.DETAIL_LIMIT
