@@ -8,22 +8,20 @@ changes an earlier lock (or its Docker layer).
 
 Each lock starts with a header that records a digest of its inputs: the Python pins of sets
 1..N, the earlier locks, the target Python and platform, and LOCK_FORMAT. `lock --check` and
-`imagebot check` recompute it offline, without resolving anything.
+`imagebot check` recompute it offline, without resolving anything; a second header digest
+covers the lock's whole text, so a hand edit is caught too (`imagebot.lockfile`).
 
-Pure functions build plans, digests and lock text; `UvResolver` is the only side effect
-(a `uv pip compile` subprocess), and `resolve_locks` takes the resolver as an argument.
+Pure functions build plans, digests and lock text; uv (`imagebot.uv`, here as `UvResolver`)
+is the only side effect, and `resolve_locks` takes the resolver as an argument.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import subprocess
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from imagebot.config import Config
 from imagebot.errors import ConfigError, ResolutionError, StaleError
@@ -41,6 +39,9 @@ from imagebot.lockfile import (
     split_blocks,
 )
 from imagebot.requirements import RequirementSet, normalize
+from imagebot.uv import ResolveFailed, Resolver, explain, requirement_line, summarize
+from imagebot.uv import Uv as UvResolver
+from imagebot.validate import InvalidValue
 
 __all__ = [
     "EMPTY_LAYER",
@@ -48,6 +49,8 @@ __all__ = [
     "LOCK_SUFFIX",
     "LockFile",
     "LockedPackage",
+    "ResolveFailed",
+    "UvResolver",
     "lock_path",
     "parse_lock",
     "split_blocks",
@@ -201,76 +204,6 @@ def read_text_or_none(path: Path) -> str | None:
 # --- resolving -------------------------------------------------------------------------------
 
 
-class ResolveFailed(Exception):
-    """The resolver ran and said no; `output` is what it printed."""
-
-    def __init__(self, output: str) -> None:
-        super().__init__(output)
-        self.output = output
-
-
-class Resolver(Protocol):
-    def compile(
-        self, inputs: Mapping[str, str], constraints: str, python: str, platform: str
-    ) -> str:
-        """Resolve `inputs` (file name -> requirement lines) under `constraints`.
-
-        Returns `uv pip compile --generate-hashes` style output; raises ResolveFailed.
-        """
-        ...
-
-
-class UvResolver:
-    """`uv pip compile` in a scratch directory, so `# via -r base.in` names the set."""
-
-    def __init__(self, timeout: float = 600) -> None:
-        self.timeout = timeout
-
-    def compile(
-        self, inputs: Mapping[str, str], constraints: str, python: str, platform: str
-    ) -> str:
-        from uv import find_uv_bin
-
-        with tempfile.TemporaryDirectory(prefix="imagebot-lock-") as scratch:
-            for file_name, text in inputs.items():
-                Path(scratch, file_name).write_text(text, encoding="utf-8")
-            Path(scratch, "earlier-layers.txt").write_text(constraints, encoding="utf-8")
-            command = [
-                find_uv_bin(),
-                "pip",
-                "compile",
-                *inputs,
-                "--constraint",
-                "earlier-layers.txt",
-                "--generate-hashes",
-                "--only-binary",
-                ":all:",
-                "--python-version",
-                python,
-                "--python-platform",
-                platform,
-                "--no-header",
-                "--no-config",
-                "--color",
-                "never",
-                "--quiet",
-            ]
-            try:
-                done = subprocess.run(
-                    command,
-                    cwd=scratch,
-                    capture_output=True,
-                    text=True,
-                    timeout=self.timeout,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired:
-                raise ResolveFailed(f"uv timed out after {self.timeout:.0f}s") from None
-        if done.returncode != 0:
-            raise ResolveFailed(done.stderr or done.stdout)
-        return done.stdout
-
-
 def resolve_layer(
     layer: Layer, earlier: Mapping[str, LockFile], resolver: Resolver
 ) -> list[LockedPackage]:
@@ -278,14 +211,22 @@ def resolve_layer(
     locked_below: dict[str, str] = {}
     for req_set in layer.earlier:
         locked_below.update(earlier[req_set.name].pins())
-    inputs = {
-        f"{req_set.name}.in": "".join(f"{entry.pin}\n" for entry in req_set.python)
-        for req_set in layer.all_sets
-        if req_set.python
-    }
     if not layer.set.python:
         return []
-    constraints = "".join(f"{name}=={version}\n" for name, version in sorted(locked_below.items()))
+    try:
+        inputs = {
+            f"{req_set.name}.in": "".join(
+                requirement_line(entry.name, entry.version, entry.extras) + "\n"
+                for entry in req_set.python
+            )
+            for req_set in layer.all_sets
+            if req_set.python
+        }
+        constraints = "".join(
+            requirement_line(name, version) + "\n" for name, version in sorted(locked_below.items())
+        )
+    except InvalidValue as exc:
+        raise ResolutionError(f"cannot lock set {layer.name!r}: {exc.message}", exc.hint) from None
     try:
         compiled = resolver.compile(inputs, constraints, layer.python, layer.platform)
     except ResolveFailed as failed:
@@ -338,8 +279,6 @@ def resolve_locks(
 # Pattern strings, compiled (and cached by `re`) only when a resolution fails: `check` and
 # `lock --check` import this module and should not pay for them.
 
-_ANSI = r"\x1b\[[0-9;]*m"
-_MARKER = r"\{[^}]*\}"
 _SPEC = r"(?<![\w.-])([A-Za-z0-9][A-Za-z0-9._-]*?)((?:===?|>=|<=|!=|~=|<|>)[A-Za-z0-9.*+!-]*[A-Za-z0-9*])"
 _NO_VERSION = (
     r"there (?:is|are) no versions? of ([A-Za-z0-9._-]+?)((?:==|>=|<=|<|>|!=|~=)\S+?)(?=[ ,])"
@@ -347,17 +286,6 @@ _NO_VERSION = (
 _NOT_FOUND = r"([A-Za-z0-9][A-Za-z0-9._-]*) was not found in the package registry"
 _DEPENDS = r"(\S+) depends on (\S+?)(?=[ ,])"
 _NO_WHEEL = r"([A-Za-z0-9._-]+==\S+) has no (?:usable )?wheels?"
-
-
-def _explanation(output: str) -> str:
-    """uv's reasoning as one line: the text after `cause:` / `╰─▶`, without hints."""
-    text = re.sub(_ANSI, "", output)
-    for marker in ("cause:", "╰─▶"):
-        if marker in text:
-            text = text.split(marker, 1)[1]
-            break
-    kept = [line.strip() for line in text.splitlines() if not line.strip().startswith("hint:")]
-    return re.sub(_MARKER, "", " ".join(line for line in kept if line))
 
 
 def _where(layer: Layer, earlier: Mapping[str, LockFile], name: str, spec: str) -> str | None:
@@ -395,7 +323,7 @@ def _needed_by(lock: LockFile, name: str) -> list[str]:
 
 def distill_uv_error(output: str, layer: Layer, earlier: Mapping[str, LockFile]) -> ResolutionError:
     """One ResolutionError naming the clashing pins and where they are written."""
-    explanation = _explanation(output)
+    explanation = explain(output)
     set_file = f"{layer.set.path.parent.name}/{layer.set.path.name}"
     what = f"cannot lock set {layer.name!r}"
 
@@ -428,7 +356,7 @@ def distill_uv_error(output: str, layer: Layer, earlier: Mapping[str, LockFile])
         dict.fromkeys(f"{a} depends on {b}" for a, b in re.findall(_DEPENDS, explanation))
     )
     if not ours:
-        first = explanation.split(". ", 1)[0][:300] or re.sub(_ANSI, "", output).strip()[:300]
+        first = explanation.split(". ", 1)[0][:300] or summarize(output, 300)
         return ResolutionError(
             f"{what}: the resolver failed: {first}",
             f"check the pins in {set_file}; run `imagebot -v lock` for details",
