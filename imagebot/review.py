@@ -1,0 +1,713 @@
+"""PURE: what a pull request changes in the vetted packages, as a report for its reviewer.
+
+Two states (the base revision's and the working tree's requirement files and locks) are
+compared into a `Changes`: the entries added, changed, edited or removed, and the Python pins
+that enter, change or leave the locks and the index. The caller adds facts about the new
+packages (`PackageFacts`, from the upstream index) and known vulnerabilities, and gets a
+`Review`, which renders as text, Markdown or JSON. An entry added or changed without the
+requester's confirmation (`safe_because`) is a problem of the review (exit 4, file:line).
+
+Every string in a report comes from a pull request or from an upstream index, so the renderers
+treat all of it as hostile: control characters go, `##` (Azure's logging-command prefix) is
+broken up in text, and Markdown's special characters are escaped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from imagebot.errors import Problem
+from imagebot.lockfile import LOCK_SUFFIX, split_blocks
+from imagebot.requirements import Requirement, parse_set
+
+INDEX_ONLY = "index-only"
+CONFIRMATION_FIELD = "safe_because"
+CONFIRMATION_HINT = (
+    f'add {CONFIRMATION_FIELD} = "what you checked" to the entry, e.g. '
+    f'{CONFIRMATION_FIELD} = "known publisher (pola-rs), MIT, no open advisories"'
+)
+
+
+# --- the two states --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One entry as one state lists it: in which set (or index-only) and file."""
+
+    source: str  # the set's name, or "index-only"
+    file: str  # relative to the repository root, e.g. requirements/datascience.toml
+    entry: Requirement
+
+    @property
+    def identity(self) -> tuple[str, str, bool]:
+        # index-only may vet another version of a package a set pins: a separate entry.
+        return (self.entry.ecosystem, self.entry.key, self.source == INDEX_ONLY)
+
+
+@dataclass(frozen=True)
+class LockedPin:
+    """One Python pin of one state: in a set's lock, or an index-only entry's own pin."""
+
+    name: str  # PEP 503 normalised
+    version: str
+    where: str  # the lock's set name, or "index-only"
+    direct: bool  # a requirement entry asks for it (not only a dependency)
+    via: tuple[str, ...] = ()  # the packages that need it, from the lock's `# via` lines
+
+
+@dataclass(frozen=True)
+class State:
+    entries: tuple[Listed, ...]
+    pins: tuple[LockedPin, ...]
+
+
+def state_from_files(
+    files: Mapping[str, str], requirements_dir: str
+) -> tuple[State, list[Problem]]:
+    """A State from `{path: text}` of `<requirements_dir>/*.toml` and `*.lock` files.
+
+    Paths are relative to the repository root. Problems are those of each file on its own
+    (the caller decides whether they matter: the base revision's do not).
+    """
+    entries: list[Listed] = []
+    pins: list[LockedPin] = []
+    problems: list[Problem] = []
+    prefix = requirements_dir.rstrip("/") + "/"
+    for path in sorted(files):
+        if not path.startswith(prefix) or "/" in path[len(prefix) :]:
+            continue
+        stem, _, suffix = path[len(prefix) :].rpartition(".")
+        text = files[path]
+        if suffix == "toml":
+            req_set, found = parse_set(Path(path), text)
+            problems.extend(found)
+            if req_set is not None:
+                entries.extend(Listed(stem, path, e) for e in req_set.all_entries())
+                if stem == INDEX_ONLY:
+                    pins.extend(
+                        LockedPin(e.key, e.version, INDEX_ONLY, True) for e in req_set.python
+                    )
+        elif "." + suffix == LOCK_SUFFIX:
+            for package in split_blocks(text):
+                direct, via = lock_via(package.text)
+                pins.append(LockedPin(package.name, package.version, stem, direct, via))
+    return State(tuple(entries), tuple(pins)), problems
+
+
+def lock_via(block: str) -> tuple[bool, tuple[str, ...]]:
+    """(asked for directly, the packages that need it) from one lock block's `# via` lines.
+
+    uv writes `# via numpy` or `# via` followed by `#   name` lines; `-r base.in` means an
+    entry of the set asks for it.
+    """
+    names: list[str] = []
+    in_via = False
+    for line in block.splitlines()[1:]:
+        text = line.strip()
+        if text.startswith("# via"):
+            in_via = True
+            rest = text[len("# via") :].strip()
+            if rest:
+                names.append(rest)
+        elif in_via and text.startswith("#   "):
+            names.append(text[1:].strip())
+        elif in_via and not text.startswith("#"):
+            in_via = False
+    direct = any(name.startswith("-r ") for name in names)
+    return direct, tuple(n for n in names if not n.startswith("-r "))
+
+
+# --- what changed ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntryChange:
+    """One entry that the pull request adds, changes (version, extras or set), edits (only
+    its text) or removes."""
+
+    kind: str  # "added" | "changed" | "edited" | "removed"
+    ecosystem: str
+    name: str
+    old_version: str | None
+    new_version: str | None
+    old_source: str | None
+    new_source: str | None
+    requested_by: str
+    reason: str
+    safe_because: str | None
+    file: str
+    line: int
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.kind in ("added", "changed")
+
+    @property
+    def confirmed(self) -> bool:
+        return bool(self.safe_because and self.safe_because.strip())
+
+
+@dataclass(frozen=True)
+class PackageFacts:
+    """What the upstream index says about one version of a project; `problem` when it could
+    not say (facts missing then)."""
+
+    name: str
+    version: str
+    summary: str = ""
+    license: str = ""
+    project_url: str = ""
+    source_url: str = ""
+    uploaded: str = ""  # the version's first file, ISO 8601 date
+    first_release: str = ""  # the project's first file, ISO 8601 date
+    yanked: bool = False
+    yanked_reason: str = ""
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class NewPackage:
+    """A Python package (name) that neither the base's locks nor its index served."""
+
+    name: str
+    version: str
+    where: tuple[str, ...]  # lock set names and/or "index-only"
+    direct: bool
+    via: tuple[str, ...]
+    facts: PackageFacts | None = None
+
+
+@dataclass(frozen=True)
+class VersionChange:
+    name: str
+    old: tuple[str, ...]
+    new: tuple[str, ...]
+    kind: str  # "major" | "minor" | "patch" | "other" | "downgrade"
+    where: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LeavingPackage:
+    name: str
+    old: tuple[str, ...]
+    where: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Changes:
+    entries: tuple[EntryChange, ...]
+    new_packages: tuple[NewPackage, ...]
+    version_changes: tuple[VersionChange, ...]
+    leaving: tuple[LeavingPackage, ...]
+
+    def pins_to_check(self) -> list[tuple[str, str]]:
+        """Every Python (name, version) that is new or changed: what facts and audits cover."""
+        found = {(p.name, p.version) for p in self.new_packages}
+        found |= {(c.name, v) for c in self.version_changes for v in c.new if v not in c.old}
+        return sorted(found)
+
+
+_TEXT_FIELDS = ("reason", "requested_by", CONFIRMATION_FIELD, "import_name")
+
+
+def compare(base: State, head: State) -> Changes:
+    return Changes(
+        entries=tuple(_entry_changes(base.entries, head.entries)),
+        **_pin_changes(base.pins, head.pins),
+    )
+
+
+def _entry_changes(base: Sequence[Listed], head: Sequence[Listed]) -> list[EntryChange]:
+    old = {listed.identity: listed for listed in base}
+    new = {listed.identity: listed for listed in head}
+    changes: list[EntryChange] = []
+    for identity, listed in new.items():
+        before = old.get(identity)
+        if before is None:
+            changes.append(_change("added", None, listed))
+            continue
+        a, b = before.entry, listed.entry
+        if (a.version, a.extras, before.source) != (b.version, b.extras, listed.source):
+            changes.append(_change("changed", before, listed))
+        elif any(_text(a, f) != _text(b, f) for f in _TEXT_FIELDS):
+            changes.append(_change("edited", before, listed))
+    for identity, listed in old.items():
+        if identity not in new:
+            changes.append(_change("removed", listed, None))
+    order = {"added": 0, "changed": 1, "edited": 2, "removed": 3}
+    return sorted(changes, key=lambda c: (order[c.kind], c.ecosystem, c.name, c.file))
+
+
+def _text(entry: Requirement, name: str) -> str | None:
+    value = getattr(entry, name, None)
+    return value if isinstance(value, str) else None
+
+
+def _change(kind: str, before: Listed | None, after: Listed | None) -> EntryChange:
+    shown = after or before
+    if shown is None:  # _entry_changes always passes one of them
+        raise ValueError("an entry change needs an old or a new entry")
+    entry = shown.entry
+    return EntryChange(
+        kind=kind,
+        ecosystem=entry.ecosystem,
+        name=entry.name,
+        old_version=before.entry.version if before else None,
+        new_version=after.entry.version if after else None,
+        old_source=before.source if before else None,
+        new_source=after.source if after else None,
+        requested_by=entry.requested_by,
+        reason=entry.reason,
+        safe_because=_text(entry, CONFIRMATION_FIELD),
+        file=shown.file,
+        line=entry.line,
+    )
+
+
+def _by_name(pins: Sequence[LockedPin]) -> dict[str, list[LockedPin]]:
+    found: dict[str, list[LockedPin]] = {}
+    for pin in pins:
+        found.setdefault(pin.name, []).append(pin)
+    return found
+
+
+def _pin_changes(base: Sequence[LockedPin], head: Sequence[LockedPin]) -> dict[str, Any]:
+    old, new = _by_name(base), _by_name(head)
+    new_packages: list[NewPackage] = []
+    version_changes: list[VersionChange] = []
+    leaving: list[LeavingPackage] = []
+    for name in sorted(new):
+        pins = new[name]
+        versions = _versions(pins)
+        if name not in old:
+            for version in versions:
+                same = [p for p in pins if p.version == version]
+                new_packages.append(
+                    NewPackage(
+                        name,
+                        version,
+                        _places(same),
+                        any(p.direct for p in same),
+                        tuple(sorted({v for p in same for v in p.via})),
+                    )
+                )
+            continue
+        before = _versions(old[name])
+        if set(before) != set(versions):
+            version_changes.append(
+                VersionChange(name, before, versions, change_kind(before, versions), _places(pins))
+            )
+    for name in sorted(set(old) - set(new)):
+        leaving.append(LeavingPackage(name, _versions(old[name]), _places(old[name])))
+    return {
+        "new_packages": tuple(new_packages),
+        "version_changes": tuple(version_changes),
+        "leaving": tuple(leaving),
+    }
+
+
+def _places(pins: Sequence[LockedPin]) -> tuple[str, ...]:
+    return tuple(sorted({p.where for p in pins}))
+
+
+def _versions(pins: Sequence[LockedPin]) -> tuple[str, ...]:
+    from imagebot.index_pages import sorted_versions
+
+    return tuple(sorted_versions({p.version for p in pins}))
+
+
+def change_kind(old: Sequence[str], new: Sequence[str]) -> str:
+    """major, minor, patch (or other) for an upgrade of the highest version; else downgrade."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        a, b = Version(old[-1]), Version(new[-1])
+    except (InvalidVersion, IndexError):
+        return "other"
+    if b < a:
+        return "downgrade"
+    for index, kind in enumerate(("major", "minor", "patch")):
+        if _part(a, index) != _part(b, index):
+            return kind
+    return "other"
+
+
+def _part(version: Any, index: int) -> int:
+    release: tuple[int, ...] = version.release
+    return release[index] if index < len(release) else 0
+
+
+def confirmation_problems(changes: Changes) -> list[Problem]:
+    """One problem per entry added or changed without the requester's confirmation."""
+    return [
+        Problem(
+            change.file,
+            change.line,
+            f"{change.ecosystem} entry {change.name!r} is {change.kind} without the "
+            f"requester's confirmation that it is safe ({CONFIRMATION_FIELD})",
+            CONFIRMATION_HINT,
+        )
+        for change in changes.entries
+        if change.needs_confirmation and not change.confirmed
+    ]
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Vulnerability:
+    name: str
+    version: str
+    id: str
+    aliases: tuple[str, ...] = ()
+    summary: str = ""
+    fixed: tuple[str, ...] = ()
+    waived: str = ""  # the waiver's reason when one covers it
+
+
+@dataclass(frozen=True)
+class Vulnerabilities:
+    """The "Known vulnerabilities" section: `checked` is False when no audit ran (`note` why)."""
+
+    checked: bool
+    note: str = ""
+    found: tuple[Vulnerability, ...] = ()
+
+
+NOT_AUDITED = Vulnerabilities(False, "not checked: no advisory source is available to review")
+WHO_THIS_MAY_HURT = "not reported yet: requesters and registered environments (issue 13)"
+
+
+@dataclass(frozen=True)
+class Review:
+    base: str  # what the working tree was compared with, e.g. "origin/main (1a2b3c4d)"
+    changes: Changes
+    facts_source: str = ""  # the upstream index the facts came from
+    requests: int = 0  # HTTP requests made for the facts
+    vulnerabilities: Vulnerabilities = NOT_AUDITED
+    who_this_may_hurt: str = WHO_THIS_MAY_HURT
+    problems: tuple[Problem, ...] = field(default=())
+
+
+def with_facts(changes: Changes, facts: Mapping[tuple[str, str], PackageFacts]) -> Changes:
+    return replace(
+        changes,
+        new_packages=tuple(
+            replace(p, facts=facts.get((p.name, p.version))) for p in changes.new_packages
+        ),
+    )
+
+
+# --- rendering: every string is untrusted ----------------------------------------------------
+
+_UNPRINTABLE = re.compile(r"[^\S ]|[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f]")
+
+
+def clean(text: str, limit: int = 300) -> str:
+    """One printable line: whitespace runs become one space, other invisibles go, cut to
+    `limit` characters."""
+    text = " ".join(_UNPRINTABLE.sub(" ", text).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+def _plain(text: str, limit: int = 300) -> str:
+    # Azure Pipelines reads `##vso[` and `##[` anywhere in a line of the log as a command.
+    return clean(text, limit).replace("##", "# #")
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~&])")
+
+
+def _md(text: str, limit: int = 300) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", clean(text, limit))
+
+
+def _md_url(url: str) -> str:
+    text = clean(url, 500)
+    if re.fullmatch(r"https?://[A-Za-z0-9._~:/?#\[\]@!&*+,;=%-]+", text) and ")" not in text:
+        return f"<{text}>"
+    return _md(text)
+
+
+def _versions_text(versions: Sequence[str]) -> str:
+    return ", ".join(versions) or "none"
+
+
+def _entry_versions(change: EntryChange) -> str:
+    if change.kind == "added":
+        return change.new_version or ""
+    if change.kind == "removed":
+        return change.old_version or ""
+    if change.old_version != change.new_version:
+        return f"{change.old_version} -> {change.new_version}"
+    return change.new_version or ""
+
+
+def _entry_place(change: EntryChange) -> str:
+    def place(source: str | None) -> str:
+        return "index-only" if source == INDEX_ONLY else f"set {source}"
+
+    if change.old_source and change.new_source and change.old_source != change.new_source:
+        return f"{place(change.old_source)} -> {place(change.new_source)}"
+    return place(change.new_source or change.old_source)
+
+
+def _where(places: Sequence[str]) -> str:
+    return ", ".join("the index (index-only)" if p == INDEX_ONLY else f"{p}.lock" for p in places)
+
+
+def _how(package: NewPackage) -> str:
+    if package.direct and package.via:
+        return f"asked for, and needed by {', '.join(package.via)}"
+    if package.direct:
+        return "asked for"
+    return f"needed by {', '.join(package.via)}" if package.via else "dependency"
+
+
+_KIND_TEXT = {
+    "major": "MAJOR upgrade",
+    "minor": "minor upgrade",
+    "patch": "patch upgrade",
+    "other": "upgrade",
+    "downgrade": "DOWNGRADE",
+}
+_MARK = {"added": "+", "changed": "~", "edited": "*", "removed": "-"}
+
+
+def _yanked_text(facts: PackageFacts) -> str:
+    if not facts.yanked:
+        return "not yanked"
+    return f"YANKED ({facts.yanked_reason})" if facts.yanked_reason else "YANKED"
+
+
+def render_text(review: Review) -> str:
+    p = _plain
+    changes = review.changes
+    out = [f"imagebot review: the working tree against {p(review.base)}", ""]
+    out.append(f"Entries added, changed or removed ({len(changes.entries)})")
+    for c in changes.entries:
+        out.append(
+            f"  {_MARK[c.kind]} {c.kind} {c.ecosystem} {p(c.name)} {p(_entry_versions(c))}"
+            f"  {p(_entry_place(c))}  {p(c.file)}:{c.line}"
+        )
+        out.append(f"      requested by {p(c.requested_by)}: {p(c.reason)}")
+        if c.confirmed:
+            out.append(f"      safe because: {p(c.safe_because or '')}")
+        elif c.needs_confirmation:
+            out.append(f"      safe because: MISSING ({CONFIRMATION_FIELD} is required)")
+    if not changes.entries:
+        out.append("  none")
+    out.append("")
+    source = f"; facts from {p(review.facts_source)}" if review.facts_source else ""
+    out.append(
+        f"Python packages new to the locks or the index ({len(changes.new_packages)}"
+        f"{source}, {review.requests} requests)"
+    )
+    for n in changes.new_packages:
+        out.append(f"  {p(n.name)} {p(n.version)}  {p(_how(n))}; in {p(_where(n.where))}")
+        out.extend(f"      {line}" for line in _facts_lines(n.facts, p))
+    if not changes.new_packages:
+        out.append("  none")
+    out.append("")
+    out.append(f"Version changes ({len(changes.version_changes)})")
+    for v in changes.version_changes:
+        out.append(
+            f"  {p(v.name)} {p(_versions_text(v.old))} -> {p(_versions_text(v.new))}"
+            f"  {_KIND_TEXT[v.kind]}; in {p(_where(v.where))}"
+        )
+    if not changes.version_changes:
+        out.append("  none")
+    out.append("")
+    out.append(f"Packages that leave ({len(changes.leaving)})")
+    for gone in changes.leaving:
+        out.append(
+            f"  {p(gone.name)} {p(_versions_text(gone.old))}; was in {p(_where(gone.where))}"
+        )
+    if not changes.leaving:
+        out.append("  none")
+    out.append("")
+    out.append("Known vulnerabilities")
+    out.extend(f"  {line}" for line in _vulnerability_lines(review.vulnerabilities, p))
+    out.append("")
+    out.append("Who this may hurt")
+    out.append(f"  {p(review.who_this_may_hurt)}")
+    out.append("")
+    out.append(_verdict(review))
+    return "\n".join(out) + "\n"
+
+
+def _facts_lines(facts: PackageFacts | None, p: Any) -> list[str]:
+    if facts is None:
+        return ["facts: not looked up"]
+    if facts.problem:
+        return [f"facts: unavailable ({p(facts.problem)})"]
+    lines = [p(facts.summary) or "(no summary)", f"licence: {p(facts.license) or 'not stated'}"]
+    lines.append(f"project: {p(facts.project_url) or 'not stated'}")
+    lines.append(f"source: {p(facts.source_url) or 'not stated'}")
+    lines.append(
+        f"uploaded {p(facts.uploaded) or 'unknown'}; first release of the project "
+        f"{p(facts.first_release) or 'unknown'}; {p(_yanked_text(facts))}"
+    )
+    return lines
+
+
+def _vulnerability_lines(vulns: Vulnerabilities, p: Any) -> list[str]:
+    if not vulns.checked:
+        return [p(vulns.note)]
+    if not vulns.found:
+        return [p(vulns.note) or "none known"]
+    lines = []
+    for v in vulns.found:
+        aliases = f" ({', '.join(v.aliases)})" if v.aliases else ""
+        fixed = f"; fixed in {', '.join(v.fixed)}" if v.fixed else "; no fixed version"
+        waived = f"; waived: {v.waived}" if v.waived else ""
+        lines.append(p(f"{v.name} {v.version}: {v.id}{aliases}{fixed}{waived}"))
+        if v.summary:
+            lines.append(f"  {p(v.summary)}")
+    return lines
+
+
+def _verdict(review: Review) -> str:
+    count = len(review.problems)
+    if not count:
+        return "No problems: every added or changed entry carries its requester's confirmation."
+    noun = "entry lacks" if count == 1 else "entries lack"
+    return f"{count} {noun} the requester's confirmation ({CONFIRMATION_FIELD}); see below."
+
+
+def render_markdown(review: Review) -> str:
+    m = _md
+    changes = review.changes
+    out = ["## Package review", "", f"Compared with {m(review.base)}.", ""]
+    out.append(f"### Entries added, changed or removed ({len(changes.entries)})")
+    out.append("")
+    if changes.entries:
+        out.append("| | package | version | where | requested by | reason | safe because |")
+        out.append("|---|---|---|---|---|---|---|")
+        for c in changes.entries:
+            if c.confirmed:
+                safe = m(c.safe_because or "")
+            elif c.needs_confirmation:
+                safe = "**missing**"
+            else:
+                safe = ""
+            out.append(
+                f"| {c.kind} | {c.ecosystem} {m(c.name)} | {m(_entry_versions(c))} | "
+                f"{m(_entry_place(c))} ({m(c.file)}:{c.line}) | {m(c.requested_by)} | "
+                f"{m(c.reason)} | {safe} |"
+            )
+    else:
+        out.append("None.")
+    out.append("")
+    out.append(f"### Python packages new to the locks or the index ({len(changes.new_packages)})")
+    out.append("")
+    if review.facts_source:
+        out.append(f"Facts from {_md_url(review.facts_source)}, {review.requests} requests.")
+        out.append("")
+    for n in changes.new_packages:
+        out.append(f"- **{m(n.name)} {m(n.version)}**: {m(_how(n))}; in {m(_where(n.where))}")
+        out.extend(f"  - {line}" for line in _facts_markdown(n.facts))
+    if not changes.new_packages:
+        out.append("None.")
+    out.append("")
+    out.append(f"### Version changes ({len(changes.version_changes)})")
+    out.append("")
+    for v in changes.version_changes:
+        out.append(
+            f"- {m(v.name)} {m(_versions_text(v.old))} → {m(_versions_text(v.new))}: "
+            f"{'**' + _KIND_TEXT[v.kind] + '**' if v.kind in ('major', 'downgrade') else _KIND_TEXT[v.kind]}"
+            f"; in {m(_where(v.where))}"
+        )
+    if not changes.version_changes:
+        out.append("None.")
+    out.append("")
+    out.append(f"### Packages that leave ({len(changes.leaving)})")
+    out.append("")
+    for gone in changes.leaving:
+        out.append(
+            f"- {m(gone.name)} {m(_versions_text(gone.old))}; was in {m(_where(gone.where))}"
+        )
+    if not changes.leaving:
+        out.append("None.")
+    out.append("")
+    out.append("### Known vulnerabilities")
+    out.append("")
+    out.extend(
+        f"- {line}" if not line.startswith("  ") else f"  - {line.strip()}"
+        for line in _vulnerability_lines(review.vulnerabilities, m)
+    )
+    out.append("")
+    out.append("### Who this may hurt")
+    out.append("")
+    out.append(m(review.who_this_may_hurt))
+    out.append("")
+    verdict = _verdict(review)
+    out.append(f"**{m(verdict)}**" if review.problems else m(verdict))
+    for problem in review.problems:
+        out.append(f"- {m(problem.render())}")
+    return "\n".join(out) + "\n"
+
+
+def _facts_markdown(facts: PackageFacts | None) -> list[str]:
+    m = _md
+    if facts is None:
+        return ["facts: not looked up"]
+    if facts.problem:
+        return [f"facts unavailable: {m(facts.problem)}"]
+    urls = ", ".join(
+        f"{label} {_md_url(url)}"
+        for label, url in (("project", facts.project_url), ("source", facts.source_url))
+        if url
+    )
+    yanked = f"**{m(_yanked_text(facts))}**" if facts.yanked else "not yanked"
+    return [
+        m(facts.summary) or "(no summary)",
+        f"licence: {m(facts.license) or 'not stated'}; {urls or 'no project or source URL'}",
+        f"uploaded {m(facts.uploaded) or 'unknown'}, first release of the project "
+        f"{m(facts.first_release) or 'unknown'}; {yanked}",
+    ]
+
+
+def review_json(review: Review) -> dict[str, Any]:
+    """The review as plain JSON data (values as they are; JSON escapes them)."""
+    changes = review.changes
+    return {
+        "base": review.base,
+        "entries": [_asdict(c) for c in changes.entries],
+        "new_packages": [
+            {**_asdict(n, exclude=("facts",)), "facts": _asdict(n.facts) if n.facts else None}
+            for n in changes.new_packages
+        ],
+        "version_changes": [_asdict(v) for v in changes.version_changes],
+        "leaving": [_asdict(gone) for gone in changes.leaving],
+        "facts_source": review.facts_source,
+        "requests": review.requests,
+        "vulnerabilities": {
+            "checked": review.vulnerabilities.checked,
+            "note": review.vulnerabilities.note,
+            "found": [_asdict(v) for v in review.vulnerabilities.found],
+        },
+        "who_this_may_hurt": review.who_this_may_hurt,
+        "problems": [
+            {"file": p.file, "line": p.line, "message": p.message, "hint": p.hint}
+            for p in review.problems
+        ],
+    }
+
+
+def _asdict(obj: Any, exclude: Sequence[str] = ()) -> dict[str, Any]:
+    from dataclasses import fields
+
+    return {
+        f.name: list(value) if isinstance(value := getattr(obj, f.name), tuple) else value
+        for f in fields(obj)
+        if f.name not in exclude
+    }
