@@ -10,32 +10,107 @@ stack uses `--profile local`, so the production settings are never edited to run
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imagebot import validate
 from imagebot.errors import ConfigError, Problem, ProblemsError
+from imagebot.files import Unreadable, read_text
 
 CONFIG_FILE = "imagebot.toml"
 AUTH_MODES = ("auto", "google", "basic", "docker-config")
-R_SOURCES = ("debian", "cran")
 
 
 class ConfigProblems(ProblemsError):
     exit_code = ConfigError.exit_code
 
 
+def key(meaning: str, default: Any = dataclasses.MISSING, **rules: Any) -> Any:
+    """A key of imagebot.toml: its meaning, its default (none: required) and its rules.
+
+    The field's annotation is the key's type. `rules` may hold `rule` (a validate function or
+    any callable that raises validate.InvalidValue) and `choices`.
+    """
+    metadata = {"meaning": meaning, **rules}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _registry_url(value: object) -> str:
+    """host[:port]/path of a registry: an image reference without tag or digest."""
+    text = validate.one_line(value)
+    if "://" in text:
+        raise validate.InvalidValue(
+            f"must not contain a scheme: {text!r}",
+            "write host[:port]/path, e.g. europe-north1-docker.pkg.dev/project/repo",
+        )
+    if text and (":" in text.rpartition("/")[2] or "@" in text):
+        raise validate.InvalidValue(f"{text!r} has a tag or digest", "write host[:port]/path")
+    return validate.image_reference(text.rstrip("/") + "/probe") and text
+
+
+def _optional_url(value: object) -> str:
+    return "" if value == "" else validate.url(value)
+
+
+def _python_minor(value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"3\.[0-9]+", value, re.ASCII):
+        raise validate.InvalidValue(
+            f"must be a Python minor version, got {value!r}", 'e.g. python = "3.11"'
+        )
+    return value
+
+
+def _platform(value: object) -> str:
+    text = validate.one_line(value)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", text, re.ASCII):
+        raise validate.InvalidValue(
+            f"{text!r} is not a uv platform", 'e.g. platform = "x86_64-manylinux_2_36"'
+        )
+    return text
+
+
+def _variable_name(value: object) -> str:
+    text = validate.one_line(value)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text, re.ASCII):
+        raise validate.InvalidValue(
+            f"{text!r} is not an environment variable name", "e.g. IMAGEBOT_REGISTRY_TOKEN"
+        )
+    return text
+
+
+def _set_name(value: object) -> str:
+    text = validate.one_line(value)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", text, re.ASCII):
+        raise validate.InvalidValue(
+            f"{text!r} is not a set name",
+            'name the file requirements/<set>.toml and list <set>, e.g. sets = ["base"]',
+        )
+    return text
+
+
 @dataclass(frozen=True)
 class RegistryConfig:
-    url: str  # host[:port]/path, no scheme; images live at <url>/<image name>
-    auth: str = "auto"
-    username_env: str = "IMAGEBOT_REGISTRY_USERNAME"
-    password_env: str = "IMAGEBOT_REGISTRY_PASSWORD"
-    token_env: str = "IMAGEBOT_REGISTRY_TOKEN"
-    insecure: bool = False  # plain http (the local stack's loopback registry)
+    url: str = key(
+        "host[:port]/path, no scheme; images live at <url>/<image name>", rule=_registry_url
+    )
+    auth: str = key("how to log in to the registry", "auto", choices=AUTH_MODES)
+    username_env: str = key(
+        "variable holding the user name", "IMAGEBOT_REGISTRY_USERNAME", rule=_variable_name
+    )
+    password_env: str = key(
+        "variable holding the password", "IMAGEBOT_REGISTRY_PASSWORD", rule=_variable_name
+    )
+    token_env: str = key(
+        "variable holding a bearer token", "IMAGEBOT_REGISTRY_TOKEN", rule=_variable_name
+    )
+    insecure: bool = key("plain http (the local stack's loopback registry)", False)
 
     @property
     def host(self) -> str:
@@ -44,16 +119,30 @@ class RegistryConfig:
 
 @dataclass(frozen=True)
 class ImageConfig:
-    name: str
-    dockerfile: Path  # relative to the config's root
-    context: Path
-    base: str | None
-    sets: tuple[str, ...]  # requirement sets, in layer order; locked, checked by the smoke test
-    python: str  # target Python "X.Y" of the base image; the lock resolves for it
-    platform: str  # uv --python-platform of the base image, e.g. x86_64-manylinux_2_36
-    r_repo: str | None  # CRAN-like repository for sets with r_source = "cran"
-    build_args: Mapping[str, str] = field(default_factory=dict)
-    render: bool = True  # false: a hand-written Dockerfile installs the sets' locks itself
+    name: str  # the key of [images.NAME]
+    dockerfile: Path = key("the Dockerfile, relative to the config's root")  # noqa: RUF009
+    context: Path = key("the build context, relative to the config's root", ".")  # noqa: RUF009
+    base: str | None = key(
+        "base image; required when imagebot renders the Dockerfile",
+        None,
+        rule=validate.image_reference,
+    )
+    sets: tuple[str, ...] = key(
+        "requirement sets in layer order; locked and smoke-tested", (), rule=_set_name
+    )
+    python: str = key(
+        "the base image's Python X.Y; the lock resolves for it", "3.11", rule=_python_minor
+    )
+    platform: str = key(
+        "uv --python-platform of the base image", "x86_64-manylinux_2_36", rule=_platform
+    )
+    r_repo: str | None = key(
+        'CRAN-like repository for sets with r_source = "cran"', None, rule=validate.url
+    )
+    build_args: Mapping[str, str] = key(
+        "build args passed to docker build", {}, rule=validate.one_line
+    )
+    render: bool = key("false: a hand-written Dockerfile installs the sets' locks itself", True)
 
     @property
     def rendered(self) -> bool:
@@ -63,19 +152,39 @@ class ImageConfig:
 
 @dataclass(frozen=True)
 class EnvironmentConfig:
-    name: str
-    repo: str
-    branch: str
-    file: str  # path of the HelmRelease inside the GitOps repo
-    targets: Mapping[str, tuple[str, ...]]  # image name -> YAML paths or "policy:ns:name"
-    promote_from: str | None = None
-    author: str = "imagebot <imagebot@users.noreply.local>"
+    name: str  # the key of [environments.NAME]
+    repo: str = key(
+        "the GitOps repository (URL, or a path for the local stack)", rule=validate.one_line
+    )
+    file: str = key("path of the HelmRelease inside the GitOps repo", rule=validate.one_line)
+    targets: Mapping[str, tuple[str, ...]] = key(
+        'image name -> YAML paths or "policy:ns:name"', rule=validate.one_line
+    )
+    branch: str = key("the GitOps branch", "master", rule=validate.one_line)
+    promote_from: str | None = key(
+        "the environment whose digests this one runs", None, rule=validate.one_line
+    )
+    author: str = key(
+        "git author of promotion commits",
+        "imagebot <imagebot@users.noreply.local>",
+        rule=validate.one_line,
+    )
 
 
 @dataclass(frozen=True)
 class IndexConfig:
-    url: str | None = None  # where pods find the vetted package index (pip/uv index-url)
-    request_url: str = ""  # where users ask for a package that is not vetted
+    url: str | None = key(
+        "where pods find the vetted package index (pip/uv index-url)", None, rule=validate.url
+    )
+    request_url: str = key(
+        "where users ask for a package that is not vetted", "", rule=_optional_url
+    )
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    source: str = key("repository URL recorded in OCI labels", "", rule=_optional_url)
+    requirements: str = key("the directory of requirement sets", "requirements")
 
 
 @dataclass(frozen=True)
@@ -116,11 +225,16 @@ class Config:
         return [image for image in self.images.values() if image.sets]
 
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ${NAME} or ${NAME:-default}; a default holds no '$', '{' or '}', so nothing nests.
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^${}]*))?\}", re.ASCII)
 
 
 def expand(value: str, env: Mapping[str, str]) -> str:
-    """Expand `${VAR}` and `${VAR:-default}`; an unset VAR without default raises KeyError."""
+    """Expand `${VAR}` and `${VAR:-default}`.
+
+    An unset VAR without default raises KeyError; a `${` that does not start one of those two
+    forms (unclosed, nested, or an unusual name) raises ValueError.
+    """
 
     def sub(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
@@ -130,95 +244,194 @@ def expand(value: str, env: Mapping[str, str]) -> str:
             return default
         raise KeyError(name)
 
+    if "${" in _VAR.sub("", value):
+        raise ValueError(value)
     return _VAR.sub(sub, value)
 
 
 def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
-    for key, value in overlay.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
+    for key_, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key_), Mapping):
+            merged[key_] = deep_merge(merged[key_], value)
         else:
-            merged[key] = value
+            merged[key_] = value
     return merged
 
 
+_MISSING = object()
+
+
 class _Reader:
-    """Walks the raw TOML, collecting every problem instead of stopping at the first."""
+    """Reads tables against their dataclass, collecting every problem instead of stopping."""
 
     def __init__(self, file: str, env: Mapping[str, str]) -> None:
         self.file = file
         self.env = env
         self.problems: list[Problem] = []
 
-    def problem(self, key: str, message: str, hint: str) -> None:
-        self.problems.append(Problem(self.file, 0, f"{key}: {message}", hint))
+    def problem(self, key_: str, message: str, hint: str) -> None:
+        self.problems.append(Problem(self.file, 0, f"{key_}: {message}", hint))
 
-    def table(self, raw: Mapping[str, Any], key: str, *, required: bool = True) -> dict[str, Any]:
-        value = raw.get(key.rsplit(".", 1)[-1])
+    def table(self, raw: Mapping[str, Any], key_: str, *, required: bool = True) -> dict[str, Any]:
+        value = raw.get(key_.rsplit(".", 1)[-1])
         if value is None:
             if required:
-                self.problem(key, "missing table", f"add a [{key}] table")
+                self.problem(key_, "missing table", f"add a [{key_}] table")
             return {}
         if not isinstance(value, Mapping):
-            self.problem(key, "must be a table", f"write it as [{key}]")
+            self.problem(key_, "must be a table", f"write it as [{key_}]")
             return {}
         return dict(value)
 
-    def string(
-        self, raw: Mapping[str, Any], key: str, default: str | None = None, *, required: bool = True
-    ) -> str | None:
-        value = raw.get(key.rsplit(".", 1)[-1], default)
-        if value is None:
-            if required:
-                self.problem(key, "missing", f'set {key} = "..."')
-            return None
-        if not isinstance(value, str):
-            self.problem(key, f"must be a string, got {value!r}", f'quote it: {key} = "..."')
-            return None
-        try:
-            return expand(value, self.env)
-        except KeyError as missing:
-            self.problem(
-                key,
-                f"environment variable {missing.args[0]} is not set",
-                f"export {missing.args[0]}=... or write ${{{missing.args[0]}:-default}}",
-            )
-            return None
+    def unknown_keys(self, raw: Mapping[str, Any], prefix: str, allowed: Iterable[str]) -> None:
+        import difflib
 
-    def choice(
-        self, raw: Mapping[str, Any], key: str, choices: tuple[str, ...], default: str
-    ) -> str:
-        value = self.string(raw, key, default)
-        if value is not None and value not in choices:
-            self.problem(key, f"unknown value {value!r}", f"use one of: {', '.join(choices)}")
-            return default
-        return value or default
-
-    def unknown_keys(self, raw: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
-        for key in raw:
-            if key not in allowed:
+        names = sorted(allowed)
+        for name in raw:
+            if name not in names:
+                close = difflib.get_close_matches(str(name), names, n=1)
+                guess = f"did you mean {close[0]!r}? " if close else ""
                 self.problem(
-                    f"{prefix}.{key}" if prefix else key,
+                    f"{prefix}.{name}" if prefix else str(name),
                     "unknown key",
-                    f"remove it; allowed here: {', '.join(sorted(allowed))}",
+                    f"{guess}remove it; allowed here: {', '.join(names)}",
                 )
 
+    def fields(self, cls: type, raw: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        """Every TOML key of dataclass `cls` from `raw`: type-checked, expanded, validated.
 
-_TOP_KEYS = {"project", "registry", "images", "environments", "index", "profiles"}
-_IMAGE_KEYS = {
-    "dockerfile",
-    "context",
-    "base",
-    "sets",
-    "python",
-    "platform",
-    "r_repo",
-    "build_args",
-    "render",
+        A refused or missing value comes back as its default (or None when required), so
+        that the caller can go on and report the problems of the other keys too.
+        """
+        keys = [f for f in dataclasses.fields(cls) if "meaning" in f.metadata]
+        self.unknown_keys(raw, prefix, [f.name for f in keys])
+        return {
+            f.name: self.value(f, raw.get(f.name, _MISSING), f"{prefix}.{f.name}") for f in keys
+        }
+
+    def value(self, spec: dataclasses.Field[Any], raw: Any, key_: str) -> Any:
+        default = _default(spec)
+        if raw is _MISSING:
+            if default is _MISSING:
+                self.problem(key_, "missing", f"set {key_} = ...")
+                return None
+            return default
+        read = _READERS[str(spec.type)]
+        try:
+            return read(self, raw, key_, spec.metadata)
+        except validate.InvalidValue as exc:
+            self.problem(key_, exc.message, exc.hint)
+        return None if default is _MISSING else default
+
+    def string(self, raw: Any, key_: str, metadata: Mapping[str, Any]) -> str:
+        if not isinstance(raw, str):
+            raise validate.InvalidValue(
+                f"must be a string, got {_shown(raw)}", f'quote it: {key_} = "..."'
+            )
+        try:
+            text = expand(raw, self.env)
+        except KeyError as missing:
+            name = missing.args[0]
+            raise validate.InvalidValue(
+                f"environment variable {name} is not set",
+                f"export {name}=... or write ${{{name}:-default}}",
+            ) from None
+        except ValueError:
+            raise validate.InvalidValue(
+                f"{_shown(raw)} has an unclosed or nested ${{...}}",
+                "write ${VAR} or ${VAR:-default}, with a default that holds no $, { or }",
+            ) from None
+        return _checked(text, metadata)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}..."
+
+
+def _default(spec: dataclasses.Field[Any]) -> Any:
+    if spec.default is not dataclasses.MISSING:
+        return spec.default
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return _MISSING
+
+
+def _checked(text: str, metadata: Mapping[str, Any]) -> str:
+    choices = metadata.get("choices")
+    if choices and text not in choices:
+        raise validate.InvalidValue(f"unknown value {text!r}", f"use one of: {', '.join(choices)}")
+    rule: Callable[[str], object] = metadata.get("rule", validate.one_line)
+    rule(text)
+    return text
+
+
+def _read_str(r: _Reader, raw: Any, key_: str, metadata: Mapping[str, Any]) -> str:
+    return r.string(raw, key_, metadata)
+
+
+def _read_path(r: _Reader, raw: Any, key_: str, metadata: Mapping[str, Any]) -> Path:
+    return Path(r.string(raw, key_, metadata))
+
+
+def _read_bool(r: _Reader, raw: Any, key_: str, metadata: Mapping[str, Any]) -> bool:
+    if not isinstance(raw, bool):
+        raise validate.InvalidValue(f"must be true or false, got {_shown(raw)}", "use true/false")
+    return raw
+
+
+def _read_list(r: _Reader, raw: Any, key_: str, metadata: Mapping[str, Any]) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+        raise validate.InvalidValue("must be a list of strings", 'e.g. sets = ["base", "r"]')
+    return tuple(r.string(item, key_, metadata) for item in raw)
+
+
+def _read_strings(r: _Reader, raw: Any, key_: str, metadata: Mapping[str, Any]) -> dict[str, str]:
+    """A table of strings (build_args); names are ARG names, values may use ${VAR:-default}."""
+    if not isinstance(raw, Mapping):
+        raise validate.InvalidValue("must be a table of strings", 'e.g. { BASE = "..." }')
+    values: dict[str, str] = {}
+    for name, value in raw.items():
+        _variable_name(name)
+        values[name] = r.string(value, f"{key_}.{name}", metadata)
+    return values
+
+
+def _read_targets(
+    r: _Reader, raw: Any, key_: str, metadata: Mapping[str, Any]
+) -> dict[str, tuple[str, ...]]:
+    hint = 'e.g. targets = { jupyterlab = "spec.values.singleuser.image" }'
+    if not isinstance(raw, Mapping) or not raw:
+        raise validate.InvalidValue("must map image names to YAML paths", hint)
+    targets: dict[str, tuple[str, ...]] = {}
+    for image, paths in raw.items():
+        paths = [paths] if isinstance(paths, str) else paths
+        if (
+            not isinstance(paths, list)
+            or not paths
+            or not all(isinstance(p, str) and p for p in paths)
+        ):
+            r.problem(
+                f"{key_}.{image}",
+                "must be a path or a list of paths",
+                'e.g. "spec.values.hub.image" or "policy:flux-system:jupyterlab"',
+            )
+            continue
+        targets[image] = tuple(_checked(p, metadata) for p in paths)
+    return targets
+
+
+_READERS: dict[str, Callable[[_Reader, Any, str, Mapping[str, Any]], Any]] = {
+    "str": _read_str,
+    "str | None": _read_str,
+    "Path": _read_path,
+    "bool": _read_bool,
+    "tuple[str, ...]": _read_list,
+    "Mapping[str, str]": _read_strings,
+    "Mapping[str, tuple[str, ...]]": _read_targets,
 }
-_ENV_KEYS = {"repo", "branch", "file", "targets", "promote_from", "author"}
-_REGISTRY_KEYS = {"url", "auth", "username_env", "password_env", "token_env", "insecure"}
+_TOP_KEYS = ("project", "registry", "images", "environments", "index", "profiles")
 
 
 def load_config(
@@ -228,31 +441,50 @@ def load_config(
 ) -> Config:
     """Read, merge the profile, validate everything and return frozen config."""
     path = Path(path)
-    env = {} if env is None else env
+    raw = _with_profile(_read_toml(path), path, profile)
+    return _validate(raw, path, profile, {} if env is None else env)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: config file not found",
-            f"run imagebot from the repository root or pass --config PATH to {CONFIG_FILE}",
-        ) from None
+        text = read_text(path)
+    except Unreadable as exc:
+        if exc.missing:
+            raise ConfigError(
+                f"{path}: config file not found",
+                f"run imagebot from the repository root or pass --config PATH to {CONFIG_FILE}",
+            ) from None
+        raise ConfigError(f"{path}: {exc.reason}", f"write {CONFIG_FILE} as UTF-8 TOML") from None
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"{path}: invalid TOML: {exc}", "fix the TOML syntax at that line"
         ) from None
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: invalid TOML: nested too deeply", "flatten the nested arrays or tables"
+        ) from None
 
-    if profile:
-        profiles = raw.get("profiles", {})
-        if profile not in profiles:
-            known = ", ".join(profiles) or "none defined"
-            raise ConfigError(
-                f"{path}: unknown profile {profile!r}",
-                f"use one of: {known}, or add a [profiles.{profile}] table",
-            )
-        raw = deep_merge(raw, profiles[profile])
-    return _validate(raw, path, profile, env)
+
+def _with_profile(raw: dict[str, Any], path: Path, profile: str | None) -> dict[str, Any]:
+    """`raw` with [profiles.PROFILE] deep-merged over it."""
+    profiles = raw.get("profiles", {})
+    if not isinstance(profiles, Mapping):
+        raise ConfigError(f"{path}: profiles: must be a table", "write [profiles.NAME] tables")
+    if not profile:
+        return raw
+    if profile not in profiles:
+        known = ", ".join(profiles) or "none defined"
+        raise ConfigError(
+            f"{path}: unknown profile {profile!r}",
+            f"use one of: {known}, or add a [profiles.{profile}] table",
+        )
+    if not isinstance(profiles[profile], Mapping):
+        raise ConfigError(
+            f"{path}: profiles.{profile}: must be a table", f"write [profiles.{profile}.KEY]"
+        )
+    return deep_merge(raw, profiles[profile])
 
 
 def _validate(
@@ -261,177 +493,163 @@ def _validate(
     r = _Reader(str(path), env)
     r.unknown_keys(raw, "", _TOP_KEYS)
     root = path.resolve().parent
-
-    project = r.table(raw, "project", required=False)
-    r.unknown_keys(project, "project", {"source", "requirements"})
-    source = r.string(project, "project.source", "") or ""
-    requirements_dir = root / (r.string(project, "project.requirements", "requirements") or "")
-
-    registry_raw = r.table(raw, "registry")
-    r.unknown_keys(registry_raw, "registry", _REGISTRY_KEYS)
-    insecure = registry_raw.get("insecure", False)
-    if not isinstance(insecure, bool):
-        r.problem("registry.insecure", f"must be true or false, got {insecure!r}", "use true/false")
-        insecure = False
-    registry = RegistryConfig(
-        url=(r.string(registry_raw, "registry.url") or "").rstrip("/"),
-        auth=r.choice(registry_raw, "registry.auth", AUTH_MODES, "auto"),
-        username_env=r.string(registry_raw, "registry.username_env", RegistryConfig.username_env)
-        or RegistryConfig.username_env,
-        password_env=r.string(registry_raw, "registry.password_env", RegistryConfig.password_env)
-        or RegistryConfig.password_env,
-        token_env=r.string(registry_raw, "registry.token_env", RegistryConfig.token_env)
-        or RegistryConfig.token_env,
-        insecure=insecure,
+    project = ProjectConfig(
+        **r.fields(ProjectConfig, r.table(raw, "project", required=False), "project")
     )
-    if registry.url and "://" in registry.url:
-        r.problem(
-            "registry.url",
-            f"must not contain a scheme: {registry.url!r}",
-            "write host[:port]/path, e.g. europe-north1-docker.pkg.dev/project/repo",
-        )
-
-    images: dict[str, ImageConfig] = {}
-    for name, image_raw in r.table(raw, "images").items():
-        key = f"images.{name}"
-        if not isinstance(image_raw, Mapping):
-            r.problem(key, "must be a table", f"write it as [{key}]")
-            continue
-        r.unknown_keys(image_raw, key, _IMAGE_KEYS)
-        sets = image_raw.get("sets", [])
-        if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
-            r.problem(f"{key}.sets", "must be a list of set names", 'e.g. sets = ["base", "r"]')
-            sets = []
-        for set_name in sets:
-            if not (requirements_dir / f"{set_name}.toml").is_file():
-                r.problem(
-                    f"{key}.sets",
-                    f"requirement set {set_name!r} has no file {set_name}.toml",
-                    f"create requirements/{set_name}.toml or remove it from the list",
-                )
-        if len(set(sets)) != len(sets):
-            r.problem(f"{key}.sets", "lists a set twice", "name each set once")
-        dockerfile = r.string(image_raw, f"{key}.dockerfile") or ""
-        build_args = image_raw.get("build_args", {})
-        if not isinstance(build_args, Mapping):
-            r.problem(f"{key}.build_args", "must be a table of strings", 'e.g. { BASE = "..." }')
-            build_args = {}
-        python = r.string(image_raw, f"{key}.python", "3.11") or "3.11"
-        if not re.fullmatch(r"3\.\d+", python):
-            r.problem(
-                f"{key}.python",
-                f"must be a Python minor version, got {python!r}",
-                'e.g. python = "3.11"',
-            )
-        render = image_raw.get("render", True)
-        if not isinstance(render, bool):
-            r.problem(f"{key}.render", f"must be true or false, got {render!r}", "use true/false")
-            render = True
-        base = r.string(image_raw, f"{key}.base", required=bool(sets) and render)
-        images[name] = ImageConfig(
-            name=name,
-            dockerfile=Path(dockerfile),
-            context=Path(r.string(image_raw, f"{key}.context", ".") or "."),
-            base=base,
-            sets=tuple(sets),
-            python=python,
-            platform=r.string(image_raw, f"{key}.platform", "x86_64-manylinux_2_36")
-            or "x86_64-manylinux_2_36",
-            r_repo=r.string(image_raw, f"{key}.r_repo", required=False),
-            build_args={
-                str(k): (r.string(build_args, f"{key}.build_args.{k}") or "")
-                if isinstance(v, str)
-                else str(v)
-                for k, v in build_args.items()
-            },  # values may use ${VAR:-default} like every other string
-            render=render,
-        )
-        if dockerfile and not (sets and render) and not (root / dockerfile).is_file():
-            r.problem(
-                f"{key}.dockerfile",
-                f"{dockerfile} does not exist",
-                "write the Dockerfile or fix the path",
-            )
-
-    environments: dict[str, EnvironmentConfig] = {}
-    envs_raw = r.table(raw, "environments", required=False)
-    for name, env_raw in envs_raw.items():
-        key = f"environments.{name}"
-        if not isinstance(env_raw, Mapping):
-            r.problem(key, "must be a table", f"write it as [{key}]")
-            continue
-        r.unknown_keys(env_raw, key, _ENV_KEYS)
-        promote_from = r.string(env_raw, f"{key}.promote_from", required=False)
-        if promote_from is not None and promote_from not in envs_raw:
-            r.problem(
-                f"{key}.promote_from",
-                f"unknown environment {promote_from!r}",
-                f"use one of: {', '.join(n for n in envs_raw if n != name)}",
-            )
-        if promote_from == name:
-            r.problem(
-                f"{key}.promote_from",
-                "an environment cannot promote from itself",
-                "name another environment, e.g. staging",
-            )
-        targets_raw = env_raw.get("targets", {})
-        targets: dict[str, tuple[str, ...]] = {}
-        if not isinstance(targets_raw, Mapping) or not targets_raw:
-            r.problem(
-                f"{key}.targets",
-                "must map image names to YAML paths",
-                'e.g. targets = { jupyterlab = "spec.values.singleuser.image" }',
-            )
-        else:
-            for image_name, paths in targets_raw.items():
-                if image_name not in images:
-                    r.problem(
-                        f"{key}.targets.{image_name}",
-                        "is not a configured image",
-                        f"use one of: {', '.join(images)}",
-                    )
-                if isinstance(paths, str):
-                    paths = [paths]
-                if (
-                    not isinstance(paths, list)
-                    or not paths
-                    or not all(isinstance(p, str) and p for p in paths)
-                ):
-                    r.problem(
-                        f"{key}.targets.{image_name}",
-                        "must be a path or a list of paths",
-                        'e.g. "spec.values.hub.image" or "policy:flux-system:jupyterlab"',
-                    )
-                    continue
-                targets[image_name] = tuple(paths)
-        environments[name] = EnvironmentConfig(
-            name=name,
-            repo=r.string(env_raw, f"{key}.repo") or "",
-            branch=r.string(env_raw, f"{key}.branch", "master") or "master",
-            file=r.string(env_raw, f"{key}.file") or "",
-            targets=targets,
-            promote_from=promote_from,
-            author=r.string(env_raw, f"{key}.author", EnvironmentConfig.author)
-            or EnvironmentConfig.author,
-        )
-
-    index_raw = r.table(raw, "index", required=False)
-    r.unknown_keys(index_raw, "index", {"url", "request_url"})
-    index = IndexConfig(
-        url=r.string(index_raw, "index.url", required=False),
-        request_url=r.string(index_raw, "index.request_url", "") or "",
-    )
-
+    requirements_dir = root / _inside(r, root, project.requirements, "project.requirements")
+    registry = _registry(r, raw)
+    images = _images(r, raw, root, path, requirements_dir)
+    environments = _environments(r, raw, images)
+    index = IndexConfig(**r.fields(IndexConfig, r.table(raw, "index", required=False), "index"))
     if r.problems:
         raise ConfigProblems(r.problems, str(path), "fix the keys above; see README, Configuration")
     return Config(
         root=root,
         path=path,
         profile=profile,
-        source=source,
+        source=project.source,
         requirements_dir=requirements_dir,
         registry=registry,
         images=images,
         environments=environments,
         index=index,
     )
+
+
+def _inside(r: _Reader, root: Path, value: str, key_: str, reserved: Iterable[Path] = ()) -> Path:
+    """The repo-relative path `value`, or "." after reporting why it is refused."""
+    try:
+        return validate.repo_path(value, root, reserved)
+    except validate.InvalidValue as exc:
+        r.problem(key_, exc.message, exc.hint)
+        return Path(".")
+
+
+def _registry(r: _Reader, raw: Mapping[str, Any]) -> RegistryConfig:
+    values = r.fields(RegistryConfig, r.table(raw, "registry"), "registry")
+    values["url"] = (values["url"] or "").rstrip("/")
+    return RegistryConfig(**values)
+
+
+def _image_name(r: _Reader, name: str, key_: str) -> bool:
+    """An image name becomes <registry url>/<name>: one lower-case repository component."""
+    if re.fullmatch(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", name, re.ASCII) and len(name) <= 128:
+        return True
+    r.problem(
+        key_, f"image name {_shown(name)} is not a repository name", "e.g. [images.jupyterlab]"
+    )
+    return False
+
+
+def _images(
+    r: _Reader, raw: Mapping[str, Any], root: Path, path: Path, requirements_dir: Path
+) -> dict[str, ImageConfig]:
+    images: dict[str, ImageConfig] = {}
+    reserved = (path.resolve(), requirements_dir, root / ".git")
+    for name, image_raw in r.table(raw, "images").items():
+        key_ = f"images.{name}"
+        if not _image_name(r, name, key_):
+            continue
+        if not isinstance(image_raw, Mapping):
+            r.problem(key_, "must be a table", f"write it as [{key_}]")
+            continue
+        values = r.fields(ImageConfig, image_raw, key_)
+        values["dockerfile"] = _inside(
+            r, root, str(values["dockerfile"] or "."), f"{key_}.dockerfile", reserved
+        )
+        values["context"] = _inside(r, root, str(values["context"]), f"{key_}.context")
+        image = ImageConfig(name=name, **values)
+        _check_image(r, image, key_, root, requirements_dir)
+        images[name] = image
+    return images
+
+
+def _check_image(
+    r: _Reader, image: ImageConfig, key_: str, root: Path, requirements_dir: Path
+) -> None:
+    """Rules across an image's keys and the files they name."""
+    for set_name in image.sets:
+        if not (requirements_dir / f"{set_name}.toml").is_file():
+            r.problem(
+                f"{key_}.sets",
+                f"requirement set {set_name!r} has no file {set_name}.toml",
+                f"create requirements/{set_name}.toml or remove it from the list",
+            )
+    if len(set(image.sets)) != len(image.sets):
+        r.problem(f"{key_}.sets", "lists a set twice", "name each set once")
+    if image.rendered and image.base is None:
+        r.problem(f"{key_}.base", "missing", f'set {key_}.base = "..."')
+    dockerfile = image.dockerfile
+    if str(dockerfile) != "." and (root / dockerfile).is_dir():
+        r.problem(f"{key_}.dockerfile", f"{dockerfile.as_posix()} is a directory", "name the file")
+    elif str(dockerfile) != "." and not image.rendered and not (root / dockerfile).is_file():
+        r.problem(
+            f"{key_}.dockerfile",
+            f"{dockerfile.as_posix()} does not exist",
+            "write the Dockerfile or fix the path",
+        )
+
+
+def _environments(
+    r: _Reader, raw: Mapping[str, Any], images: Mapping[str, ImageConfig]
+) -> dict[str, EnvironmentConfig]:
+    environments: dict[str, EnvironmentConfig] = {}
+    envs_raw = r.table(raw, "environments", required=False)
+    for name, env_raw in envs_raw.items():
+        key_ = f"environments.{name}"
+        if not isinstance(env_raw, Mapping):
+            r.problem(key_, "must be a table", f"write it as [{key_}]")
+            continue
+        values = r.fields(EnvironmentConfig, env_raw, key_)
+        for image_name in values["targets"] or {}:
+            if image_name not in images:
+                r.problem(
+                    f"{key_}.targets.{image_name}",
+                    "is not a configured image",
+                    f"use one of: {', '.join(images)}",
+                )
+        values["targets"] = values["targets"] or {}
+        values["repo"] = values["repo"] or ""
+        values["file"] = values["file"] or ""
+        environments[name] = EnvironmentConfig(name=name, **values)
+    _check_promotions(r, environments)
+    return environments
+
+
+def _check_promotions(r: _Reader, environments: Mapping[str, EnvironmentConfig]) -> None:
+    """promote_from names another environment, and following it never comes back."""
+    for name, environment in environments.items():
+        key_ = f"environments.{name}.promote_from"
+        source = environment.promote_from
+        if source is None:
+            continue
+        if source == name:
+            r.problem(
+                key_,
+                "an environment cannot promote from itself",
+                "name another environment, e.g. staging",
+            )
+        elif source not in environments:
+            r.problem(
+                key_,
+                f"unknown environment {source!r}",
+                f"use one of: {', '.join(n for n in environments if n != name)}",
+            )
+        elif _promotes_from(environments, source, name):
+            r.problem(
+                key_,
+                f"promotion cycle: {name} and {source} promote from each other",
+                "one environment (usually staging) must not set promote_from",
+            )
+
+
+def _promotes_from(environments: Mapping[str, EnvironmentConfig], start: str, target: str) -> bool:
+    """True when following promote_from from `start` reaches `target`."""
+    seen: set[str] = set()
+    current: str | None = start
+    while current is not None and current in environments and current not in seen:
+        if current == target:
+            return True
+        seen.add(current)
+        current = environments[current].promote_from
+    return False
