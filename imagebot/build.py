@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from docker import DockerClient
 
     from imagebot.config import Config, ImageConfig
-    from imagebot.registry import Registry
+    from imagebot.registry import RegistryClient
 
 CACHE_TAG = "cache"
 CA_BUNDLE_ENV = "IMAGEBOT_CA_BUNDLE"
@@ -104,48 +104,8 @@ def ca_bundle_path(options: BuildOptions, env: Mapping[str, str]) -> Path | None
     return path if path.is_file() else None
 
 
-def resolve_ref(config: Config, text: str) -> tuple[str, ImageRef]:
-    """An image name from config (-> its content ref) or a full reference."""
-    if text in config.images:
-        return text, image_ref(config, text)
-    ref = ImageRef.parse(text)
-    name = ref.name.rsplit("/", 1)[-1]
-    return (name if name in config.images else ""), ref
-
-
-@dataclass(frozen=True)
-class LocalImage:
-    image: str  # config image name, "" when the ref names no configured image
-    ref: ImageRef
-    client: DockerClient
-
-    @property
-    def engine_ref(self) -> str:
-        """How the engine names it: name@digest when pinned (the engine has no name:tag@digest)."""
-        return f"{self.ref.name}@{self.ref.digest}" if self.ref.digest else str(self.ref)
-
-
-def local_image(config: Config, text: str, env: Mapping[str, str] | None = None) -> LocalImage:
-    """Resolve a name or ref to an image in the local engine, pulling it when it is missing."""
-    from imagebot.engine import docker_client, local_image_id, pull_image
-    from imagebot.registry import resolve_credentials
-
-    env = os.environ if env is None else env
-    name, ref = resolve_ref(config, text)
-    client = docker_client(env)
-    pinned = f"{ref.name}@{ref.digest}" if ref.digest else str(ref)
-    if local_image_id(client, pinned) is None:
-        credentials = (
-            resolve_credentials(config.registry, env)
-            if ref.registry == config.registry.host
-            else None
-        )
-        pull_image(client, ref, credentials)
-    return LocalImage(name, ref, client)
-
-
 def _lookup(
-    registry: Registry | None, ref: ImageRef, *, strict: bool, reporter: Reporter
+    registry: RegistryClient | None, ref: ImageRef, *, strict: bool, reporter: Reporter
 ) -> str | None:
     """The digest of ref, or None; when not strict, registry trouble is a note, not a failure."""
     if registry is None:
@@ -161,7 +121,7 @@ def _lookup(
 
 def _open_for_build(
     config: Config, env: Mapping[str, str], options: BuildOptions, reporter: Reporter
-) -> Registry | None:
+) -> RegistryClient | None:
     """The registry; without --push a build does not need it (no skip, no --cache-from)."""
     from imagebot.registry import open_registry
 
@@ -233,6 +193,7 @@ def push_refs(
     reporter: Reporter | None = None,
 ) -> list[ImageOutcome]:
     """Push already-built images (names from config, or refs) and read their digests back."""
+    from imagebot.engine import resolve_ref
     from imagebot.registry import open_registry
 
     env = os.environ if env is None else env
@@ -312,7 +273,7 @@ def _build_one(
 
 
 def _push_and_verify(
-    session: _EngineSession, registry: Registry, ref: ImageRef, reporter: Reporter
+    session: _EngineSession, registry: RegistryClient, ref: ImageRef, reporter: Reporter
 ) -> ImageRef:
     """Push ref and its cache tag; return ref with the digest the registry reports."""
     from imagebot.engine import local_image_id, push_image, tag_image

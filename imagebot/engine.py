@@ -31,18 +31,16 @@ from imagebot.errors import (
     ImagebotError,
     RegistryAuthError,
     RegistryError,
+    TransientError,
 )
-from imagebot.registry import (
-    Credentials,
-    TransientRegistryError,
-    classify_failure,
-    redact,
-    with_retries,
-)
-from imagebot.tags import ImageRef
+from imagebot.redaction import redact
+from imagebot.registry import Credentials, classify_failure, with_retries
+from imagebot.tags import ImageRef, image_ref
 
 if TYPE_CHECKING:
     from docker import DockerClient
+
+    from imagebot.config import Config
 
 DOCKER_CLI_ENV = "IMAGEBOT_DOCKER"
 # Debian's docker.io 20.10 CLI has BuildKit built in; newer CLIs need the buildx plugin.
@@ -198,10 +196,12 @@ def throwaway_docker_config(auths: Mapping[str, Credentials]) -> Iterator[str]:
     """A temporary DOCKER_CONFIG holding only the given registry auths; removed afterwards.
 
     The CLI needs credentials to pull `--cache-from` images, and the user's own docker config
-    must never be written to.
+    must never be written to. The directory is 0700 and the file 0600; both go on every way out
+    of the block, an interrupt or a SIGTERM raised through it included.
     """
     directory = tempfile.mkdtemp(prefix="imagebot-docker-config-")
     try:
+        os.chmod(directory, 0o700)
         entries = {
             host: {"auth": base64.b64encode(f"{c.username}:{c.password}".encode()).decode()}
             for host, c in auths.items()
@@ -247,8 +247,12 @@ def run_build(
                 line = redact(raw.rstrip("\n"), secrets)
                 tail.append(line)
                 on_line(line)
-        finally:
-            code = process.wait()
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM): stop the build before its credentials go away.
+            process.terminate()
+            process.wait()
+            raise
+        code = process.wait()
     if code != 0:
         details = "\n".join(tail)
         if "Cannot connect to the Docker daemon" in details:
@@ -272,6 +276,45 @@ def local_image_id(client: DockerClient, ref: str) -> str | None:
         return None
     except docker.errors.APIError as exc:
         raise EngineError(f"cannot inspect {ref}: {_first_line(exc)}", "check the engine") from None
+
+
+def resolve_ref(config: Config, text: str) -> tuple[str, ImageRef]:
+    """An image name from config (-> its content ref) or a full reference."""
+    if text in config.images:
+        return text, image_ref(config, text)
+    ref = ImageRef.parse(text)
+    name = ref.name.rsplit("/", 1)[-1]
+    return (name if name in config.images else ""), ref
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    image: str  # config image name, "" when the ref names no configured image
+    ref: ImageRef
+    client: DockerClient
+
+    @property
+    def engine_ref(self) -> str:
+        """How the engine names it: name@digest when pinned (the engine has no name:tag@digest)."""
+        return f"{self.ref.name}@{self.ref.digest}" if self.ref.digest else str(self.ref)
+
+
+def local_image(config: Config, text: str, env: Mapping[str, str] | None = None) -> LocalImage:
+    """Resolve a name or ref to an image in the local engine, pulling it when it is missing."""
+    from imagebot.registry import resolve_credentials
+
+    env = os.environ if env is None else env
+    name, ref = resolve_ref(config, text)
+    client = docker_client(env)
+    pinned = f"{ref.name}@{ref.digest}" if ref.digest else str(ref)
+    if local_image_id(client, pinned) is None:
+        credentials = (
+            resolve_credentials(config.registry, env)
+            if ref.registry == config.registry.host
+            else None
+        )
+        pull_image(client, ref, credentials)
+    return LocalImage(name, ref, client)
 
 
 def tag_image(client: DockerClient, source: str, target: ImageRef) -> None:
@@ -332,8 +375,8 @@ def _push_failure(ref: ImageRef, message: str) -> ImagebotError:
         )
     if "does not exist" in message or "No such image" in message:
         return EngineError(f"cannot push {ref}: {message}", "build it first: imagebot build")
-    if kind is TransientRegistryError:
-        return TransientRegistryError(f"push of {ref} failed: {message}")
+    if kind is TransientError:
+        return TransientError(f"push of {ref} failed: {message}")
     return RegistryError(f"push of {ref} failed: {message}", "see the registry's message above")
 
 

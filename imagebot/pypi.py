@@ -2,11 +2,11 @@
 
 `PyPI` reads one PEP 691 JSON project document per package (`/simple/<name>/`, the API pip and
 uv use, so mirrors and proxies serve it too) and downloads files, verifying each against the
-sha256 the index published. Transient faults (5xx, 429, connection reset, timeout) are retried
-with exponential backoff; a 404 fails at once as "package does not exist".
+sha256 the index published. Requests go through `imagebot.http`; transient faults (5xx, 429,
+connection reset, timeout) are retried by the one retry policy, 4 tries with exponential
+backoff; a 404 fails at once as "package does not exist".
 
-Parsing of the project documents is pure and sits at the bottom. Only the standard library is
-imported at module level; `tenacity` is imported where it is used.
+Parsing of the project documents is pure and sits at the bottom.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ import hashlib
 import json
 import os
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from imagebot.errors import PackageIndexError
+from imagebot import http
+from imagebot.errors import PackageIndexError, TransientError
 from imagebot.index_pages import (
     JSON_CONTENT_TYPE,
     DistFile,
@@ -30,45 +29,25 @@ from imagebot.index_pages import (
     sorted_versions,
 )
 from imagebot.requirements import normalize
+from imagebot.retry import retry_transient
+
+T = TypeVar("T")
 
 PYPI_SIMPLE_URL = "https://pypi.org/simple"
+ATTEMPTS = 4
+METADATA_TIMEOUT = 60.0
+DOWNLOAD_TIMEOUT = 300.0
 
 
-class _Transient(Exception):
-    """A fault worth retrying: 5xx, 429, connection reset, timeout."""
+def _retrying(action: Callable[[], T], what: str, backoff: float = 0.5) -> T:
+    """The retry policy as the index uses it: 4 tries, waiting backoff, 2*backoff, 4*backoff."""
+    return retry_transient(action, what=what, attempts=ATTEMPTS, backoff=backoff)
 
 
-def _retrying(func: Callable[[], Any], backoff: float = 0.5) -> Any:
-    """Call func; retry transient faults 3 times with exponential backoff (0.5 s, 1 s, 2 s)."""
-    from tenacity import (
-        retry,
-        retry_if_exception_type,
-        stop_after_attempt,
-        wait_exponential,
+def _get(url: str, accept: str = "*/*") -> http.Response:
+    return http.send(
+        "GET", url, failure=PackageIndexError, headers={"Accept": accept}, timeout=METADATA_TIMEOUT
     )
-
-    wrapped = retry(
-        retry=retry_if_exception_type(_Transient),
-        stop=stop_after_attempt(4),
-        wait=wait_exponential(multiplier=backoff, max=8),
-        reraise=True,
-    )(func)
-    return wrapped()
-
-
-def _open(url: str, timeout: float = 60, accept: str = "*/*") -> Any:
-    headers = {"User-Agent": "imagebot-index", "Accept": accept}
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        # No shared SSLContext: measured 2-3x slower here, since resumed TLS sessions are slow
-        # through some proxies; a context per request costs little next to a download.
-        return urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code >= 500 or exc.code == 429:
-            raise _Transient(f"HTTP {exc.code} from {url}") from exc
-        raise
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        raise _Transient(f"{url}: {getattr(exc, 'reason', exc)}") from exc
 
 
 class PyPI:
@@ -112,33 +91,54 @@ class PyPI:
     def _fetch_project(self, name: str, key: str) -> Mapping[str, Any]:
         url = f"{self.simple_url}/{key}/"
         try:
-            raw: Mapping[str, Any] = _retrying(
-                lambda: json.loads(_read(url, JSON_CONTENT_TYPE)), self.backoff
-            )
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                raise PackageIndexError(
-                    f"package {name!r} does not exist on PyPI",
-                    "check the spelling of the name (https://pypi.org/project/<name>/)",
-                ) from None
+            response = _retrying(lambda: _get(url, JSON_CONTENT_TYPE), url, self.backoff)
+        except TransientError as exc:
             raise PackageIndexError(
-                f"{name}: PyPI answered HTTP {exc.code} for {url}", "retry later"
-            ) from None
-        except _Transient as exc:
-            raise PackageIndexError(
-                f"{name}: the package index {self.simple_url} is unreachable ({exc})",
+                f"{name}: the package index {http.display_url(self.simple_url)} is unreachable "
+                f"({exc.message})",
                 "check the network (or IMAGEBOT_UPSTREAM_INDEX) and retry; OUT was not changed",
             ) from None
+        if response.status == 404:
+            raise PackageIndexError(
+                f"package {name!r} does not exist on PyPI",
+                "check the spelling of the name (https://pypi.org/project/<name>/)",
+            )
+        if response.status != 200:
+            raise PackageIndexError(
+                f"{name}: PyPI answered HTTP {response.status} for {http.display_url(url)}",
+                "retry later",
+            )
+        try:
+            raw = json.loads(response.body)
+        except ValueError:
+            raise PackageIndexError(
+                f"{name}: the package index sent invalid JSON for {http.display_url(url)}",
+                "check IMAGEBOT_UPSTREAM_INDEX: it must serve the PEP 691 JSON simple API",
+            ) from None
+        if not isinstance(raw, dict):
+            raise PackageIndexError(
+                f"{name}: the package index sent no project document for {http.display_url(url)}",
+                "check IMAGEBOT_UPSTREAM_INDEX: it must serve the PEP 691 JSON simple API",
+            )
         return raw
 
     def download(self, dist: DistFile, dest: Path) -> None:
         def fetch() -> None:
             digest = hashlib.sha256()
             partial = dest.with_name(dest.name + ".part")
-            with _open(dist.url, timeout=300) as response, partial.open("wb") as out:
-                while chunk := response.read(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
+            with http.stream(
+                "GET", dist.url, failure=PackageIndexError, timeout=DOWNLOAD_TIMEOUT
+            ) as response:
+                if response.status != 200:
+                    raise PackageIndexError(
+                        f"{dist.filename}: download failed (HTTP {response.status} from "
+                        f"{http.display_url(response.url)})",
+                        "check the network and retry",
+                    )
+                with partial.open("wb") as out:
+                    for chunk in response.chunks():
+                        digest.update(chunk)
+                        out.write(chunk)
             if digest.hexdigest() != dist.sha256:
                 partial.unlink(missing_ok=True)
                 raise PackageIndexError(
@@ -150,26 +150,28 @@ class PyPI:
             os.replace(partial, dest)
 
         try:
-            _retrying(fetch, self.backoff)
-        except (_Transient, urllib.error.HTTPError) as exc:
+            _retrying(fetch, dist.filename, self.backoff)
+        except TransientError as exc:
             raise PackageIndexError(
-                f"{dist.filename}: download failed ({exc})", "check the network and retry"
+                f"{dist.filename}: download failed ({exc.message})", "check the network and retry"
             ) from None
-
-
-def _read(url: str, accept: str = "*/*") -> bytes:
-    with _open(url, accept=accept) as response:
-        data: bytes = response.read()
-    return data
 
 
 def fetch_text(url: str, what: str, hint: str, backoff: float = 0.5) -> str:
     """GET url as UTF-8 text, retrying transient faults; any failure names what was read."""
+    shown = http.display_url(url)
     try:
-        data: bytes = _retrying(lambda: _read(url), backoff)
-    except (urllib.error.HTTPError, _Transient) as exc:
-        raise PackageIndexError(f"cannot read {what} {url}: {exc}", hint) from None
-    return data.decode("utf-8")
+        response = _retrying(lambda: _get(url), shown, backoff)
+    except TransientError as exc:
+        raise PackageIndexError(f"cannot read {what} {shown}: {exc.message}", hint) from None
+    except PackageIndexError as exc:
+        raise PackageIndexError(f"cannot read {what} {shown}: {exc.message}", hint) from None
+    if response.status != 200:
+        raise PackageIndexError(f"cannot read {what} {shown}: HTTP {response.status}", hint)
+    try:
+        return response.body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PackageIndexError(f"cannot read {what} {shown}: it is not UTF-8 text", hint) from None
 
 
 # --- PEP 691 project documents (pure) ---------------------------------------------------------

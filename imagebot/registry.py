@@ -2,10 +2,13 @@
 
 Credentials come, in order, from a Google access token (Artifact Registry and gcr.io hosts),
 username/password environment variables, then the user's docker config, which is only ever
-read. `open_registry(config, env)` returns a `Registry` whose `digest(ref)` answers "is this
-tag there, and what is its digest" with Bearer or Basic auth. Transient faults (5xx,
-connection refused/reset) are retried with bounded exponential backoff; 401/403 fail at once.
+read. `open_registry(config, env)` returns a `RegistryClient` whose `digest(ref)` answers "is
+this tag there, and what is its digest" with Bearer or Basic auth, over `imagebot.http`.
+Transient faults (5xx, connection refused/reset) are retried by the one retry policy within
+IMAGEBOT_RETRY_SECONDS; 401/403 and "manifest unknown" fail at once.
 
+Credentials go only to the registry's own origin, or to the token realm its Bearer challenge
+names when that realm is https; no redirect carries them to another origin (`imagebot.http`).
 Secrets never appear in messages: every error text passes through `Credentials.redact`.
 """
 
@@ -19,9 +22,12 @@ import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from imagebot.errors import RegistryAuthError, RegistryError
+from imagebot import http
+from imagebot.errors import ConfigError, RegistryAuthError, RegistryError, TransientError
+from imagebot.redaction import redact
+from imagebot.retry import retry_transient
 from imagebot.tags import ImageRef
 
 if TYPE_CHECKING:
@@ -65,14 +71,6 @@ class Credentials:
     def secrets(self) -> tuple[str, ...]:
         raw = f"{self.username}:{self.password}".encode()
         return tuple(s for s in (self.password, base64.b64encode(raw).decode()) if s)
-
-
-def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
-    """Replace every secret (and URL userinfo) in text by ***."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return re.sub(r"(://[^/\s:@]+):[^/\s@]+@", r"\1:***@", text)
 
 
 def retry_seconds(env: Mapping[str, str]) -> float:
@@ -229,10 +227,6 @@ def _missing_hint(registry: RegistryConfig) -> str:
 # --- retries --------------------------------------------------------------------------------
 
 
-class TransientRegistryError(RegistryError):
-    """A fault worth retrying: 5xx, connection refused or reset, a registry restarting."""
-
-
 _TRANSIENT_TEXT = re.compile(
     r"connection refused|connection reset|broken pipe|\beof\b|timed? ?out|"
     r"temporar|unavailable|bad gateway|gateway|\b50[0234]\b|too many requests|\b429\b|"
@@ -243,14 +237,19 @@ _AUTH_TEXT = re.compile(
     r"unauthorized|authentication required|denied|forbidden|\b401\b|\b403\b|no basic auth",
     re.IGNORECASE,
 )
+_NOT_FOUND_TEXT = re.compile(r"manifest unknown|name unknown|blob unknown", re.IGNORECASE)
 
 
-def classify_failure(message: str) -> type[RegistryError] | type[RegistryAuthError]:
-    """PURE: which error class a registry failure message belongs to."""
+def classify_failure(
+    message: str,
+) -> type[RegistryError] | type[RegistryAuthError] | type[TransientError]:
+    """PURE: which error class a registry failure message (a docker push/pull) belongs to."""
     if _AUTH_TEXT.search(message):
         return RegistryAuthError
+    if _NOT_FOUND_TEXT.search(message):
+        return RegistryError
     if _TRANSIENT_TEXT.search(message):
-        return TransientRegistryError
+        return TransientError
     return RegistryError
 
 
@@ -261,25 +260,10 @@ def with_retries(
     what: str,
     on_retry: Callable[[str], None] | None = None,
 ) -> T:
-    """Run action, retrying TransientRegistryError with exponential backoff for <= seconds."""
-    import tenacity
-
-    def log_retry(state: tenacity.RetryCallState) -> None:
-        if on_retry is not None and state.outcome is not None:
-            error = state.outcome.exception()
-            wait = state.next_action.sleep if state.next_action else 0.0
-            on_retry(f"{what}: {error}; retrying in {wait:.1f}s (attempt {state.attempt_number})")
-
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(TransientRegistryError),
-        stop=tenacity.stop_after_delay(seconds),
-        wait=tenacity.wait_exponential(multiplier=0.5, min=0.5, max=8),
-        before_sleep=log_retry,
-        reraise=True,
-    )
+    """Run action under the retry policy for <= seconds; then a RegistryError with a hint."""
     try:
-        return retrying(action)
-    except TransientRegistryError as exc:
+        return retry_transient(action, what=what, seconds=seconds, on_retry=on_retry)
+    except TransientError as exc:
         raise RegistryError(
             f"{what}: gave up after {seconds:.0f}s: {exc.message}",
             "check that the registry is up and reachable, then run the command again",
@@ -305,8 +289,8 @@ def parse_challenge(header: str) -> Challenge | None:
 
 
 @dataclass
-class Registry:
-    """A v2 registry endpoint with credentials; call `digest(ref)` or `exists(ref)`."""
+class RegistryClient:
+    """A v2 registry endpoint with credentials; `digest(ref)` looks a reference up."""
 
     host: str
     insecure: bool
@@ -339,26 +323,23 @@ class Registry:
             on_retry=self.on_retry,
         )
 
-    def exists(self, ref: ImageRef) -> bool:
-        return self.digest(ref) is not None
-
     def _head_manifest(self, path: str, repository: str) -> str | None:
-        status, headers, body = self._request("HEAD", path, repository)
-        if status == 404:
+        response = self._request("HEAD", path, repository)
+        if response.status == 404:
             return None
-        if status == 200:
-            digest = headers.get("docker-content-digest")
+        if response.status == 200:
+            digest = response.headers.get("docker-content-digest")
             if digest:
                 return digest
             # Some registries omit the header on HEAD: hash the manifest body instead.
-            status, headers, body = self._request("GET", path, repository)
-            if status == 200:
+            response = self._request("GET", path, repository)
+            if response.status == 200:
                 import hashlib
 
-                return headers.get("docker-content-digest") or (
-                    "sha256:" + hashlib.sha256(body).hexdigest()
+                return response.headers.get("docker-content-digest") or (
+                    "sha256:" + hashlib.sha256(response.body).hexdigest()
                 )
-        raise self._status_error(status, path)
+        raise self._status_error(response.status, path)
 
     def _status_error(self, status: int, path: str) -> RegistryError | RegistryAuthError:
         where = f"{self.base_url}{path}"
@@ -369,13 +350,9 @@ class Registry:
                 f"registry refused access{who}{source}: HTTP {status} for {where}",
                 "check the registry credentials and that the account may read this repository",
             )
-        if status >= 500 or status == 429:
-            return TransientRegistryError(f"HTTP {status} from {where}")
         return RegistryError(f"unexpected HTTP {status} from {where}", "check registry.url")
 
-    def _request(
-        self, method: str, path: str, repository: str
-    ) -> tuple[int, Mapping[str, str], bytes]:
+    def _request(self, method: str, path: str, repository: str) -> http.Response:
         """One request; on a 401 challenge, authenticate (Basic or Bearer) and send it again."""
         headers = {"Accept": MANIFEST_TYPES}
         credentials = self.credentials
@@ -383,15 +360,15 @@ class Registry:
             headers["Authorization"] = f"Bearer {token}"
         elif credentials is not None and self._use_basic:
             headers["Authorization"] = credentials.basic_header()
-        status, response_headers, body = self._send(method, self.base_url + path, headers)
-        if status != 401 or "Authorization" in headers:
-            return status, response_headers, body
-        challenge = parse_challenge(response_headers.get("www-authenticate", ""))
+        response = self._send(method, self.base_url + path, headers)
+        if response.status != 401 or "Authorization" in headers:
+            return response
+        challenge = parse_challenge(response.headers.get("www-authenticate", ""))
         if challenge is None:
-            return status, response_headers, body
+            return response
         if challenge.scheme == "basic":
             if credentials is None:
-                return status, response_headers, body
+                return response
             self._use_basic = True
             headers["Authorization"] = credentials.basic_header()
         else:
@@ -399,6 +376,10 @@ class Registry:
             self._bearer_tokens[repository] = token
             headers["Authorization"] = f"Bearer {token}"
         return self._send(method, self.base_url + path, headers)
+
+    def may_receive_credentials(self, url: str) -> bool:
+        """Credentials go to the registry's own origin, or to another origin over https only."""
+        return http.same_origin(url, self.base_url) or http.origin(url)[0] == "https"
 
     def _bearer_token(self, challenge: Challenge, repository: str) -> str:
         from urllib.parse import urlencode
@@ -408,49 +389,45 @@ class Registry:
             raise RegistryError(
                 f"{self.host}: Bearer challenge without realm", "check registry.url"
             )
+        shown = http.display_url(realm)
+        if self.credentials is not None and not self.may_receive_credentials(realm):
+            raise RegistryAuthError(
+                f"{self.host} asks for credentials at {shown}, which is another host over "
+                "plain http; imagebot sends credentials only to the registry itself or over https",
+                "serve the registry's token realm over https (or on the registry's own address)",
+            )
         query = {"scope": challenge.params.get("scope") or f"repository:{repository}:pull"}
         if service := challenge.params.get("service"):
             query["service"] = service
         headers = {"Authorization": self.credentials.basic_header()} if self.credentials else {}
-        status, _, body = self._send("GET", f"{realm}?{urlencode(query)}", headers)
-        if status in (401, 403):
-            raise self._status_error(status, "/token")
-        if status != 200:
-            raise (TransientRegistryError if status >= 500 else RegistryError)(
-                f"token endpoint {realm} answered HTTP {status}"
-            )
+        separator = "&" if "?" in realm else "?"
+        response = self._send("GET", f"{realm}{separator}{urlencode(query)}", headers)
+        if response.status in (401, 403):
+            raise self._status_error(response.status, "/token")
+        if response.status != 200:
+            raise RegistryError(f"token endpoint {shown} answered HTTP {response.status}")
         try:
-            data = json.loads(body)
+            data = json.loads(response.body)
         except ValueError:
-            raise RegistryError(f"token endpoint {realm} sent invalid JSON") from None
-        token = data.get("token") or data.get("access_token")
+            raise RegistryError(f"token endpoint {shown} sent invalid JSON") from None
+        token = data.get("token") or data.get("access_token") if isinstance(data, dict) else None
         if not token:
-            raise RegistryError(f"token endpoint {realm} sent no token")
+            raise RegistryError(f"token endpoint {shown} sent no token")
         return str(token)
 
-    def _send(
-        self, method: str, url: str, headers: Mapping[str, str]
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        import http.client
-        import urllib.error
-        import urllib.request
-
-        request = urllib.request.Request(url, method=method, headers=dict(headers))
+    def _send(self, method: str, url: str, headers: Mapping[str, str]) -> http.Response:
+        """One request through the one HTTP client; every error message is redacted."""
         try:
-            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
-                return response.status, _lower(response.headers), response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, _lower(exc.headers), exc.read() if method != "HEAD" else b""
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            message = f"cannot reach {self.base_url}: {reason}"
-            if self.credentials:
-                message = self.credentials.redact(message)
-            raise TransientRegistryError(message) from None
+            return http.send(
+                method, url, failure=RegistryError, headers=headers, timeout=REQUEST_TIMEOUT
+            )
+        except TransientError as exc:
+            raise TransientError(self._redact(exc.message)) from None
+        except RegistryError as exc:
+            raise RegistryError(self._redact(exc.message), "check registry.url") from None
 
-
-def _lower(headers: Any) -> dict[str, str]:
-    return {str(k).lower(): str(v) for k, v in headers.items()} if headers else {}
+    def _redact(self, text: str) -> str:
+        return self.credentials.redact(text) if self.credentials else redact(text)
 
 
 def open_registry(
@@ -459,13 +436,31 @@ def open_registry(
     *,
     retry_for: float | None = None,
     on_retry: Callable[[str], None] | None = None,
-) -> Registry:
+) -> RegistryClient:
     """The configured registry with resolved credentials (env defaults to os.environ)."""
     env = os.environ if env is None else env
-    return Registry(
+    check_registry_url(config.registry)
+    return RegistryClient(
         host=config.registry.host,
         insecure=config.registry.insecure,
         credentials=resolve_credentials(config.registry, env),
         retry_seconds=retry_seconds(env) if retry_for is None else retry_for,
         on_retry=on_retry,
     )
+
+
+def check_registry_url(registry: RegistryConfig) -> None:
+    """registry.url must be host[:port]/path: no userinfo, no whitespace or control characters.
+
+    Credentials come from the environment or the docker config, never from the URL.
+    """
+    from imagebot.validate import InvalidValue, url
+
+    scheme = "http" if registry.insecure else "https"
+    try:
+        url(f"{scheme}://{registry.url}")
+    except InvalidValue as exc:
+        raise ConfigError(
+            f"imagebot.toml: registry.url: {exc.message}",
+            exc.hint or "write registry.url as host[:port]/path, e.g. 127.0.0.1:5555/jupyter",
+        ) from None

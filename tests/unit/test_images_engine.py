@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imagebot.build import cache_ref, oci_labels, resolve_ref
+from imagebot.build import cache_ref, oci_labels
 from imagebot.config import load_config
 from imagebot.engine import (
     BuildRequest,
@@ -17,6 +17,7 @@ from imagebot.engine import (
     build_network,
     check_build_args,
     find_buildkit_cli,
+    resolve_ref,
     throwaway_docker_config,
 )
 from imagebot.errors import ConfigError, EngineError

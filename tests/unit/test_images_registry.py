@@ -14,16 +14,15 @@ from typing import ClassVar
 import pytest
 
 from imagebot.config import RegistryConfig
-from imagebot.errors import RegistryAuthError, RegistryError
+from imagebot.errors import RegistryAuthError, RegistryError, TransientError
+from imagebot.redaction import redact
 from imagebot.registry import (
     GOOGLE_USERNAME,
     Credentials,
-    Registry,
-    TransientRegistryError,
+    RegistryClient,
     classify_failure,
     docker_config_credentials,
     parse_challenge,
-    redact,
     resolve_credentials,
     retry_seconds,
     with_retries,
@@ -43,9 +42,10 @@ def test_credentials_repr_hides_the_secret() -> None:
 
 def test_redact_removes_url_userinfo() -> None:
     assert (
-        redact("https://bob:pw123@index.example/simple", [])
-        == "https://bob:***@index.example/simple"
+        redact("https://bob:pw123@index.example/simple", []) == "https://***@index.example/simple"
     )
+    # A password holding "@" is hidden whole, not up to its first "@".
+    assert redact("https://bob:p@ss@index.example/x", []) == "https://***@index.example/x"
 
 
 @pytest.mark.parametrize(
@@ -53,14 +53,15 @@ def test_redact_removes_url_userinfo() -> None:
     [
         ("unauthorized: authentication required", RegistryAuthError),
         ("denied: requested access to the resource is denied", RegistryAuthError),
-        ("received unexpected HTTP status: 503 Service Unavailable", TransientRegistryError),
+        ("received unexpected HTTP status: 503 Service Unavailable", TransientError),
         (
             "Put http://127.0.0.1:5555/v2/x/blobs/uploads/: dial tcp: connect: connection refused",
-            TransientRegistryError,
+            TransientError,
         ),
-        ("read: connection reset by peer", TransientRegistryError),
-        ("unexpected EOF", TransientRegistryError),
+        ("read: connection reset by peer", TransientError),
+        ("unexpected EOF", TransientError),
         ("manifest invalid: manifest invalid", RegistryError),
+        ("manifest unknown: manifest unknown (HTTP 503 upstream)", RegistryError),
     ],
 )
 def test_classify_failure(message: str, kind: type) -> None:
@@ -78,7 +79,7 @@ def test_with_retries_retries_transient_then_gives_up_with_a_hint() -> None:
 
     def flaky() -> str:
         calls.append(1)
-        raise TransientRegistryError("HTTP 503 from registry")
+        raise TransientError("HTTP 503 from registry")
 
     with pytest.raises(RegistryError) as caught:
         with_retries(flaky, seconds=1.2, what="looking up x")
@@ -229,8 +230,8 @@ def fake_registry() -> Iterator[str]:
     server.server_close()
 
 
-def _registry(host: str, password: str = "pass") -> Registry:
-    return Registry(host, insecure=True, credentials=Credentials("user", password, "test"),
+def _registry(host: str, password: str = "pass") -> RegistryClient:
+    return RegistryClient(host, insecure=True, credentials=Credentials("user", password, "test"),
                     retry_seconds=3)  # fmt: skip
 
 
@@ -238,7 +239,6 @@ def test_bearer_flow_digest_and_not_found(fake_registry: str) -> None:
     registry = _registry(fake_registry)
     assert registry.digest(ImageRef(f"{fake_registry}/p/jupyter/lab", "good")) == DIGEST
     assert registry.digest(ImageRef(f"{fake_registry}/p/jupyter/lab", "missing")) is None
-    assert registry.exists(ImageRef(f"{fake_registry}/p/jupyter/lab", "good"))
 
 
 def test_bearer_flow_with_wrong_password_is_an_auth_error(fake_registry: str) -> None:
