@@ -1,17 +1,32 @@
-"""Human output on stderr: plain lines, Azure Pipelines folding, or rich on a TTY.
+"""Everything imagebot prints: human lines on stderr, machine output on stdout.
 
-stdout is reserved for machine output (refs, digests, --json), so everything here writes to
-stderr. Inside Azure Pipelines (TF_BUILD=True) stages fold with ##[group] and errors become
-##vso[task.logissue] so they show on the run's summary page.
+stdout is reserved for machine output (refs, digests, and `print_json` for every --json), so
+the human helpers here write to stderr: plain lines, Azure Pipelines folding, rich on a TTY
+(imagebot.commands.images.ConsoleReporter).
+
+Inside Azure Pipelines (TF_BUILD=True) the agent runs any line containing `##vso[` as a
+logging command, and its log viewer formats `##[...]`. This module is the only place that
+writes them: stages fold with ##[group] and errors become ##vso[task.logissue] so they show on
+the run's summary page. Everything else printed while `pipeline_output` is active (the entry
+point's) has those markers neutralised, so no table name, package name or message can emit a
+command.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
+
+# A logging command (`##vso[`) or a formatting command (`##[`), anywhere in a line.
+_MARKER = re.compile(r"##(?=vso\[|\[)", re.IGNORECASE)
+# The end of a write that could be the first part of a marker finished by the next write.
+_PARTIAL_MARKER = re.compile(r"#(?:#(?:v(?:s(?:o)?)?)?)?\Z", re.IGNORECASE)
 
 
 def in_pipeline() -> bool:
@@ -26,6 +41,22 @@ def info(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def print_json(value: object, *, sort_keys: bool = False, indent: int = 2) -> None:
+    """Machine output: one JSON document and a newline on stdout.
+
+    `value` is what a result's `to_json()` returns: dicts, lists, str, int, float, bool, None.
+    """
+    import json
+
+    sys.stdout.write(json.dumps(value, indent=indent, sort_keys=sort_keys) + "\n")
+    sys.stdout.flush()
+
+
+def neutralise(text: str) -> str:
+    """Text in which the agent sees no logging or formatting command (`##` becomes `**`)."""
+    return _MARKER.sub("**", text)
+
+
 def _escape_vso(text: str) -> str:
     # Azure's logging-command escaping: these characters would end or split the command.
     return (
@@ -37,6 +68,20 @@ def _escape_vso(text: str) -> str:
     )
 
 
+def _command(line: str) -> None:
+    """Write one of imagebot's own Azure commands, past the neutralising stream."""
+    stream = sys.stderr
+    if isinstance(stream, _Neutralising):
+        stream.flush()
+        stream = stream.raw
+    stream.write(line + "\n")
+    stream.flush()
+
+
+def _one_line(text: str) -> str:
+    return neutralise(" ".join(text.splitlines()))
+
+
 def error(message: str, hint: str = "", details: list[str] | None = None) -> None:
     for line in details or []:
         info(line)
@@ -45,13 +90,13 @@ def error(message: str, hint: str = "", details: list[str] | None = None) -> Non
         info(f"hint: {hint}")
     if in_pipeline():
         text = f"{message} (hint: {hint})" if hint else message
-        info(f"##vso[task.logissue type=error]{_escape_vso(text)}")
+        _command(f"##vso[task.logissue type=error]{_escape_vso(neutralise(text))}")
 
 
 def warning(message: str) -> None:
     info(f"warning: {message}")
     if in_pipeline():
-        info(f"##vso[task.logissue type=warning]{_escape_vso(message)}")
+        _command(f"##vso[task.logissue type=warning]{_escape_vso(neutralise(message))}")
 
 
 @contextmanager
@@ -59,7 +104,7 @@ def group(title: str) -> Iterator[None]:
     """A foldable stage: ##[group] in Azure, a heading elsewhere; prints its duration."""
     start = time.monotonic()
     if in_pipeline():
-        info(f"##[group]{title}")
+        _command(f"##[group]{_one_line(title)}")
     else:
         info(f"==> {title}")
     try:
@@ -67,5 +112,73 @@ def group(title: str) -> Iterator[None]:
     finally:
         elapsed = time.monotonic() - start
         if in_pipeline():
-            info("##[endgroup]")
+            _command("##[endgroup]")
         info(f"    {title}: {elapsed:.1f}s")
+
+
+@contextmanager
+def pipeline_output() -> Iterator[None]:
+    """Under Azure Pipelines, neutralise command markers in all that stdout and stderr get.
+
+    Covers every writer in the process (print, typer's usage errors, tracebacks, rich); only
+    `_command` reaches the real stream. Outside a pipeline nothing changes.
+    """
+    if not in_pipeline():
+        yield
+        return
+    out, err = sys.stdout, sys.stderr
+    guarded_out, guarded_err = _Neutralising(out), _Neutralising(err)
+    sys.stdout, sys.stderr = guarded_out, guarded_err
+    try:
+        yield
+    finally:
+        guarded_out.release()
+        guarded_err.release()
+        sys.stdout, sys.stderr = out, err
+
+
+class _Neutralising(io.TextIOBase):
+    """A text stream that writes through to `raw` with `neutralise` applied.
+
+    A marker split over two writes is caught by holding back a tail that could start one until
+    the next write (or `release`).
+    """
+
+    def __init__(self, raw: TextIO) -> None:
+        super().__init__()
+        self.raw = raw
+        self._held = ""
+
+    def write(self, text: str) -> int:
+        pending = self._held + text
+        partial = _PARTIAL_MARKER.search(pending)
+        cut = partial.start() if partial else len(pending)
+        self._held = pending[cut:]
+        self.raw.write(neutralise(pending[:cut]))
+        return len(text)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def release(self) -> None:
+        """Write what was held back and flush: the end of the output."""
+        held, self._held = self._held, ""
+        self.raw.write(neutralise(held))
+        self.raw.flush()
+
+    def isatty(self) -> bool:
+        return self.raw.isatty()
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self.raw.encoding
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return self.raw.errors

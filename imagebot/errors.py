@@ -127,5 +127,29 @@ class EnvFileError(ProblemsError):
     exit_code = 14
 
 
+class VulnerabilityError(ImagebotError):
+    """`imagebot audit` found a known vulnerability that is not waived, or an expired waiver."""
+
+    exit_code = 15
+
+
+class AdvisorySourceError(ImagebotError):
+    """The advisory source (OSV API or directory) cannot be read: nothing was audited."""
+
+
 INTERNAL_ERROR_EXIT = 70
-INTERRUPTED_EXIT = 130
+INTERRUPTED_EXIT = 130  # 128 + SIGINT
+TERMINATED_EXIT = 143  # 128 + SIGTERM
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived (imagebot.main installs the handler that raises it).
+
+    A KeyboardInterrupt, so it passes every `except Exception` and each `finally` and context
+    manager on the way up runs: temporary directories, the docker config that holds the
+    registry token. The boundary exits 128 + `signum`.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
