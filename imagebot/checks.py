@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from imagebot import console
 from imagebot.config import Config, load_config
-from imagebot.errors import ConfigError
 from imagebot.files import write_atomically
 from imagebot.state import AppState
 
@@ -46,15 +45,12 @@ def run_check(app_state: AppState) -> None:
 
 
 def _check_r_sources(config: Config, sets: Mapping[str, RequirementSet]) -> None:
+    from imagebot.render import require_r_repo
+
     for image in config.rendered_images:  # a hand-written Dockerfile installs R its own way
-        for name in image.sets:
-            req_set = sets[name]
-            if req_set.r and req_set.r_source == "cran" and not image.r_repo:
-                raise ConfigError(
-                    f"{config.path.name}: images.{image.name}.r_repo is missing, "
-                    f'but set {name!r} has r_source = "cran"',
-                    "set r_repo to a dated Posit Package Manager snapshot URL",
-                )
+        require_r_repo(
+            config.path.name, image.name, image.r_repo, (sets[name] for name in image.sets)
+        )
 
 
 def run_lock_check(app_state: AppState) -> None:
@@ -77,7 +73,8 @@ def configured_sets(config: Config) -> dict[str, RequirementSet]:
 
 
 def run_render(app_state: AppState, *, check_only: bool) -> None:
-    from imagebot.lock import lock_path, read_text_or_none
+    from imagebot.lock import read_text_or_none
+    from imagebot.lockfile import lock_path
     from imagebot.render import check_rendered, render_dockerfile, spec_for_image
 
     config = _render_config(app_state)

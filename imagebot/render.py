@@ -14,15 +14,15 @@ mounted only into the RUNs that download; nothing secret lands in ENV, ARG or a 
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagebot import validate
 from imagebot.config import Config, ImageConfig
-from imagebot.errors import ConfigError, StaleError
-from imagebot.lock import lock_path, parse_lock
+from imagebot.errors import ConfigError, ImagebotError, StaleError
+from imagebot.lockfile import lock_path, parse_lock
 from imagebot.requirements import Requirement, RequirementSet
 
 VENV = "/opt/venv"
@@ -30,7 +30,8 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 LOCK_MOUNT_DIR = "/tmp/imagebot"
 NB_UID = 1000
 NB_GID = 100  # Debian's `users` group, as in the Jupyter docker-stacks images
-_SAFE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"\\`$]+$")
+# A build-context path in a --mount option: no ',' '=' or whitespace, which would split it.
+_MOUNT_PATH = re.compile(r"[A-Za-z0-9._/-]+", re.ASCII)
 
 CA_SECRET = f"--mount=type=secret,id=ca-certificates,target={CA_BUNDLE},required=false"
 NETRC_SECRET = "--mount=type=secret,id=netrc,target=/root/.netrc,required=false"
@@ -77,6 +78,8 @@ def check_rendered(path: str, committed: str | None, rendered: str) -> None:
     """Raise StaleError with a unified diff when the committed file differs."""
     if committed == rendered:
         return
+    import difflib
+
     diff = "".join(
         difflib.unified_diff(
             (committed or "").splitlines(keepends=True),
@@ -93,20 +96,55 @@ def check_rendered(path: str, committed: str | None, rendered: str) -> None:
 
 
 def _validate(spec: DockerfileSpec) -> None:
+    """Refuse a spec that could change the Dockerfile's shape (config and sets checked it too)."""
     for key, url in (
         ("index.url", spec.index_url),
         ("r_repo", spec.r_repo),
         ("project.source", spec.source or None),
+        ("index.request_url", spec.request_url or None),
     ):
-        if url is not None and not _SAFE_URL.match(url):
+        if url is not None:
+            try:
+                validate.url(url)
+            except validate.InvalidValue:
+                raise ConfigError(
+                    f"{spec.config_file}: {key} {url!r} is not a plain URL",
+                    "write an http(s) URL without spaces, quotes or $",
+                ) from None
+    require_r_repo(spec.config_file, spec.image, spec.r_repo, (layer.set for layer in spec.layers))
+    for layer in spec.layers:
+        if layer.lock_file is not None and not _MOUNT_PATH.fullmatch(layer.lock_file):
             raise ConfigError(
-                f"{spec.config_file}: {key} {url!r} is not a plain URL",
-                "write an http(s) URL without spaces or quotes",
+                f"{spec.config_file}: lock path {layer.lock_file!r} cannot be mounted",
+                "use a requirements directory whose path has no spaces, ',' or '='",
             )
-    if _any_r(spec, "cran") and not spec.r_repo:
+    for value in _spec_text(spec):
+        if not value.isprintable():
+            raise ImagebotError(
+                f"refusing to render {value!r}: it is not one line of printable text",
+                "this is a bug in imagebot's validation; please report it",
+            )
+
+
+def _spec_text(spec: DockerfileSpec) -> Iterable[str]:
+    """Every string of the spec that the Dockerfile contains."""
+    yield from (spec.image, spec.base, spec.source, spec.request_url, spec.config_file)
+    yield from (value for value in (spec.index_url, spec.r_repo) if value is not None)
+    for layer in spec.layers:
+        yield from (layer.set.name, layer.set.description, layer.lock_file or "")
+        for entry in layer.set.all_entries():
+            yield from (entry.name, entry.version)
+
+
+def require_r_repo(
+    config_file: str, image: str, r_repo: str | None, sets: Iterable[RequirementSet]
+) -> None:
+    """A rendered image with a set whose R packages come from CRAN needs r_repo."""
+    cran = [s.name for s in sets if s.r and s.r_source == "cran"]
+    if cran and not r_repo:
         raise ConfigError(
-            f"{spec.config_file}: images.{spec.image}.r_repo is missing, "
-            'but a set has r_source = "cran"',
+            f"{config_file}: images.{image}.r_repo is missing, "
+            f'but set {cran[0]!r} has r_source = "cran"',
             'set r_repo, e.g. "https://packagemanager.posit.co/cran/__linux__/bookworm/2025-11-20"',
         )
 
