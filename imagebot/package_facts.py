@@ -198,6 +198,7 @@ def facts_from_page(
         first_release=min(times)[:10] if times else "",
         yanked=yanked,
         yanked_reason="; ".join(r for r in reasons if r) if yanked else "",
+        metadata=metadata is not None,
     )
 
 

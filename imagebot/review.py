@@ -26,10 +26,7 @@ from imagebot.requirements import Requirement, parse_set
 
 INDEX_ONLY = "index-only"
 CONFIRMATION_FIELD = "safe_because"
-CONFIRMATION_HINT = (
-    f'add {CONFIRMATION_FIELD} = "what you checked" to the entry, e.g. '
-    f'{CONFIRMATION_FIELD} = "known publisher (pola-rs), MIT, no open advisories"'
-)
+CONFIRMATION_HINT = f'add {CONFIRMATION_FIELD} = "what you checked" to the entry'
 
 
 # --- the two states --------------------------------------------------------------------------
@@ -167,6 +164,7 @@ class PackageFacts:
     first_release: str = ""  # the project's first file, ISO 8601 date
     yanked: bool = False
     yanked_reason: str = ""
+    metadata: bool = True  # False: the index has no metadata file for the version's wheels
     problem: str = ""
 
 
@@ -380,6 +378,7 @@ class Vulnerabilities:
     found: tuple[Vulnerability, ...] = ()
 
 
+NO_METADATA = "summary, licence and URLs unknown: the index has no metadata file (PEP 658)"
 NOT_AUDITED = Vulnerabilities(False, "not checked: no advisory source is available to review")
 WHO_THIS_MAY_HURT = "not reported yet: requesters and registered environments (issue 13)"
 
@@ -549,9 +548,13 @@ def _facts_lines(facts: PackageFacts | None, p: Any) -> list[str]:
         return ["facts: not looked up"]
     if facts.problem:
         return [f"facts: unavailable ({p(facts.problem)})"]
-    lines = [p(facts.summary) or "(no summary)", f"licence: {p(facts.license) or 'not stated'}"]
-    lines.append(f"project: {p(facts.project_url) or 'not stated'}")
-    lines.append(f"source: {p(facts.source_url) or 'not stated'}")
+    if facts.metadata:
+        lines = [p(facts.summary) or "(no summary)"]
+        lines.append(f"licence: {p(facts.license) or 'not stated'}")
+        lines.append(f"project: {p(facts.project_url) or 'not stated'}")
+        lines.append(f"source: {p(facts.source_url) or 'not stated'}")
+    else:
+        lines = [NO_METADATA]
     lines.append(
         f"uploaded {p(facts.uploaded) or 'unknown'}; first release of the project "
         f"{p(facts.first_release) or 'unknown'}; {p(_yanked_text(facts))}"
@@ -668,9 +671,12 @@ def _facts_markdown(facts: PackageFacts | None) -> list[str]:
         if url
     )
     yanked = f"**{m(_yanked_text(facts))}**" if facts.yanked else "not yanked"
-    return [
+    described = [
         m(facts.summary) or "(no summary)",
         f"licence: {m(facts.license) or 'not stated'}; {urls or 'no project or source URL'}",
+    ]
+    return [
+        *(described if facts.metadata else [m(NO_METADATA)]),
         f"uploaded {m(facts.uploaded) or 'unknown'}, first release of the project "
         f"{m(facts.first_release) or 'unknown'}; {yanked}",
     ]

@@ -1,0 +1,294 @@
+"""Command: review, what a pull request changes in the vetted packages, for its reviewer.
+
+It compares the working tree's requirement sets, index-only list and locks with those of a
+base revision read from git, looks up facts about every Python package that is new, and
+prints the report (imagebot.review): text on stdout, `--json`, `--markdown FILE`; inside Azure
+Pipelines the Markdown also goes on the run's summary page. An entry added or changed without
+the requester's confirmation fails the review (exit 4) after the whole report is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from imagebot.errors import ImagebotError, UsageError
+
+if TYPE_CHECKING:
+    from imagebot.config import Config
+    from imagebot.review import Review, Vulnerabilities
+
+# Branches tried, in order, when no --base is given and no CI names the target branch.
+DEFAULT_BASES = ("origin/HEAD", "origin/main", "origin/master", "main", "master")
+# What a CI sets to the pull request's target branch: Azure Pipelines, GitHub Actions.
+TARGET_BRANCH_VARIABLES = ("SYSTEM_PULLREQUEST_TARGETBRANCH", "GITHUB_BASE_REF")
+# A revision as a person writes one: a branch, tag, sha, `HEAD~2`, `origin/main@{1}`. Never an
+# option (no leading '-'), no shell or git-pathspec punctuation, no `..` ranges.
+_REVISION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./@{}~^+-]{0,199}", re.ASCII)
+SUMMARY_FILE = "imagebot-review.md"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("review")(review)
+
+
+def review(
+    ctx: typer.Context,
+    base: str | None = typer.Option(
+        None,
+        "--base",
+        help="Revision to compare with (default: the merge base of HEAD and the target branch).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    markdown: Path | None = typer.Option(
+        None, "--markdown", help="Also write the report as Markdown to this file."
+    ),
+) -> None:
+    """Report what this branch changes in the vetted packages: entries, new packages with
+    facts from the upstream index, version changes, vulnerabilities; exit 4 when an added or
+    changed entry lacks the requester's confirmation (safe_because)."""
+    from imagebot import console
+    from imagebot.errors import PackageIndexError, RequirementsError
+    from imagebot.review import (
+        CONFIRMATION_FIELD,
+        render_markdown,
+        render_text,
+        review_json,
+    )
+    from imagebot.state import state
+
+    config = state(ctx).config
+    start = time.monotonic()
+    result = run_review(config, base, os.environ)
+    elapsed = time.monotonic() - start
+    console.info(
+        f"review: {len(result.changes.new_packages)} new packages, {result.requests} requests "
+        f"for facts, {elapsed:.1f}s"
+    )
+    if as_json:
+        console.print_json(review_json(result))
+    else:
+        typer.echo(render_text(result), nl=False)
+    summary = markdown
+    if summary is None and console.in_pipeline():
+        summary = Path(os.environ.get("AGENT_TEMPDIRECTORY") or _tempdir()) / SUMMARY_FILE
+    if summary is not None:
+        from imagebot.files import write_atomically
+
+        write_atomically({summary: render_markdown(result)})
+        if console.in_pipeline():
+            _upload_summary(summary)
+    if result.problems:
+        raise RequirementsError(
+            result.problems,
+            "the pull request's entries",
+            f"each added or changed entry needs {CONFIRMATION_FIELD}: what its requester "
+            f'checked, in one line, e.g. {CONFIRMATION_FIELD} = "known publisher (pola-rs), '
+            'MIT, no open advisories"',
+        )
+    missing = [p for p in result.changes.new_packages if p.facts is None or p.facts.problem]
+    if missing:
+        raise PackageIndexError(
+            f"no facts for {len(missing)} new package(s): {', '.join(p.name for p in missing)}",
+            "the report above says why for each; check the network or IMAGEBOT_UPSTREAM_INDEX",
+        )
+
+
+def _tempdir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+def _upload_summary(path: Path) -> None:
+    from imagebot import console
+
+    upload = getattr(console, "upload_summary", None)
+    if callable(upload):
+        upload(path)
+    else:
+        console.info(f"##vso[task.uploadsummary]{path.resolve()}")
+
+
+# --- the operation ---------------------------------------------------------------------------
+
+
+def run_review(config: Config, base: str | None, env: Mapping[str, str]) -> Review:
+    """Read both states, compare them, look up facts and advisories; the Review (no output)."""
+    from imagebot.errors import Problem, RequirementsError
+    from imagebot.package_facts import PYPI_SIMPLE_URL, PackageFactsSource
+    from imagebot.requirements import check_sets, parse_set
+    from imagebot.review import (
+        Review,
+        compare,
+        confirmation_problems,
+        state_from_files,
+        with_facts,
+    )
+
+    root = config.root
+    directory = config.requirements_dir.relative_to(root).as_posix()
+    names = _file_names(config)
+    revision, shown = resolve_base(root, base, env)
+    base_files = read_revision(root, revision, directory, names)
+    head_files = _read_working_tree(config, names)
+    base_state, _ = state_from_files(base_files, directory)
+    head_state, problems = state_from_files(head_files, directory)
+    sets = [
+        s
+        for path, text in head_files.items()
+        if path.endswith(".toml") and not path.endswith("/index-only.toml")
+        for s in [parse_set(Path(path), text)[0]]
+        if s is not None
+    ]
+    problems.extend(check_sets(sets))
+    if problems:
+        raise RequirementsError(
+            problems, str(config.requirements_dir), "fix the entries above, then review again"
+        )
+    changes = compare(base_state, head_state)
+    upstream = env.get("IMAGEBOT_UPSTREAM_INDEX") or PYPI_SIMPLE_URL
+    source = PackageFactsSource(upstream)
+    facts = source.facts([(p.name, p.version) for p in changes.new_packages])
+    changes = with_facts(changes, facts)
+    confirmations: list[Problem] = confirmation_problems(changes)
+    return Review(
+        base=shown,
+        changes=changes,
+        facts_source=upstream,
+        requests=source.requests,
+        vulnerabilities=vulnerabilities_of(config, changes.pins_to_check()),
+        problems=tuple(confirmations),
+    )
+
+
+def vulnerabilities_of(config: Config, pins: list[tuple[str, str]]) -> Vulnerabilities:
+    """Known vulnerabilities of the new and changed pins. The hook for `imagebot audit`'s
+    operation: until it is wired in, the report says the versions were not checked."""
+    from imagebot.review import NOT_AUDITED
+
+    return NOT_AUDITED
+
+
+def _file_names(config: Config) -> list[str]:
+    sets = sorted({name for image in config.images.values() for name in image.sets})
+    return [f"{name}{suffix}" for name in sets for suffix in (".toml", ".lock")] + [
+        "index-only.toml"
+    ]
+
+
+def _read_working_tree(config: Config, names: list[str]) -> dict[str, str]:
+    from imagebot.files import Unreadable, read_text
+
+    directory = config.requirements_dir.relative_to(config.root).as_posix()
+    files: dict[str, str] = {}
+    for name in names:
+        path = config.requirements_dir / name
+        try:
+            files[f"{directory}/{name}"] = read_text(path)
+        except Unreadable as exc:
+            if not exc.missing:
+                raise ImagebotError(
+                    f"{path}: {exc.reason}", "fix or restore the file, then review again"
+                ) from None
+    return files
+
+
+# --- the base revision, from the local git repository ----------------------------------------
+
+
+def valid_revision(value: str) -> str:
+    """`value` when it is a revision a person would write; UsageError (exit 2) otherwise."""
+    if not _REVISION.fullmatch(value) or ".." in value:
+        raise UsageError(
+            f"--base {value!r} is not a git revision imagebot accepts",
+            "name a branch, tag or commit, e.g. --base origin/main or --base 1a2b3c4",
+        )
+    return value
+
+
+def _git(root: Path, args: list[str]) -> tuple[int, str]:
+    """The one way this command runs git: the gitops adapter's runner, in the project root."""
+    from imagebot.gitops import run_git
+
+    try:
+        proc = run_git(args, root, {"GIT_TERMINAL_PROMPT": "0"})
+    except UnicodeDecodeError:
+        raise ImagebotError(
+            f"git {args[0]} printed text that is not UTF-8", "check the files in the base revision"
+        ) from None
+    return proc.returncode, proc.stdout
+
+
+def _commit(root: Path, revision: str) -> str | None:
+    code, out = _git(
+        root, ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{revision}^{{commit}}"]
+    )
+    return out.strip() if code == 0 and out.strip() else None
+
+
+def resolve_base(root: Path, base: str | None, env: Mapping[str, str]) -> tuple[str, str]:
+    """(commit sha, how to show it) of the revision to compare with.
+
+    `--base REF` as given; else the merge base of HEAD and the pull request's target branch
+    (named by the CI), else the first of DEFAULT_BASES that exists.
+    """
+    if base is not None:
+        sha = _commit(root, valid_revision(base))
+        if sha is None:
+            raise UsageError(
+                f"--base {base!r} is not a commit in this repository",
+                "fetch it first (git fetch origin BRANCH) or name another revision",
+            )
+        return sha, f"{base} ({sha[:12]})"
+    candidates = list(DEFAULT_BASES)
+    for variable in TARGET_BRANCH_VARIABLES:
+        target = env.get(variable, "").removeprefix("refs/heads/")
+        if target and _REVISION.fullmatch(target) and ".." not in target:
+            candidates = [f"origin/{target}", target]
+            break
+    if _commit(root, "HEAD") is None:
+        raise ImagebotError(
+            f"{root} is not a git checkout with commits",
+            "run imagebot review in a clone of the repository, or pass --base REF",
+        )
+    for candidate in candidates:
+        target_sha = _commit(root, candidate)
+        if target_sha is None:
+            continue
+        code, out = _git(root, ["merge-base", "HEAD", target_sha])
+        if code != 0 or not out.strip():
+            raise ImagebotError(
+                f"HEAD and {candidate} have no merge base in this clone",
+                f"fetch more history (git fetch --deepen=100 origin), or pass --base {candidate}",
+            )
+        sha = out.strip()
+        return sha, f"the merge base of HEAD and {candidate} ({sha[:12]})"
+    raise ImagebotError(
+        f"no base branch to compare with: none of {', '.join(candidates)} exists",
+        "pass --base REF, e.g. --base origin/main",
+    )
+
+
+def read_revision(root: Path, sha: str, directory: str, names: list[str]) -> dict[str, str]:
+    """`{directory/name: text}` of the named files that exist in commit `sha`."""
+    code, out = _git(root, ["ls-tree", "-z", "--name-only", sha, "--", f"{directory}/"])
+    if code != 0:
+        raise ImagebotError(f"cannot list {directory}/ in {sha[:12]}", "check the clone")
+    present = {path for path in out.split("\0") if path}
+    files: dict[str, str] = {}
+    for name in names:
+        path = f"{directory}/{name}"
+        if path not in present:
+            continue
+        code, text = _git(root, ["show", f"{sha}:./{path}"])
+        if code != 0:
+            raise ImagebotError(f"cannot read {path} at {sha[:12]}", "check the clone")
+        files[path] = text
+    return files
