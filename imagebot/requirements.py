@@ -463,7 +463,7 @@ def load_sets(requirements_dir: Path, names: Sequence[str] | None = None) -> lis
     Raises RequirementsError listing every problem in every file.
     """
     if names is None:
-        paths = sorted(p for p in requirements_dir.glob("*.toml") if p.stem != "index-only")
+        paths = sorted(p for p in requirements_dir.glob("*.toml") if p.stem not in NOT_SETS)
     else:
         paths = [set_path(requirements_dir, n) for n in names]
     sets: list[RequirementSet] = []
@@ -488,7 +488,7 @@ def load_sets(requirements_dir: Path, names: Sequence[str] | None = None) -> lis
 
 # --- imagebot add: one new line, in sorted position -----------------------------------------
 
-NOT_SETS = frozenset({"index-only"})  # requirements/*.toml files that are not layer sets
+NOT_SETS = frozenset({"index-only", "waivers"})  # requirements/*.toml that are not layer sets
 # Pattern strings used by `imagebot add` only; `re` compiles and caches them on first use,
 # so `imagebot check` does not pay for them.
 _BARE_KEY = r"^[A-Za-z0-9_-]+$"

@@ -1,0 +1,195 @@
+"""The vulnerability gate: every version the image locks and the index serves, against OSV.
+
+`packages_to_audit` collects what is audited: the pins of every locked image's sets
+(`requirements/<set>.lock`), the entries of `requirements/index-only.toml`, and, given an index
+manifest, every package the vetted index serves. `audit` asks an advisory source
+(`imagebot.osv`) for their records, keeps the findings whose version an advisory in force
+affects (`imagebot.advisories`), and splits them by the waivers (`imagebot.waivers`). It
+returns an `AuditResult` and prints nothing: `imagebot.commands.audit` prints it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from imagebot.advisories import PYPI, Finding, Package, find_affected, merge_packages
+from imagebot.waivers import Waiver, apply_waivers
+
+if TYPE_CHECKING:
+    from imagebot.config import Config
+    from imagebot.index_pages import IndexManifest
+    from imagebot.osv import AdvisorySource
+
+INDEX_ORIGIN = "index"
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    source: str
+    packages: tuple[Package, ...]
+    findings: tuple[Finding, ...]  # not waived: each fails the audit
+    waived: tuple[tuple[Finding, Waiver], ...]
+    expired: tuple[Waiver, ...]  # each fails the audit
+    unused: tuple[Waiver, ...]  # waivers in force that matched nothing (a warning)
+    requests: int
+    files_read: int
+    seconds: float
+    today: date
+
+    @property
+    def passed(self) -> bool:
+        return not self.findings and not self.expired
+
+    def summary_line(self) -> str:
+        cost = []
+        if self.requests:
+            cost.append(f"{self.requests} requests")
+        if self.files_read:
+            cost.append(f"{self.files_read} records read")
+        spent = f" ({', '.join(cost)})" if cost else ""
+        return (
+            f"audit: {len(self.packages)} packages against {self.source}{spent} "
+            f"in {self.seconds:.1f}s: {len(self.findings)} known vulnerabilities not waived, "
+            f"{len(self.waived)} waived, {len(self.expired)} expired waivers"
+        )
+
+    def report_lines(self) -> list[str]:
+        """The text report: every open finding, then waived ones, expired and unused waivers."""
+        lines = [self.summary_line()]
+        for finding in self.findings:
+            lines.extend(_finding_lines(finding))
+        for finding, waiver in self.waived:
+            lines.extend(_finding_lines(finding, "waived "))
+            lines.append(
+                f"    waived until {waiver.expires} by {waiver.approved_by}: {waiver.reason} "
+                f"({waiver.where})"
+            )
+        for waiver in self.expired:
+            lines.append(expired_line(waiver))
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "source": self.source,
+            "date": self.today.isoformat(),
+            "packages": len(self.packages),
+            "requests": self.requests,
+            "files_read": self.files_read,
+            "seconds": round(self.seconds, 3),
+            "findings": [_finding_json(f) for f in self.findings],
+            "waived": [{**_finding_json(f), "waiver": _waiver_json(w)} for f, w in self.waived],
+            "expired_waivers": [_waiver_json(w) for w in self.expired],
+            "unused_waivers": [_waiver_json(w) for w in self.unused],
+        }
+
+
+def expired_line(waiver: Waiver) -> str:
+    return (
+        f"{waiver.where}: waiver {waiver.describe()} expired on {waiver.expires} "
+        f"(approved by {waiver.approved_by})"
+    )
+
+
+def unused_line(waiver: Waiver) -> str:
+    return f"{waiver.where}: waiver {waiver.describe()} matches no finding; remove it"
+
+
+def _finding_lines(finding: Finding, prefix: str = "") -> list[str]:
+    advisory = finding.advisory
+    aliases = f" ({', '.join(advisory.aliases)})" if advisory.aliases else ""
+    label = f" [{advisory.severity_label}]" if advisory.severity_label else ""
+    return [
+        f"{prefix}{finding.package} ({', '.join(finding.package.origins)}): "
+        f"{advisory.id}{aliases}{label}, {finding.fix_text}",
+        f"    {advisory.summary}",
+    ]
+
+
+def _finding_json(finding: Finding) -> dict[str, Any]:
+    advisory = finding.advisory
+    return {
+        "ecosystem": finding.package.ecosystem,
+        "name": finding.package.name,
+        "version": finding.package.version,
+        "origins": list(finding.package.origins),
+        "id": advisory.id,
+        "aliases": list(advisory.aliases),
+        "summary": advisory.summary,
+        "severity": [{"type": s.type, "score": s.score} for s in advisory.severity],
+        "severity_label": advisory.severity_label,
+        "fixed": list(finding.fixed),
+        "modified": advisory.modified,
+    }
+
+
+def _waiver_json(waiver: Waiver) -> dict[str, Any]:
+    return {
+        "advisory": waiver.advisory,
+        "ecosystem": waiver.ecosystem,
+        "package": waiver.package,
+        "reason": waiver.reason,
+        "approved_by": waiver.approved_by,
+        "expires": waiver.expires.isoformat(),
+        "where": waiver.where,
+    }
+
+
+def audit(
+    packages: Sequence[Package],
+    source: AdvisorySource,
+    waivers: Sequence[Waiver],
+    today: date,
+) -> AuditResult:
+    """Audit `packages` against `source`; split the findings by `waivers` in force `today`."""
+    start = time.monotonic()
+    merged = merge_packages(packages)
+    records = source.records(merged)
+    findings = find_affected(merged, records.by_package)
+    split = apply_waivers(findings, waivers, today)
+    return AuditResult(
+        source=source.description,
+        packages=tuple(merged),
+        findings=split.open,
+        waived=split.waived,
+        expired=split.expired,
+        unused=split.unused,
+        requests=records.requests,
+        files_read=records.files_read,
+        seconds=time.monotonic() - start,
+        today=today,
+    )
+
+
+def packages_to_audit(config: Config, manifest: IndexManifest | None = None) -> list[Package]:
+    """The image's locked pins, the index-only entries and, given a manifest, the whole index."""
+    from imagebot.errors import StaleError
+    from imagebot.index import load_roots
+    from imagebot.index_pages import INDEX_ONLY_SET
+    from imagebot.lockfile import lock_path, pins
+
+    packages: list[Package] = []
+    set_names = dict.fromkeys(name for image in config.locked_images for name in image.sets)
+    for set_name in set_names:
+        path = lock_path(config.requirements_dir, set_name)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise StaleError(
+                f"{path} does not exist, so the image's versions are unknown",
+                "run imagebot lock, then imagebot audit",
+            ) from None
+        origin = f"{set_name}.lock"
+        packages.extend(Package(PYPI, pin.name, pin.version, (origin,)) for pin in pins(text))
+    for root in load_roots(config.requirements_dir):
+        if root.source == INDEX_ONLY_SET:
+            packages.append(Package(PYPI, root.key, root.version, (f"{INDEX_ONLY_SET}.toml",)))
+    if manifest is not None:
+        packages.extend(
+            Package(PYPI, p.pin.name, p.version, (INDEX_ORIGIN,)) for p in manifest.packages
+        )
+    return merge_packages(packages)
