@@ -198,12 +198,13 @@ def push_refs(
 
     env = os.environ if env is None else env
     reporter = reporter or QuietReporter()
+    # Every reference is checked before the registry or the engine is touched.
+    targets = [resolve_ref(config, text) for text in texts or list(config.images)]
     registry = open_registry(config, env, on_retry=reporter.note)
     session = _EngineSession(env)
     outcomes = []
-    for text in texts or list(config.images):
+    for name, ref in targets:
         start = time.monotonic()
-        name, ref = resolve_ref(config, text)
         with reporter.stage(f"push {ref}"):
             pushed = _push_and_verify(session, registry, ref, reporter)
         outcomes.append(ImageOutcome(name, pushed, False, True, time.monotonic() - start))

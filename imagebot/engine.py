@@ -279,9 +279,16 @@ def local_image_id(client: DockerClient, ref: str) -> str | None:
 
 
 def resolve_ref(config: Config, text: str) -> tuple[str, ImageRef]:
-    """An image name from config (-> its content ref) or a full reference."""
+    """An image name from config (-> its content ref) or a full reference (UsageError if bad)."""
+    from imagebot import validate
+    from imagebot.errors import UsageError
+
     if text in config.images:
         return text, image_ref(config, text)
+    try:
+        validate.image_reference(text)
+    except validate.InvalidValue as exc:
+        raise UsageError(f"image reference: {exc.message}", exc.hint) from None
     ref = ImageRef.parse(text)
     name = ref.name.rsplit("/", 1)[-1]
     return (name if name in config.images else ""), ref

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from imagebot import __version__
 from imagebot.errors import ImagebotError, TransientError
@@ -142,6 +142,11 @@ def stream(
     try:
         if status >= 500 or status in TRANSIENT_STATUSES:
             raise TransientError(f"HTTP {status} from {display_url(final_url)}")
+        if 300 <= status < 400:
+            raise failure(
+                f"{display_url(final_url)} answered HTTP {status} and the redirect was not "
+                f"followed (more than {MAX_REDIRECTS} redirects, or a loop)"
+            )
         body = None if isinstance(raw, urllib.error.HTTPError) and raw.fp is None else raw
         yield Stream(final_url, status, _lower(raw.headers), body)
     finally:
@@ -167,6 +172,20 @@ class _SafeRedirects(urllib.request.HTTPRedirectHandler):
 
     max_redirections = MAX_REDIRECTS
 
+    def http_error_302(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any
+    ) -> Any:
+        location = headers.get("location") or headers.get("uri") or ""
+        scheme = urlsplit(urljoin(req.full_url, location)).scheme
+        if location and scheme not in ("http", "https"):
+            raise _RedirectRefused(
+                f"{display_url(req.full_url)} redirected to a {scheme} URL; "
+                "only http and https are followed"
+            )
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
     def redirect_request(
         self,
         req: urllib.request.Request,
@@ -176,11 +195,6 @@ class _SafeRedirects(urllib.request.HTTPRedirectHandler):
         headers: Any,
         newurl: str,
     ) -> urllib.request.Request | None:
-        if urlsplit(newurl).scheme not in ("http", "https"):
-            raise _RedirectRefused(
-                f"{display_url(req.full_url)} redirected to a {urlsplit(newurl).scheme or 'relative'}"
-                " URL; only http and https are followed"
-            )
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if new is None:
             return None

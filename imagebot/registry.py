@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from imagebot import http
-from imagebot.errors import ConfigError, RegistryAuthError, RegistryError, TransientError
+from imagebot.errors import RegistryAuthError, RegistryError, TransientError
 from imagebot.redaction import redact
 from imagebot.retry import retry_transient
 from imagebot.tags import ImageRef
@@ -439,7 +439,6 @@ def open_registry(
 ) -> RegistryClient:
     """The configured registry with resolved credentials (env defaults to os.environ)."""
     env = os.environ if env is None else env
-    check_registry_url(config.registry)
     return RegistryClient(
         host=config.registry.host,
         insecure=config.registry.insecure,
@@ -448,19 +447,3 @@ def open_registry(
         on_retry=on_retry,
     )
 
-
-def check_registry_url(registry: RegistryConfig) -> None:
-    """registry.url must be host[:port]/path: no userinfo, no whitespace or control characters.
-
-    Credentials come from the environment or the docker config, never from the URL.
-    """
-    from imagebot.validate import InvalidValue, url
-
-    scheme = "http" if registry.insecure else "https"
-    try:
-        url(f"{scheme}://{registry.url}")
-    except InvalidValue as exc:
-        raise ConfigError(
-            f"imagebot.toml: registry.url: {exc.message}",
-            exc.hint or "write registry.url as host[:port]/path, e.g. 127.0.0.1:5555/jupyter",
-        ) from None
