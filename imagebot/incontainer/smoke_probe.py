@@ -342,13 +342,17 @@ def run_lab(lab_main: Callable[[], Any], port: int, token: str) -> None:
         f"--ServerApp.token={token}",
         "--ServerApp.root_dir=/tmp",
     ]
+    code = 1
     try:
         sys.exit(lab_main())
     except SystemExit as exit:
-        os._exit(exit.code if isinstance(exit.code, int) else 1)
+        code = exit.code if isinstance(exit.code, int) else 1
     except BaseException:
         traceback.print_exc()
-        os._exit(1)
+    finally:
+        sys.stdout.flush()  # os._exit skips it, and the log is the failure's only detail
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def http_get(port: int, token: str, path: str) -> tuple[int, bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,3 +148,56 @@ def test_results_are_sorted_by_kind_and_details_bounded(results: Results) -> Non
     results.record("version", "six", True)
     assert [r["check"] for r in results.sorted()] == ["version", "import", "server"]
     assert len(results.items[1]["detail"]) == smoke_probe.DETAIL_LIMIT
+
+
+def _fake_lab_main() -> int:
+    """Stands in for jupyter-lab's entry point in the forked child: answers as the server does."""
+    import http.server
+
+    port = int(next(a for a in sys.argv if a.startswith("--port=")).split("=")[1])
+    token = next(a for a in sys.argv if a.startswith("--ServerApp.token=")).split("=")[1]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            ok = self.headers.get("Authorization") == f"token {token}"
+            body = b'{"started": "now"}' if self.path == "/api/status" else b"<html/>"
+            self.send_response(200 if ok else 403)
+            self.end_headers()
+            self.wfile.write(body)
+
+    http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    return 0
+
+
+def test_the_forked_server_answers_status_and_lab(
+    results: Results, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(smoke_probe, "lab_entry_point", lambda results: _fake_lab_main)
+    monkeypatch.setattr(smoke_probe.md, "version", lambda name: "4.6.6")
+    finish = smoke_probe.start_server(results, timeout=30)
+    assert finish is not None
+    finish()
+    found = {r["check"]: r for r in results.items}
+    assert found["server"]["ok"], found["server"]["detail"]
+    assert found["jupyter"] == {
+        "check": "jupyter",
+        "subject": "jupyterlab",
+        "ok": True,
+        "detail": "jupyter lab 4.6.6 serves /lab",
+    }
+
+
+def test_a_server_that_exits_is_named_with_its_log(
+    results: Results, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def exits() -> int:
+        os.write(2, b"cannot bind the port\n")  # the log is the child's fds 1 and 2
+        return 3
+
+    monkeypatch.setattr(smoke_probe, "lab_entry_point", lambda results: exits)
+    finish = smoke_probe.start_server(results, timeout=30)
+    assert finish is not None
+    finish()
+    assert results.items[0]["ok"] is False
+    assert results.items[0]["detail"].startswith("no answer from /api/status within 30s: ")
+    assert "cannot bind the port" in results.items[0]["detail"]
