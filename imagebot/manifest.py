@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imagebot.errors import EngineError, ImagebotError
 from imagebot.incontainer.list_packages import ECOSYSTEMS, MARKER
@@ -46,11 +46,9 @@ class ImagePackages:
             lines.extend(f"{name} {found[name]}" for name in sorted(found, key=str.lower))
         return "\n".join(lines) + "\n"
 
-    def to_json(self) -> str:
-        return (
-            json.dumps({"ref": self.ref, "packages": self.packages}, indent=2, sort_keys=True)
-            + "\n"
-        )
+    def to_json(self) -> dict[str, Any]:
+        """Printed with sorted keys (`console.print_json(..., sort_keys=True)`)."""
+        return {"ref": self.ref, "packages": {eco: dict(p) for eco, p in self.packages.items()}}
 
 
 @dataclass(frozen=True)
@@ -91,8 +89,8 @@ class ManifestDiff:
             lines.extend(c.render() for c in changes)
         return "\n".join(lines) + "\n"
 
-    def to_json(self) -> str:
-        data = {
+    def to_json(self) -> dict[str, Any]:
+        return {
             "old": self.old,
             "new": self.new,
             "changes": {
@@ -100,7 +98,6 @@ class ManifestDiff:
                 for eco, changes in self.changes.items()
             },
         }
-        return json.dumps(data, indent=2) + "\n"
 
 
 def diff_packages(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[Change, ...]:

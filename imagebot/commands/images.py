@@ -157,7 +157,10 @@ def register(app: typer.Typer) -> None:
         from imagebot.manifest import read_manifest
 
         found = read_manifest(state(ctx).config, image, env=os.environ)
-        sys.stdout.write(found.to_json() if as_json else found.render())
+        if as_json:
+            console.print_json(found.to_json(), sort_keys=True)
+        else:
+            sys.stdout.write(found.render())
 
     @app.command()
     def diff(
@@ -173,4 +176,7 @@ def register(app: typer.Typer) -> None:
         changes = diff_manifests(
             read_manifest(config, old, env=os.environ), read_manifest(config, new, env=os.environ)
         )
-        sys.stdout.write(changes.to_json() if as_json else changes.render())
+        if as_json:
+            console.print_json(changes.to_json())
+        else:
+            sys.stdout.write(changes.render())
