@@ -20,6 +20,7 @@ from imagebot.checks import (
 )
 from imagebot.errors import UsageError
 from imagebot.files import write_atomically
+from imagebot.state import state
 
 if TYPE_CHECKING:
     from imagebot.state import AppState
@@ -37,8 +38,6 @@ def register(app: typer.Typer) -> None:
 
 def check(ctx: typer.Context) -> None:
     """Validate imagebot.toml and every requirement set; report all problems at once."""
-    from imagebot.cli import state
-
     run_check(state(ctx))
 
 
@@ -61,7 +60,6 @@ def add(
     ),
 ) -> None:
     """Add one package to a set, in sorted position, keeping the file's comments and layout."""
-    from imagebot.cli import state
     from imagebot.requirements import add_entry, known_set_names, parse_add_spec, set_path
 
     entry = parse_add_spec(ecosystem, package)
@@ -105,8 +103,6 @@ def lock(
     ),
 ) -> None:
     """Resolve the Python sets with uv into layered, hash-pinned requirements/<set>.lock."""
-    from imagebot.cli import state
-
     if check_only:
         run_lock_check(state(ctx))
     else:
@@ -140,12 +136,4 @@ def render(
     ),
 ) -> None:
     """Render jupyter/Dockerfile from imagebot.toml, the sets and their locks."""
-    from imagebot.cli import state
-
     run_render(state(ctx), check_only=check_only)
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-# --- fast path ---------------------------------------------------------------------------------
