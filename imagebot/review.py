@@ -422,7 +422,9 @@ def _plain(text: str, limit: int = 300) -> str:
     return clean(text, limit).replace("##", "# #")
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~&])")
+# Characters that make emphasis, code, links, HTML, headings or table cells; everything the
+# renderer writes puts untrusted text after a prefix, so line-start markers need no escape.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<|~#])")
 
 
 def _md(text: str, limit: int = 300) -> str:

@@ -1,0 +1,510 @@
+"""imagebot.review (pure) and imagebot.package_facts' parsing, with a fake facts source.
+
+The whole report is compared with golden files; regenerate them after an intended change with
+`IMAGEBOT_UPDATE_GOLDEN=1 pytest tests/unit/test_review.py` and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imagebot.package_facts import (
+    PackageFactsSource,
+    facts_from_page,
+    metadata_candidates,
+    parse_metadata,
+)
+from imagebot.requirements import Requirement
+from imagebot.review import (
+    INDEX_ONLY,
+    Changes,
+    Listed,
+    LockedPin,
+    PackageFacts,
+    Review,
+    State,
+    Vulnerabilities,
+    Vulnerability,
+    change_kind,
+    clean,
+    compare,
+    confirmation_problems,
+    lock_via,
+    render_markdown,
+    render_text,
+    review_json,
+    state_from_files,
+    with_facts,
+)
+
+GOLDEN = Path(__file__).parent / "golden" / "review"
+
+
+@dataclass(frozen=True)
+class Entry(Requirement):
+    """A Requirement with the confirmation field, whether or not requirements.py has it yet."""
+
+    safe_because: str | None = None
+
+
+def entry(
+    name: str,
+    version: str,
+    *,
+    ecosystem: str = "python",
+    safe: str | None = None,
+    reason: str = "needed",
+    by: str = "@anna",
+    line: int = 1,
+) -> Entry:
+    return Entry(ecosystem, name, version, reason, by, line, safe_because=safe)
+
+
+def listed(source: str, *entries: Entry) -> tuple[Listed, ...]:
+    return tuple(Listed(source, f"requirements/{source}.toml", e) for e in entries)
+
+
+def pin(name: str, version: str, where: str = "ds", direct: bool = False, *via: str) -> LockedPin:
+    return LockedPin(name, version, where, direct, tuple(via))
+
+
+BASE = State(
+    entries=(
+        *listed("ds", entry("numpy", "1.26.4"), entry("pandas", "2.2.3"), entry("six", "1.16.0")),
+        *listed("r", entry("data.table", "1.14.8", ecosystem="r")),
+        *listed(INDEX_ONLY, entry("tabulate", "0.9.0")),
+    ),
+    pins=(
+        pin("numpy", "1.26.4", "ds", True, "pandas"),
+        pin("pandas", "2.2.3", "ds", True),
+        pin("pytz", "2024.1", "ds", False, "pandas"),
+        pin("six", "1.16.0", "ds", True),
+        pin("tabulate", "0.9.0", INDEX_ONLY, True),
+    ),
+)
+
+HEAD = State(
+    entries=(
+        *listed(
+            "ds",
+            entry("numpy", "2.0.0", safe="numpy developers, BSD-3-Clause, no advisories", line=2),
+            entry("pandas", "2.2.3", reason="data frames for the register", by="@anna"),
+            entry("requests", "2.19.0", safe="PSF project, Apache-2.0", by="@ola", line=4),
+            entry("polars", "1.0.0", by="@kari", line=3),
+        ),
+        *listed("r", entry("data.table", "1.15.0", ecosystem="r", line=2)),
+        *listed(INDEX_ONLY, entry("tabulate", "0.9.0"), entry("numpy", "1.26.4", safe="old")),
+    ),
+    pins=(
+        pin("certifi", "2018.4.16", "ds", False, "requests"),
+        pin("numpy", "2.0.0", "ds", True, "pandas"),
+        pin("numpy", "1.26.4", INDEX_ONLY, True),
+        pin("pandas", "2.2.3", "ds", True),
+        pin("polars", "1.0.0", "ds", True),
+        pin("pytz", "2023.4", "ds", False, "pandas"),
+        pin("requests", "2.19.0", "ds", True),
+        pin("tabulate", "0.9.0", INDEX_ONLY, True),
+    ),
+)
+
+
+def test_entries_added_changed_edited_removed() -> None:
+    changes = compare(BASE, HEAD)
+    got = [(c.kind, c.ecosystem, c.name, c.old_version, c.new_version) for c in changes.entries]
+    assert got == [
+        ("added", "python", "numpy", None, "1.26.4"),  # index-only: its own entry
+        ("added", "python", "polars", None, "1.0.0"),
+        ("added", "python", "requests", None, "2.19.0"),
+        ("changed", "python", "numpy", "1.26.4", "2.0.0"),
+        ("changed", "r", "data.table", "1.14.8", "1.15.0"),
+        ("edited", "python", "pandas", "2.2.3", "2.2.3"),
+        ("removed", "python", "six", "1.16.0", None),
+    ]
+
+
+def test_missing_confirmation_is_a_problem_with_file_and_line() -> None:
+    problems = confirmation_problems(compare(BASE, HEAD))
+    assert [(p.file, p.line) for p in problems] == [
+        ("requirements/ds.toml", 3),  # polars, added
+        ("requirements/r.toml", 2),  # data.table, changed
+    ]
+    assert "'polars' is added without the requester's confirmation" in problems[0].message
+    assert "safe_because" in problems[0].hint
+
+
+def test_an_edit_of_text_only_or_a_removal_needs_no_confirmation() -> None:
+    base = State(listed("ds", entry("pandas", "2.2.3", reason="frames")), ())
+    head = State(listed("ds", entry("pandas", "2.2.3", reason="data frames")), ())
+    changes = compare(base, head)
+    assert [c.kind for c in changes.entries] == ["edited"]
+    assert confirmation_problems(changes) == []
+    assert confirmation_problems(compare(base, State((), ()))) == []
+
+
+def test_moving_an_entry_to_another_set_is_a_change() -> None:
+    base = State(listed("base", entry("numpy", "2.0.0")), ())
+    head = State(listed("ds", entry("numpy", "2.0.0", line=5)), ())
+    (change,) = compare(base, head).entries
+    assert (change.kind, change.old_source, change.new_source) == ("changed", "base", "ds")
+    assert len(confirmation_problems(compare(base, head))) == 1
+
+
+def test_a_blank_confirmation_is_no_confirmation() -> None:
+    head = State(listed("ds", entry("numpy", "2.0.0", safe="   ")), ())
+    assert len(confirmation_problems(compare(State((), ()), head))) == 1
+
+
+def test_python_pins_new_changed_and_leaving() -> None:
+    changes = compare(BASE, HEAD)
+    assert [(n.name, n.version, n.direct, n.via, n.where) for n in changes.new_packages] == [
+        ("certifi", "2018.4.16", False, ("requests",), ("ds",)),
+        ("polars", "1.0.0", True, (), ("ds",)),
+        ("requests", "2.19.0", True, (), ("ds",)),
+    ]
+    assert [(v.name, v.old, v.new, v.kind) for v in changes.version_changes] == [
+        ("numpy", ("1.26.4",), ("1.26.4", "2.0.0"), "major"),
+        ("pytz", ("2024.1",), ("2023.4",), "downgrade"),
+    ]
+    assert [(g.name, g.old) for g in changes.leaving] == [("six", ("1.16.0",))]
+    assert changes.pins_to_check() == [
+        ("certifi", "2018.4.16"),
+        ("numpy", "2.0.0"),
+        ("polars", "1.0.0"),
+        ("pytz", "2023.4"),
+        ("requests", "2.19.0"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kind"),
+    [
+        ("1.2.3", "2.0.0", "major"),
+        ("1.2.3", "1.3.0", "minor"),
+        ("1.2.3", "1.2.4", "patch"),
+        ("1.2", "1.2.0.post1", "other"),
+        ("2.0.0", "1.9.9", "downgrade"),
+        ("0.13.2", "0.14.0", "minor"),
+        ("not a version", "1.0", "other"),
+    ],
+)
+def test_change_kind(old: str, new: str, kind: str) -> None:
+    assert change_kind([old], [new]) == kind
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        ("numpy==2.0 \\\n    --hash=sha256:x\n    # via -r ds.in\n", (True, ())),
+        ("numpy==2.0 \\\n    # via pandas\n", (False, ("pandas",))),
+        (
+            "numpy==2.0 \\\n    # via\n    #   -r ds.in\n    #   pandas\n    #   scipy\n",
+            (True, ("pandas", "scipy")),
+        ),
+        ("numpy==2.0\n", (False, ())),
+    ],
+)
+def test_lock_via(block: str, expected: tuple[bool, tuple[str, ...]]) -> None:
+    assert lock_via(block) == expected
+
+
+def test_state_from_files_reads_sets_index_only_and_locks() -> None:
+    files = {
+        "requirements/ds.toml": '[python]\nnumpy = { version = "2.0.0", reason = "arrays", '
+        'requested_by = "@anna" }\n',
+        "requirements/ds.lock": "# inputs: sha256:" + "0" * 64 + "\nnumpy==2.0.0 \\\n"
+        "    --hash=sha256:" + "ab" * 32 + "\n    # via -r ds.in\n",
+        "requirements/index-only.toml": '[python]\ntabulate = { version = "0.9.0", '
+        'reason = "tables", requested_by = "@ola" }\n',
+        "other/ignored.toml": "not toml at all [",
+    }
+    state, problems = state_from_files(files, "requirements")
+    assert problems == []
+    assert [(e.source, e.entry.name, e.entry.line) for e in state.entries] == [
+        ("ds", "numpy", 2),
+        (INDEX_ONLY, "tabulate", 2),
+    ]
+    assert state.pins == (
+        LockedPin("numpy", "2.0.0", "ds", True, ()),
+        LockedPin("tabulate", "0.9.0", INDEX_ONLY, True, ()),
+    )
+
+
+def test_state_from_files_reports_a_broken_file_and_keeps_the_rest() -> None:
+    files = {"requirements/ds.toml": "[python\n", "requirements/ds.lock": "six==1.16.0\n"}
+    state, problems = state_from_files(files, "requirements")
+    assert len(problems) == 1 and problems[0].file == "requirements/ds.toml"
+    assert [p.name for p in state.pins] == ["six"]
+
+
+# --- facts: the parsing side of package_facts, and a fake fetch ------------------------------
+
+METADATA = b"""\
+Metadata-Version: 2.1
+Name: requests
+Version: 2.19.0
+Summary: Python HTTP for Humans.
+Home-page: http://python-requests.org
+License: Apache 2.0
+Project-URL: Source, https://github.com/psf/requests
+Classifier: License :: OSI Approved :: Apache Software License
+
+Long description that is not a header.
+"""
+
+PAGE: Mapping[str, Any] = {
+    "meta": {"api-version": "1.1"},
+    "name": "requests",
+    "files": [
+        {
+            "filename": "requests-0.2.0.tar.gz",
+            "url": "https://files.example/requests-0.2.0.tar.gz",
+            "hashes": {"sha256": "00"},
+            "upload-time": "2011-02-14T00:00:00Z",
+            "yanked": False,
+        },
+        {
+            "filename": "requests-2.19.0-py2.py3-none-any.whl",
+            "url": "https://files.example/requests-2.19.0-py2.py3-none-any.whl",
+            "hashes": {"sha256": "11"},
+            "upload-time": "2018-06-12T14:46:15.289074Z",
+            "yanked": False,
+        },
+        {
+            "filename": "requests-2.19.0.tar.gz",
+            "url": "https://files.example/requests-2.19.0.tar.gz",
+            "hashes": {"sha256": "22"},
+            "upload-time": "2018-06-12T14:46:20Z",
+            "yanked": False,
+        },
+        {
+            "filename": "requests-2.19.1-py2.py3-none-any.whl",
+            "url": "https://files.example/requests-2.19.1-py2.py3-none-any.whl",
+            "hashes": {"sha256": "33"},
+            "upload-time": "2018-06-14T00:00:00Z",
+            "yanked": "broken release",
+            "core-metadata": False,
+        },
+    ],
+}
+
+
+def test_parse_metadata() -> None:
+    assert parse_metadata(METADATA) == {
+        "summary": "Python HTTP for Humans.",
+        "license": "Apache 2.0",
+        "project_url": "http://python-requests.org",
+        "source_url": "https://github.com/psf/requests",
+    }
+
+
+def test_parse_metadata_prefers_the_licence_expression_and_drops_bad_urls() -> None:
+    data = (
+        b"Metadata-Version: 2.4\nName: x\nVersion: 1\nSummary: s\nLicense-Expression: MIT\n"
+        b"License: MIT License\n  long text\nHome-page: javascript:alert(1)\n"
+        b"Project-URL: Repository, https://user:pw@github.com/x/y\n"
+    )
+    fields = parse_metadata(data)
+    assert fields["license"] == "MIT"
+    assert fields["project_url"] == "" and fields["source_url"] == ""
+
+
+def test_facts_from_page() -> None:
+    facts = facts_from_page("requests", "2.19.0", PAGE, METADATA)
+    assert facts == PackageFacts(
+        "requests",
+        "2.19.0",
+        summary="Python HTTP for Humans.",
+        license="Apache 2.0",
+        project_url="http://python-requests.org",
+        source_url="https://github.com/psf/requests",
+        uploaded="2018-06-12",
+        first_release="2011-02-14",
+    )
+    yanked = facts_from_page("requests", "2.19.1", PAGE, None)
+    assert (yanked.yanked, yanked.yanked_reason, yanked.metadata) == (True, "broken release", False)
+
+
+def test_metadata_candidates_skip_sdists_and_wheels_the_page_says_have_none() -> None:
+    assert [f["filename"] for f in metadata_candidates(PAGE, "2.19.0")] == [
+        "requests-2.19.0-py2.py3-none-any.whl"
+    ]
+    assert metadata_candidates(PAGE, "2.19.1") == []
+
+
+class FakeIndex:
+    """`fetch` for PackageFactsSource: pages and metadata files from tables; records requests."""
+
+    def __init__(self, pages: Mapping[str, Any], files: Mapping[str, bytes]) -> None:
+        self.pages = pages
+        self.files = files
+        self.urls: list[str] = []
+
+    def __call__(self, url: str, accept: str) -> tuple[int, bytes]:
+        self.urls.append(url)
+        name = url.rstrip("/").rsplit("/", 1)[-1]
+        if url.startswith("https://index.example/simple/"):
+            page = self.pages.get(name)
+            return (200, json.dumps(page).encode()) if page else (404, b"")
+        body = self.files.get(url)
+        return (200, body) if body is not None else (404, b"")
+
+
+def test_facts_source_one_page_per_project_and_a_count_of_requests() -> None:
+    fake = FakeIndex(
+        {"requests": PAGE},
+        {"https://files.example/requests-2.19.0-py2.py3-none-any.whl.metadata": METADATA},
+    )
+    source = PackageFactsSource("https://index.example/simple/", fetch=fake, workers=4)
+    found = source.facts([("requests", "2.19.0"), ("requests", "2.19.1"), ("nothing", "1.0")])
+    assert found["requests", "2.19.0"].summary == "Python HTTP for Humans."
+    assert found["requests", "2.19.1"].yanked
+    assert found["nothing", "1.0"].problem == "nothing is not on https://index.example/simple"
+    assert source.requests == len(fake.urls) == 3  # two project pages, one metadata file
+    assert fake.urls.count("https://index.example/simple/requests/") == 1
+
+
+def test_facts_source_refuses_a_metadata_file_that_does_not_match_its_hash() -> None:
+    page = json.loads(json.dumps(PAGE))
+    page["files"][1]["core-metadata"] = {"sha256": "0" * 64}
+    fake = FakeIndex(
+        {"requests": page},
+        {"https://files.example/requests-2.19.0-py2.py3-none-any.whl.metadata": METADATA},
+    )
+    source = PackageFactsSource("https://index.example/simple", fetch=fake)
+    (facts,) = source.facts([("requests", "2.19.0")]).values()
+    assert "does not match the sha256" in facts.problem
+
+
+# --- the whole report ------------------------------------------------------------------------
+
+FACTS = {
+    ("certifi", "2018.4.16"): PackageFacts(
+        "certifi",
+        "2018.4.16",
+        summary="Python package for providing Mozilla's CA Bundle.",
+        license="MPL-2.0",
+        project_url="http://certifi.io/",
+        uploaded="2018-04-16",
+        first_release="2011-12-28",
+    ),
+    ("polars", "1.0.0"): PackageFacts("polars", "1.0.0", problem="polars: HTTP 503 from x"),
+    ("requests", "2.19.0"): facts_from_page("requests", "2.19.0", PAGE, METADATA),
+}
+
+
+def sample_review(vulnerabilities: Vulnerabilities | None = None) -> Review:
+    changes = with_facts(compare(BASE, HEAD), FACTS)
+    review = Review(
+        base="origin/main (1a2b3c4d5e6f)",
+        changes=changes,
+        facts_source="https://pypi.org/simple",
+        requests=5,
+        problems=tuple(confirmation_problems(changes)),
+    )
+    return replace(review, vulnerabilities=vulnerabilities) if vulnerabilities else review
+
+
+VULNERABLE = Vulnerabilities(
+    True,
+    found=(
+        Vulnerability(
+            "requests",
+            "2.19.0",
+            "PYSEC-2018-28",
+            ("CVE-2018-18074", "GHSA-x84v-xcm2-53pg"),
+            "Authorization header sent on redirect to http",
+            ("2.20.0",),
+        ),
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "render"),
+    [
+        ("report.txt", render_text),
+        ("report.md", render_markdown),
+        ("report.json", lambda r: json.dumps(review_json(r), indent=2) + "\n"),
+    ],
+)
+def test_golden_report(name: str, render: Any) -> None:
+    rendered = render(sample_review(VULNERABLE))
+    golden = GOLDEN / name
+    if os.environ.get("IMAGEBOT_UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(rendered, encoding="utf-8")
+    assert rendered == golden.read_text(encoding="utf-8")
+
+
+def test_an_empty_review() -> None:
+    empty = Review("HEAD (abc)", Changes((), (), (), ()))
+    text = render_text(empty)
+    assert text.count("  none") == 4
+    assert "No problems" in text
+    assert "not checked" in text  # no audit ran: said, not hidden
+    assert render_markdown(empty).count("None.") == 4
+
+
+HOSTILE_TEXT = "ok\n##vso[task.setvariable variable=X]1\x1b[31m <script>|x|</script> ##[group]"
+
+
+def hostile_review() -> Review:
+    head = State(
+        listed("ds", entry("evil", "1.0", safe=HOSTILE_TEXT, reason=HOSTILE_TEXT, by="@x")),
+        (pin("evil", "1.0", "ds", True),),
+    )
+    facts = {
+        ("evil", "1.0"): PackageFacts(
+            "evil", "1.0", summary=HOSTILE_TEXT, license=HOSTILE_TEXT, project_url="https://x/)"
+        )
+    }
+    changes = with_facts(compare(State((), ()), head), facts)
+    return Review("HEAD", changes, problems=tuple(confirmation_problems(changes)))
+
+
+def test_text_report_neutralises_untrusted_strings() -> None:
+    text = render_text(hostile_review())
+    assert "##vso[" not in text and "##[" not in text
+    assert "\x1b" not in text
+    lines = [line for line in text.splitlines() if "setvariable" in line]
+    assert lines and all(line.startswith("      ") for line in lines)  # never a line of its own
+
+
+def test_markdown_report_escapes_untrusted_strings() -> None:
+    markdown = render_markdown(hostile_review())
+    assert not re.search(r"(?<!\\)<script", markdown) and "##vso[" not in markdown
+    table_rows = [line for line in markdown.splitlines() if line.startswith("| added")]
+    assert len(table_rows) == 1 and table_rows[0].count("|") - table_rows[0].count("\\|") == 8
+
+
+def test_json_report_keeps_values_as_they_are() -> None:
+    data = review_json(hostile_review())
+    assert data["entries"][0]["safe_because"] == HOSTILE_TEXT
+    assert json.loads(json.dumps(data)) == data
+
+
+@pytest.mark.parametrize(
+    ("raw", "cleaned"),
+    [
+        ("a\nb\tc", "a b c"),
+        ("a\u2028b\u202ec\u200bd", "a b c d"),
+        ("x" * 400, "x" * 299 + "…"),
+    ],
+)
+def test_clean(raw: str, cleaned: str) -> None:
+    assert clean(raw) == cleaned
+
+
+def test_renderers_take_any_sequence_of_changes() -> None:
+    review = sample_review()
+    pins: Sequence[tuple[str, str]] = review.changes.pins_to_check()
+    assert ("requests", "2.19.0") in pins
+    assert "not checked" in render_text(review)
