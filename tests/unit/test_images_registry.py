@@ -178,6 +178,8 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
 
     manifests: ClassVar[dict[str, str]] = {"/v2/p/jupyter/lab/manifests/good": DIGEST}
     status_override: ClassVar[list[int]] = []
+    realm: ClassVar[str | None] = None  # a token realm elsewhere instead of /token here
+    redirect_to: ClassVar[str | None] = None  # answer manifests with a 307 to this origin
 
     def log_message(self, *args: object) -> None:
         return None
@@ -205,8 +207,11 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
         if self.status_override:
             self._send(self.status_override.pop(0))
             return
+        if self.redirect_to:
+            self._send(307, {"Location": f"{self.redirect_to}{self.path}"})
+            return
         if self.headers.get("Authorization") != "Bearer tok-123":
-            realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+            realm = self.realm or f"http://127.0.0.1:{self.server.server_address[1]}/token"
             challenge = (
                 f'Bearer realm="{realm}",service="fake",scope="repository:p/jupyter/lab:pull"'
             )
@@ -225,6 +230,7 @@ def fake_registry() -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     FakeRegistry.status_override = []
+    FakeRegistry.realm = FakeRegistry.redirect_to = None
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
@@ -256,3 +262,62 @@ def test_5xx_is_retried_until_it_passes(fake_registry: str) -> None:
 def test_a_ref_in_another_registry_is_refused(fake_registry: str) -> None:
     with pytest.raises(RegistryError):
         _registry(fake_registry).digest(ImageRef("other.example/p/lab", "x"))
+
+
+# --- credentials stay on the registry's origin (issue 10, item 15) -----------------------------
+
+
+class Elsewhere(http.server.BaseHTTPRequestHandler):
+    """Another origin: records the Authorization header of every request, answers 401."""
+
+    seen: ClassVar[list[str | None]] = []
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+    def do_GET(self) -> None:
+        type(self).seen.append(self.headers.get("Authorization"))
+        self.send_response(401)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_HEAD = do_GET
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Elsewhere.seen = []
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_basic_credentials_never_go_to_a_plain_http_realm_elsewhere(
+    fake_registry: str, elsewhere: str
+) -> None:
+    FakeRegistry.realm = f"{elsewhere}/token"
+    with pytest.raises(RegistryAuthError, match="another host over plain http") as caught:
+        _registry(fake_registry).digest(ImageRef(f"{fake_registry}/p/jupyter/lab", "good"))
+    assert Elsewhere.seen == []
+    assert "pass" not in caught.value.message
+
+
+def test_an_https_realm_elsewhere_may_receive_them(fake_registry: str) -> None:
+    registry = _registry(fake_registry)
+    assert registry.may_receive_credentials("https://auth.example/token")
+    assert registry.may_receive_credentials(f"http://{fake_registry}/token")
+    assert not registry.may_receive_credentials("http://auth.example/token")
+
+
+def test_authorization_does_not_follow_a_redirect_elsewhere(
+    fake_registry: str, elsewhere: str
+) -> None:
+    registry = _registry(fake_registry)
+    ref = ImageRef(f"{fake_registry}/p/jupyter/lab", "good")
+    assert registry.digest(ref) == DIGEST  # a token is held now
+    FakeRegistry.redirect_to = elsewhere
+    with pytest.raises(RegistryAuthError):
+        registry.digest(ref)
+    assert Elsewhere.seen == [None]
