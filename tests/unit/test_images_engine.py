@@ -4,6 +4,7 @@ credentials in build args, the throwaway docker config, and build orchestration 
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -80,6 +81,38 @@ def test_throwaway_docker_config_is_private_and_removed() -> None:
         assert config.stat().st_mode & 0o777 == 0o600
         assert "127.0.0.1:5555" in json.loads(config.read_text())["auths"]
     assert not Path(directory).exists()
+
+
+def test_an_interrupted_build_stops_and_takes_the_docker_config_along(tmp_path: Path) -> None:
+    """SIGTERM/SIGINT raise errors.Interrupted through run_build (imagebot.main's handler): the
+    build process is stopped and the directory holding the registry token is removed."""
+    from imagebot.engine import run_build
+    from imagebot.errors import Interrupted
+
+    pid_file = tmp_path / "pid"
+    config_seen = tmp_path / "config-dir"
+    fake_cli = tmp_path / "docker"
+    fake_cli.write_text(
+        "#!/bin/sh\n"
+        f'echo $$ > {pid_file}\necho "$DOCKER_CONFIG" > {config_seen}\n'
+        'echo "#1 building"\nexec sleep 60\n'
+    )
+    fake_cli.chmod(0o755)
+    request = BuildRequest(Path(tmp_path), Path(tmp_path / "Dockerfile"), ("r.example/j/lab:x",))
+
+    def interrupt(line: str) -> None:
+        directory = Path(config_seen.read_text().strip())
+        assert directory.stat().st_mode & 0o777 == 0o700
+        raise Interrupted(15)
+
+    creds = Credentials("imagebot", "pw-123456", "test")
+    with pytest.raises(Interrupted):
+        run_build(request, cli=str(fake_cli), env={"PATH": "/usr/bin:/bin"},
+                  auths={"127.0.0.1:5555": creds}, on_line=interrupt)  # fmt: skip
+    assert not Path(config_seen.read_text().strip()).exists()
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 def test_cli_override_wins() -> None:
