@@ -168,13 +168,18 @@ def parse_results(output: str) -> tuple[Check, ...] | None:
 def smoke_test(
     config: Config, image: str, *, env: Mapping[str, str] | None = None, timeout: float = 600
 ) -> SmokeReport:
-    """Run the checks in one container of image (a config name or a ref)."""
-    from imagebot.engine import local_image, run_container
+    """Run the checks in one container of image (a config name or a ref).
+
+    The sets and locks are read and validated before the engine is touched: a set file that
+    validation refuses never reaches a container.
+    """
+    from imagebot.engine import local_image, resolve_ref, run_container
     from imagebot.incontainer import ARCHIVE_PATH, probe_archive, probe_command
 
     start = time.monotonic()
+    name, _ = resolve_ref(config, image)
+    spec = expectations(config, name) if name else SmokeSpec()
     target = local_image(config, image, env)
-    spec = expectations(config, target.image) if target.image else SmokeSpec()
     result = run_container(
         target.client,
         target.engine_ref,
