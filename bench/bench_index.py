@@ -29,10 +29,9 @@ from pathlib import Path
 
 from imagebot.config import load_config
 from imagebot.index import (
-    BuildOptions,
     BuildResult,
+    IndexBuildOptions,
     NoProgress,
-    UvResolver,
     build_index,
     load_locks,
     load_roots,
@@ -40,6 +39,7 @@ from imagebot.index import (
 from imagebot.index_pages import DistFile, image_target
 from imagebot.pypi import PYPI_SIMPLE_URL, PyPI
 from imagebot.requirements import insert_entry, parse_add_spec
+from imagebot.uv import Uv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,9 +72,9 @@ def run(
         roots,
         target,
         source,
-        UvResolver(index_url=upstream),
+        Uv(upstream, hashes=False, annotate=False, pylock=True),
         NoProgress(),
-        BuildOptions(jobs=jobs),
+        IndexBuildOptions(jobs=jobs),
         locks,
     )
     twice = sorted(name for name, count in source.fetches.items() if count > 1)

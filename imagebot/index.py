@@ -28,49 +28,53 @@ are used.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import re
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from imagebot.errors import PackageIndexError, RequirementsError
+from imagebot.files import Unreadable, read_text
 from imagebot.index_pages import (
     FILES_DIR,
+    GENERATED_BY,
     INDEX_ONLY_SET,
     JSON_CONTENT_TYPE,
     MANIFEST_NAME,
     SIMPLE_DIR,
     DistFile,
     IndexedPackage,
+    IndexManifest,
     Locked,
-    Manifest,
     Pin,
     Release,
     Root,
     Target,
     collect_roots,
+    confirmed_releases,
     index_packages,
     manifest_from_json,
     manifest_to_json,
     manifest_url,
-    parse_compiled,
     parse_pylock,
     pins_to_index,
-    previous_releases,
     render_pages,
     reusable_manifest,
     select_file,
     target_tags,
     unresolved_roots,
 )
+from imagebot.lockfile import lock_path, parse_lock, split_blocks
+from imagebot.uv import ResolveFailed, Resolver, requirement_line, summarize
+from imagebot.validate import InvalidValue
 
 # --- ports and results ------------------------------------------------------------------------
 
@@ -81,10 +85,6 @@ class PackageSource(Protocol):
     def release(self, name: str, version: str) -> Release: ...
 
     def download(self, dist: DistFile, dest: Path) -> None: ...
-
-
-class Resolver(Protocol):
-    def closure(self, root: Root, target: Target) -> list[Locked]: ...
 
 
 @dataclass(frozen=True)
@@ -103,88 +103,27 @@ class BuildResult:
     phases: Mapping[str, float] = field(default_factory=dict)  # seconds per stage
 
 
-# --- adapter: uv -----------------------------------------------------------------------------
+# --- resolving with uv -------------------------------------------------------------------------
 
 
-class UvResolver:
-    """Resolve one root's closure with `uv pip compile` for the target Python and platform."""
-
-    def __init__(
-        self, uv_bin: str | None = None, index_url: str | None = None, cache: bool = True
-    ) -> None:
-        if uv_bin is None:
-            from uv import find_uv_bin
-
-            uv_bin = find_uv_bin()
-        self.uv_bin = uv_bin
-        self.index_url = index_url
-        self.cache = cache
-        self._lock = threading.Lock()
-        self.runs = 0
-
-    def closure(self, root: Root, target: Target) -> list[Locked]:
-        """The root's closure with the target's wheels (url, sha256, size) from uv's PEP 751
-        output: uv read PyPI to resolve, so the index needs no metadata request of its own."""
-        with self._lock:
-            self.runs += 1
-        return parse_pylock(self.compile([root.pin], target, root.pin, pylock=True))
-
-    def compile(
-        self,
-        lines: Sequence[str],
-        target: Target,
-        what: str,
-        hashes: bool = False,
-        pylock: bool = False,
-    ) -> str:
-        command = [
-            self.uv_bin,
-            "pip",
-            "compile",
-            "-",
-            "--python-version",
-            target.python,
-            "--python-platform",
-            target.platform,
-            "--only-binary",
-            ":all:",
-            "--no-header",
-            "--no-annotate",
-            "--quiet",
-        ]
-        if hashes:
-            command.append("--generate-hashes")
-        if pylock:
-            command += ["--format", "pylock.toml"]
-        if self.index_url:
-            command += ["--index-url", self.index_url]
-        if not self.cache:
-            command.append("--no-cache")  # the in-house index changes under the same URLs
-        env = {**os.environ, "UV_NO_PROGRESS": "1", "NO_COLOR": "1"}
-        done = subprocess.run(
-            command,
-            input="\n".join(lines) + "\n",
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise PackageIndexError(
-                f"cannot resolve {what} for {target.describe()}: {summarize_uv_error(done.stderr)}",
-                "vet versions whose dependencies resolve for the image's Python and platform",
-            )
-        return done.stdout
-
-
-def summarize_uv_error(stderr: str) -> str:
-    """uv's explanation in one line: the 'Because ...' sentence, without the resolver dump."""
-    text = " ".join(line.strip() for line in stderr.splitlines() if line.strip())
-    text = re.sub("^(error|\u00d7):?\\s*", "", text)
-    text = text.replace("No solution found when resolving dependencies: ", "")
-    text = text.replace("No solution found when resolving dependencies ", "")
-    text = re.sub("\u2570\u2500\u25b6\\s*|cause:\\s*", "", text)
-    return text[:400] or "uv failed without a message"
+def resolve_closure(resolver: Resolver, root: Root, target: Target) -> list[Locked]:
+    """The root's closure with the target's wheels (url, sha256, size) from uv's PEP 751
+    output: uv read the upstream to resolve, so the index needs no metadata request of its own.
+    The resolver must write pylock.toml (`Uv(pylock=True)`)."""
+    try:
+        line = requirement_line(root.key, root.version, root.extras)
+    except InvalidValue as exc:
+        raise PackageIndexError(
+            f"{exc.message} [vetted in set {root.source!r}]", exc.hint
+        ) from None
+    try:
+        text = resolver.compile({"vetted.in": line + "\n"}, "", target.python, target.platform)
+    except ResolveFailed as failed:
+        raise PackageIndexError(
+            f"cannot resolve {root.pin} for {target.describe()}: {summarize(failed.output)}",
+            "vet versions whose dependencies resolve for the image's Python and platform",
+        ) from None
+    return parse_pylock(text)
 
 
 # --- files: OUT, staging and the swap ----------------------------------------------------------
@@ -205,25 +144,42 @@ def link_or_copy(source: Path, dest: Path) -> None:
         shutil.copy2(source, dest)
 
 
-def read_previous_manifest(out: Path) -> Manifest | None:
+def read_previous_manifest(out: Path) -> IndexManifest | None:
     path = out / MANIFEST_NAME
     if not path.is_file():
         return None
     try:
         return manifest_from_json(path.read_text(encoding="utf-8"), str(path))
-    except PackageIndexError:
-        return None  # an unreadable old manifest only costs a full rebuild
+    except (PackageIndexError, UnicodeDecodeError):
+        return None  # an index of another format only costs a full rebuild
 
 
 def check_out_dir(out: Path) -> None:
-    """Refuse to replace a directory that is not an index we built."""
+    """Refuse to replace anything but a directory that is an index imagebot wrote."""
+    if out.is_symlink():
+        raise PackageIndexError(
+            f"{out} is a symbolic link; imagebot replaces OUT as a whole and does not follow it",
+            "pass the real directory, or a new one",
+        )
     if out.exists() and not out.is_dir():
         raise PackageIndexError(f"{out} exists and is not a directory", "choose another OUT")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
+    if out.is_dir() and any(out.iterdir()) and not _written_by_imagebot(out / MANIFEST_NAME):
         raise PackageIndexError(
-            f"{out} is not empty and has no {MANIFEST_NAME}, so it is not an imagebot index",
+            f"{out} is not empty and has no {MANIFEST_NAME} that imagebot wrote, "
+            "so it is not an imagebot index",
             "choose an empty or new directory; imagebot replaces OUT as a whole",
         )
+
+
+def _written_by_imagebot(manifest: Path) -> bool:
+    """A manifest file (not a link) that says `imagebot index build` wrote it."""
+    if manifest.is_symlink() or not manifest.is_file():
+        return False
+    try:
+        raw = json.loads(manifest.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(raw, dict) and raw.get("generated_by") == GENERATED_BY
 
 
 def swap_in(staging: Path, out: Path) -> None:
@@ -363,7 +319,7 @@ class FileStager:
 
     def _stage(self, dist: DistFile) -> None:
         old, new = self.old_files / dist.filename, self.files_dir / dist.filename
-        if old.is_file() and sha256_file(old) == dist.sha256:
+        if old.is_file() and not old.is_symlink() and sha256_file(old) == dist.sha256:
             link_or_copy(old, new)
             with self._lock:
                 self.reused.append(dist)
@@ -392,11 +348,34 @@ class FileStager:
 
 
 @dataclass
-class BuildOptions:
+class IndexBuildOptions:
     jobs: int = 8  # parallel downloads and metadata requests
     resolve_jobs: int = 4  # parallel uv runs
     refresh: bool = False  # re-resolve every root and re-read PyPI, ignoring the old manifest
     echo: Callable[[str], None] = field(default=lambda _line: None)
+
+
+@dataclass(frozen=True)
+class ImageLocks:
+    """What the image's layer locks (`requirements/<set>.lock`) say: the pins of each set, so
+    that every version the image installs is served too, and each pin's file hashes, which
+    vouch for files an earlier build left in OUT."""
+
+    pins: Mapping[str, Sequence[Pin]] = field(default_factory=dict)
+    hashes: Mapping[Pin, frozenset[str]] = field(default_factory=dict)
+
+
+class Laps:
+    """Seconds per stage of a build, for the summary."""
+
+    def __init__(self) -> None:
+        self.started = self.clock = time.monotonic()
+        self.phases: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.phases[name] = round(now - self.clock, 2)
+        self.clock = now
 
 
 def build_index(
@@ -406,53 +385,35 @@ def build_index(
     source: PackageSource,
     resolver: Resolver,
     progress: Progress,
-    options: BuildOptions | None = None,
-    locked: Mapping[str, Sequence[Pin]] | None = None,
+    options: IndexBuildOptions | None = None,
+    locks: ImageLocks | None = None,
 ) -> BuildResult:
     """Resolve, fetch and write the index into a staging directory, then swap it in as OUT.
 
     Downloads start as soon as a root's closure is resolved, while other roots still resolve.
-    Any failure leaves OUT as it was and removes the staging directory.
+    Any failure (or SIGINT/SIGTERM) leaves OUT as it was and removes the staging directory.
+    `resolver` writes pylock.toml (`imagebot.uv.Uv(pylock=True)`).
     """
-    options = options or BuildOptions()
-    locked = locked or {}
-    started = time.monotonic()
+    options = options or IndexBuildOptions()
+    locks = locks or ImageLocks()
+    laps = Laps()
     out = out.absolute()
     check_out_dir(out)
     previous = None if options.refresh else reusable_manifest(read_previous_manifest(out), target)
-    phases: dict[str, float] = {}
-    clock = time.monotonic()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.monotonic()
-        phases[name] = round(now - clock, 2)
-        clock = now
-
     checked = _check_new_roots(roots, target, source, previous, options)
-    lap("check roots")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    laps.lap("check roots")
+    with _staging(out) as staging:
         stager = FileStager(out, staging, source, progress, options.jobs)
-        chooser = FileChooser(target, previous, checked, stager.submit)
-        try:
-            closures = _resolve_closures(roots, target, resolver, previous, options, chooser.offer)
-            lap("resolve (downloads running)")
-            chooser.complete(pins_to_index(closures, locked), source, options)
-        except BaseException:
-            stager.abort()  # no download may still be writing when staging is removed
-            raise
-        stager.finish()
-        lap("rest of the files")
-        packages = index_packages(roots, closures, chooser.releases, chooser.chosen, locked)
-        manifest = Manifest(target, tuple(roots), closures, tuple(packages))
+        known = confirmed_releases(previous, locks.hashes)
+        chooser = FileChooser(target, known, checked, stager.submit)
+        closures = _resolve_and_stage(
+            roots, target, resolver, previous, options, locks, source, stager, chooser, laps
+        )
+        packages = index_packages(roots, closures, chooser.releases, chooser.chosen, locks.pins)
+        manifest = IndexManifest(target, tuple(roots), closures, tuple(packages))
         _write_pages(staging, packages, manifest)
         swap_in(staging, out)
-        lap("pages and swap")
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        laps.lap("pages and swap")
     return BuildResult(
         out=out,
         target=target,
@@ -464,17 +425,55 @@ def build_index(
         bytes_downloaded=sum(d.size for d in stager.downloaded),
         metadata_fetches=getattr(source, "metadata_fetches", 0),
         resolutions=getattr(resolver, "runs", 0),
-        seconds=time.monotonic() - started,
-        phases=phases,
+        seconds=time.monotonic() - laps.started,
+        phases=laps.phases,
     )
+
+
+@contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """A new directory beside OUT, removed on the way out unless it was swapped in as OUT;
+    `finally` runs on SIGTERM and Ctrl-C too (both raise through the CLI's boundary)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _resolve_and_stage(
+    roots: Sequence[Root],
+    target: Target,
+    resolver: Resolver,
+    previous: IndexManifest | None,
+    options: IndexBuildOptions,
+    locks: ImageLocks,
+    source: PackageSource,
+    stager: FileStager,
+    chooser: FileChooser,
+    laps: Laps,
+) -> dict[str, tuple[Pin, ...]]:
+    """Resolve the roots and choose every file, staging each as soon as it is chosen; return
+    the closures once every file is in staging."""
+    try:
+        closures = _resolve_closures(roots, target, resolver, previous, options, chooser.offer)
+        laps.lap("resolve (downloads running)")
+        chooser.complete(pins_to_index(closures, locks.pins), source, options)
+    except BaseException:
+        stager.abort()  # no download may still be writing when staging is removed
+        raise
+    stager.finish()
+    laps.lap("rest of the files")
+    return closures
 
 
 def _check_new_roots(
     roots: Sequence[Root],
     target: Target,
     source: PackageSource,
-    previous: Manifest | None,
-    options: BuildOptions,
+    previous: IndexManifest | None,
+    options: IndexBuildOptions,
 ) -> dict[Pin, Release]:
     """Vet new roots against PyPI before resolving, so that a missing package, a yanked version
     or one without a wheel for the target is reported as such, not as a resolver failure."""
@@ -500,8 +499,8 @@ def _resolve_closures(
     roots: Sequence[Root],
     target: Target,
     resolver: Resolver,
-    previous: Manifest | None,
-    options: BuildOptions,
+    previous: IndexManifest | None,
+    options: IndexBuildOptions,
     on_resolved: Callable[[Sequence[Locked]], None],
 ) -> dict[str, tuple[Pin, ...]]:
     """Each root's closure; each new one goes to `on_resolved` as soon as uv returns it.
@@ -511,7 +510,7 @@ def _resolve_closures(
     if todo:
         options.echo(f"resolving {len(todo)} of {len(roots)} vetted packages with uv")
     with ThreadPoolExecutor(max_workers=options.resolve_jobs) as pool:
-        futures = {pool.submit(resolver.closure, root, target): root for root in todo}
+        futures = {pool.submit(resolve_closure, resolver, root, target): root for root in todo}
         try:
             for future in as_completed(futures):
                 closure = future.result()
@@ -525,20 +524,20 @@ def _resolve_closures(
 
 class FileChooser:
     """Chooses each pin's wheel from the first source that knows it and hands it on at once:
-    the old manifest, PyPI's metadata read for the roots, the resolver's output, and last
-    PyPI's metadata read now (pins only the image locks name)."""
+    the old manifest where a lock vouches for its file, PyPI's metadata read for the roots, the
+    resolver's output, and last PyPI's metadata read now."""
 
     def __init__(
         self,
         target: Target,
-        previous: Manifest | None,
+        known: Mapping[Pin, Release],
         checked: Mapping[Pin, Release],
         on_chosen: Callable[[DistFile], None],
     ) -> None:
         self.target = target
         self.priorities = target_tags(target)
         self.on_chosen = on_chosen
-        self.known = previous_releases(previous)
+        self.known = dict(known)
         for pin, release in checked.items():
             self.known.setdefault(pin, release)
         self.releases: dict[Pin, Release] = {}
@@ -559,7 +558,9 @@ class FileChooser:
             elif entry.files:
                 self.choose(entry.pin, Release(entry.pin.name, entry.pin.version, entry.files))
 
-    def complete(self, pins: Sequence[Pin], source: PackageSource, options: BuildOptions) -> None:
+    def complete(
+        self, pins: Sequence[Pin], source: PackageSource, options: IndexBuildOptions
+    ) -> None:
         """Choose every pin not chosen yet, reading PyPI's metadata where nothing else knows it."""
         todo = []
         for pin in pins:
@@ -581,7 +582,9 @@ class FileChooser:
                 raise
 
 
-def _write_pages(staging: Path, packages: Sequence[IndexedPackage], manifest: Manifest) -> None:
+def _write_pages(
+    staging: Path, packages: Sequence[IndexedPackage], manifest: IndexManifest
+) -> None:
     for relative, text in render_pages(packages).items():
         path = staging / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -602,8 +605,8 @@ def load_roots(requirements_dir: Path) -> list[Root]:
     sets = load_sets(requirements_dir)
     index_only_path = requirements_dir / f"{INDEX_ONLY_SET}.toml"
     index_only: Sequence[Any] = ()
-    if index_only_path.is_file():
-        parsed, problems = parse_set(index_only_path, index_only_path.read_text(encoding="utf-8"))
+    if index_only_path.exists():
+        parsed, problems = parse_set(index_only_path, _read_input(index_only_path))
         if problems or parsed is None:
             raise RequirementsError(problems, str(index_only_path), "fix the entries above")
         if parsed.r or parsed.apt:
@@ -617,18 +620,34 @@ def load_roots(requirements_dir: Path) -> list[Root]:
     )
 
 
-def load_locks(requirements_dir: Path, set_names: Iterable[str]) -> dict[str, list[Pin]]:
-    """Pins of the image's layered locks (`requirements/<set>.lock`, written by `imagebot
-    lock`), so that every version the image installs can also be installed from the index."""
-    locks: dict[str, list[Pin]] = {}
+def _read_input(path: Path) -> str:
+    try:
+        return read_text(path)
+    except Unreadable as exc:
+        raise PackageIndexError(str(exc), f"make {path.name} a UTF-8 text file") from None
+
+
+def load_locks(requirements_dir: Path, set_names: Iterable[str]) -> ImageLocks:
+    """Pins and hashes of the image's layered locks (`requirements/<set>.lock`, written by
+    `imagebot lock`). A lock whose text fails its content digest lends its pins, never its
+    hashes: it cannot vouch for a file."""
+    pins: dict[str, list[Pin]] = {}
+    hashes: dict[Pin, frozenset[str]] = {}
     for name in set_names:
-        path = requirements_dir / f"{name}.lock"
-        if path.is_file():
-            locks[name] = parse_compiled(path.read_text(encoding="utf-8"))
-    return locks
+        path = lock_path(requirements_dir, name)
+        if not path.exists():
+            continue
+        text = _read_input(path)
+        packages = split_blocks(text)
+        pins[name] = [package.pin for package in packages]
+        lock = parse_lock(name, text)
+        if lock is not None and lock.intact:
+            for package in packages:
+                hashes[package.pin] = hashes.get(package.pin, frozenset()) | package.hashes
+    return ImageLocks(pins, hashes)
 
 
-def load_manifest(location: str) -> Manifest:
+def load_manifest(location: str) -> IndexManifest:
     """The manifest of an index: a local OUT directory, a manifest file, or the index URL."""
     if "://" in location and not location.startswith("file://"):
         url = manifest_url(location)
@@ -660,26 +679,54 @@ def make_server(out: Path, host: str = "127.0.0.1", port: int = 5556, quiet: boo
     """A threaded static server for OUT that also answers PEP 691 JSON when asked for it.
 
     A bucket serves index.html only; this server additionally picks index.json for clients
-    whose Accept header asks for application/vnd.pypi.simple.v1+json (pip and uv do).
+    whose Accept header asks for application/vnd.pypi.simple.v1+json (pip and uv do). It
+    serves files inside OUT only (a symbolic link out of OUT is 404), lists no directory
+    (a directory without index.html is 404) and answers a malformed path with 400.
     """
     from functools import partial
+    from http import HTTPStatus
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    if not (out / SIMPLE_DIR).is_dir():
+        raise PackageIndexError(
+            f"{out} has no {SIMPLE_DIR}/ directory, so it is not a built index",
+            "build it first: imagebot index build OUT",
+        )
+    root = out.resolve()
 
     class IndexRequestHandler(SimpleHTTPRequestHandler):
         negotiated_json = False
 
         def send_head(self) -> Any:
+            try:
+                return self._send_head()
+            except (OSError, ValueError):
+                self.send_error(HTTPStatus.BAD_REQUEST, "malformed path")
+                return None
+
+        def _send_head(self) -> Any:
             route = self.path.split("?", 1)[0].split("#", 1)[0]
             local = Path(self.translate_path(route))
-            accept = self.headers.get("Accept", "")
-            if (
-                route.endswith("/")
-                and JSON_CONTENT_TYPE in accept
-                and (local / "index.json").is_file()
-            ):
-                self.path = route + "index.json"
-                self.negotiated_json = True
+            if "\x00" in str(local):
+                self.send_error(HTTPStatus.BAD_REQUEST, "malformed path")
+                return None
+            real = local.resolve()
+            if real != root and root not in real.parents:
+                self.send_error(HTTPStatus.NOT_FOUND, "not in the index")
+                return None
+            if real.is_dir() and route.endswith("/"):
+                accept = self.headers.get("Accept", "")
+                if JSON_CONTENT_TYPE in accept and (real / "index.json").is_file():
+                    self.path = route + "index.json"
+                    self.negotiated_json = True
+                elif not (real / "index.html").is_file():
+                    self.send_error(HTTPStatus.NOT_FOUND, "no index page here")
+                    return None
             return super().send_head()
+
+        def list_directory(self, path: Any) -> Any:
+            self.send_error(HTTPStatus.NOT_FOUND, "no index page here")
+            return None
 
         def guess_type(self, path: Any) -> str:
             if self.negotiated_json:
@@ -694,16 +741,12 @@ def make_server(out: Path, host: str = "127.0.0.1", port: int = 5556, quiet: boo
             if not quiet:
                 super().log_message(format, *args)
 
-    if not (out / SIMPLE_DIR).is_dir():
-        raise PackageIndexError(
-            f"{out} has no {SIMPLE_DIR}/ directory, so it is not a built index",
-            "build it first: imagebot index build OUT",
-        )
-    handler = partial(IndexRequestHandler, directory=str(out))
+    handler = partial(IndexRequestHandler, directory=str(root))
     try:
         return ThreadingHTTPServer((host, port), handler)
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise PackageIndexError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            f"cannot listen on {host}:{port}: {reason}",
             "choose another --port, or stop what is using it",
         ) from None

@@ -1,7 +1,7 @@
 """The vetted package index, pure core: model, wheel selection, pages, manifest and planning.
 
 Nothing here touches the network or the file system, so all of it is unit-tested directly:
-  - the model (Target, Root, Pin, DistFile, Release, IndexedPackage, Manifest, Locked),
+  - the model (Target, Root, Pin, DistFile, Release, IndexedPackage, IndexManifest, Locked),
   - wheel tags for the image's Python and platform, and the one wheel pip there would pick,
   - the PEP 503 HTML and PEP 691 JSON pages of the static index,
   - the manifest (what is in the index and why) and its JSON form,
@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagebot.errors import PackageIndexError, Problem, RequirementsError
-from imagebot.lockfile import Pin
+from imagebot.lockfile import Pin as Pin
 from imagebot.lockfile import pins as lock_pins
 from imagebot.requirements import normalize
 
 MANIFEST_NAME = "imagebot-index.json"
 MANIFEST_FORMAT = 1
+GENERATED_BY = "imagebot index build"  # what marks OUT as an index imagebot wrote
 SIMPLE_DIR = "simple"
 FILES_DIR = "files"
 INDEX_ONLY_SET = "index-only"
@@ -131,7 +132,7 @@ class IndexedPackage:
 
 
 @dataclass(frozen=True)
-class Manifest:
+class IndexManifest:
     target: Target
     roots: tuple[Root, ...]
     closures: Mapping[str, tuple[Pin, ...]]  # root pin -> resolved closure (root included)
@@ -480,10 +481,10 @@ def index_packages(
     return packages
 
 
-def manifest_to_json(manifest: Manifest) -> str:
+def manifest_to_json(manifest: IndexManifest) -> str:
     document = {
         "format": MANIFEST_FORMAT,
-        "generated_by": "imagebot index build",
+        "generated_by": GENERATED_BY,
         "target": {"python": manifest.target.python, "platform": manifest.target.platform},
         "roots": [
             {
@@ -512,7 +513,7 @@ def manifest_to_json(manifest: Manifest) -> str:
     return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
 
-def manifest_from_json(text: str, where: str) -> Manifest:
+def manifest_from_json(text: str, where: str) -> IndexManifest:
     try:
         raw = json.loads(text)
         if raw.get("format") != MANIFEST_FORMAT:
@@ -549,7 +550,7 @@ def manifest_from_json(text: str, where: str) -> Manifest:
             f"{where}: not a readable imagebot index manifest ({exc})",
             "rebuild the index with imagebot index build",
         ) from None
-    return Manifest(target=target, roots=tuple(roots), closures=closures, packages=packages)
+    return IndexManifest(target=target, roots=tuple(roots), closures=closures, packages=packages)
 
 
 def image_target(images: Iterable[Any]) -> Target:
@@ -575,23 +576,36 @@ def manifest_url(index_url: str) -> str:
 # --- pure: planning an incremental build ------------------------------------------------------
 
 
-def reusable_manifest(previous: Manifest | None, target: Target) -> Manifest | None:
+def reusable_manifest(previous: IndexManifest | None, target: Target) -> IndexManifest | None:
     """The previous build's manifest when it can answer for this one: same Python and platform."""
     if previous is None or previous.target != target:
         return None  # another Python or platform: nothing carries over
     return previous
 
 
-def unresolved_roots(roots: Sequence[Root], previous: Manifest | None) -> list[Root]:
+def unresolved_roots(roots: Sequence[Root], previous: IndexManifest | None) -> list[Root]:
     """Roots the previous build did not resolve: only these are checked and resolved again."""
     return [r for r in roots if previous is None or r.pin not in previous.closures]
 
 
-def previous_releases(previous: Manifest | None) -> dict[Pin, Release]:
+def previous_releases(previous: IndexManifest | None) -> dict[Pin, Release]:
     """Each pin of the previous build with the one file it chose, so it is not asked for again."""
     return {
         package.pin: Release(package.name, package.version, (package.file,))
         for package in (previous.packages if previous else ())
+    }
+
+
+def confirmed_releases(
+    previous: IndexManifest | None, trusted: Mapping[Pin, frozenset[str]]
+) -> dict[Pin, Release]:
+    """The previous build's choices whose file a trusted source (the image's locks) vouches
+    for. OUT and its manifest can be rewritten by anyone who can write OUT, so a file whose
+    hash only the manifest records is checked against the upstream again."""
+    return {
+        pin: release
+        for pin, release in previous_releases(previous).items()
+        if f"sha256:{release.files[0].sha256}" in trusted.get(pin, frozenset())
     }
 
 

@@ -5,13 +5,20 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from imagebot.errors import UsageError
-from imagebot.files import write_atomically
+from imagebot.files import Unreadable, read_text, write_atomically
+from imagebot.state import state
+
+if TYPE_CHECKING:
+    from imagebot.config import Config
+    from imagebot.index import BuildResult, ImageLocks
+    from imagebot.index_pages import Root, Target
 
 index_app = typer.Typer(
     help="The vetted package index pods install from (PEP 503 static files).",
@@ -40,38 +47,51 @@ def build(
 ) -> None:
     """Resolve every vetted package for the image's Python and platform and write OUT."""
     from imagebot import console
-    from imagebot.cli import state
-    from imagebot.index import (
-        BuildOptions,
-        PlainProgress,
-        RichProgress,
-        UvResolver,
-        build_index,
-        load_locks,
-        load_roots,
-    )
-    from imagebot.index_pages import image_target
-    from imagebot.pypi import PYPI_SIMPLE_URL, PyPI
+    from imagebot.index import IndexBuildOptions, PlainProgress, RichProgress, build_index
+    from imagebot.pypi import PyPI
+    from imagebot.uv import Uv, upstream_index
 
-    config = state(ctx).config
+    inputs = _build_inputs(state(ctx).config)
     # Where vetted packages come from; a PyPI mirror can stand in (same PEP 691 API).
-    upstream = os.environ.get("IMAGEBOT_UPSTREAM_INDEX", PYPI_SIMPLE_URL)
+    upstream = upstream_index(os.environ)
+    progress = RichProgress() if console.stderr_is_tty() else PlainProgress(console.info)
+    options = IndexBuildOptions(jobs=jobs, refresh=refresh, echo=console.info)
+    title = f"index build: {len(inputs.roots)} vetted packages for {inputs.target.describe()}"
+    with console.group(title):
+        result = build_index(
+            out,
+            inputs.roots,
+            inputs.target,
+            PyPI(upstream),
+            Uv(upstream, hashes=False, annotate=False, pylock=True),
+            progress,
+            options,
+            inputs.locks,
+        )
+    _print_build(result, as_json)
+
+
+@dataclass(frozen=True)
+class _BuildInputs:
+    target: Target
+    roots: list[Root]
+    locks: ImageLocks
+
+
+def _build_inputs(config: Config) -> _BuildInputs:
+    """What the index serves, from imagebot.toml, the sets and the image's locks."""
+    from imagebot.index import load_locks, load_roots
+    from imagebot.index_pages import image_target
+
     target = image_target(config.images.values())
     roots = load_roots(config.requirements_dir)
     image_sets = [name for image in config.locked_images for name in image.sets]
-    locks = load_locks(config.requirements_dir, image_sets)
-    progress = RichProgress() if console.stderr_is_tty() else PlainProgress(console.info)
-    with console.group(f"index build: {len(roots)} vetted packages for {target.describe()}"):
-        result = build_index(
-            out,
-            roots,
-            target,
-            PyPI(upstream),
-            UvResolver(index_url=upstream),
-            progress,
-            BuildOptions(jobs=jobs, refresh=refresh, echo=console.info),
-            locks,
-        )
+    return _BuildInputs(target, roots, load_locks(config.requirements_dir, image_sets))
+
+
+def _print_build(result: BuildResult, as_json: bool) -> None:
+    from imagebot import console
+
     console.info(
         f"{result.out}: {result.packages} packages, {result.files} files "
         f"({result.downloaded} downloaded, {result.reused} reused, "
@@ -86,7 +106,7 @@ def build(
 @index_app.command("serve")
 def serve(
     out: Path = typer.Argument(..., help="A directory written by `imagebot index build`."),
-    port: int = typer.Option(5556, "--port", help="Port to listen on."),
+    port: int = typer.Option(5556, "--port", min=0, max=65535, help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not log requests."),
 ) -> None:
@@ -106,8 +126,6 @@ def serve(
 
 
 def _index_location(ctx: typer.Context, index: str | None) -> str:
-    from imagebot.cli import state
-
     if index:
         return index
     url = state(ctx).config.index.url
@@ -121,9 +139,9 @@ def _index_location(ctx: typer.Context, index: str | None) -> str:
 
 def _read(file: Path) -> str:
     try:
-        return file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{file}: cannot read it ({exc})", "pass a readable text file") from None
+        return read_text(file)
+    except Unreadable as exc:
+        raise UsageError(str(exc), "pass a readable UTF-8 text file") from None
 
 
 INDEX_OPTION_HELP = (
@@ -140,7 +158,6 @@ def check(
 ) -> None:
     """Check that every line of FILE is pinned and vetted; report every problem."""
     from imagebot import console
-    from imagebot.cli import state
     from imagebot.envfile import check_env_file
     from imagebot.index import load_manifest
 
@@ -166,40 +183,18 @@ def script(
 ) -> None:
     """Write a bash script that reinstalls FILE's environment, pinned with hashes."""
     from imagebot import console
-    from imagebot.cli import state
-    from imagebot.envfile import (
-        check_env_file,
-        lock_problems,
-        render_script,
-        resolve_lock,
-        uv_index_url,
-    )
-    from imagebot.errors import EnvFileError
+    from imagebot.envfile import env_script, uv_index_url
     from imagebot.index import load_manifest
-    from imagebot.index_pages import parse_compiled
 
     config = state(ctx).config
     location = _index_location(ctx, index)
     manifest = load_manifest(location)
-    requirements = check_env_file(str(file), _read(file), manifest, config.index.request_url)
-    lock = resolve_lock(requirements, location, manifest.target, str(file))
-    problems = lock_problems(str(file), lock, manifest)
-    if problems:
-        raise EnvFileError(problems, str(file), "rebuild the index, then run this again")
     install_url = index_url or config.index.url or uv_index_url(location)
-    packages = len(parse_compiled(lock))
-    text = render_script(
-        file.name,
-        lock,
-        install_url,
-        config.index.request_url,
-        {
-            "packages": str(packages),
-            "target": manifest.target.describe(),
-        },
+    result = env_script(
+        file, _read(file), location, manifest, install_url, config.index.request_url
     )
     if output is None:
-        sys.stdout.write(text)
+        sys.stdout.write(result.text)
         return
-    write_atomically({output: text}, mode=0o755)
-    console.info(f"{output}: installs {packages} packages (bash {output})")
+    write_atomically({output: result.text}, mode=0o755)
+    console.info(f"{output}: installs {result.packages} packages (bash {output})")

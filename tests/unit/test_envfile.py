@@ -21,7 +21,7 @@ from imagebot.index_pages import (
     MANIFEST_NAME,
     DistFile,
     IndexedPackage,
-    Manifest,
+    IndexManifest,
     Pin,
     Root,
     Target,
@@ -40,7 +40,7 @@ def wheel(name: str, version: str) -> DistFile:
     )
 
 
-def manifest() -> Manifest:
+def manifest() -> IndexManifest:
     pins = [
         ("python-dateutil", "2.9.0.post0"),
         ("six", "1.16.0"),
@@ -55,7 +55,7 @@ def manifest() -> Manifest:
             Pin("six", "1.17.0"),
         )
     }
-    return Manifest(TARGET, roots, closures, packages)
+    return IndexManifest(TARGET, roots, closures, packages)
 
 
 def problems_of(text: str, request_url: str = "https://ask.example/") -> list[str]:

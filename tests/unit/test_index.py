@@ -13,17 +13,17 @@ import pytest
 from index_fixtures import TARGET, dist, sha
 
 from imagebot.errors import PackageIndexError
-from imagebot.index import BuildOptions, NoProgress, build_index, make_server, summarize_uv_error
+from imagebot.index import ImageLocks, IndexBuildOptions, NoProgress, build_index, make_server
 from imagebot.index_pages import (
     MANIFEST_NAME,
     DistFile,
-    Locked,
     Pin,
     Release,
     Root,
     Target,
     manifest_from_json,
 )
+from imagebot.uv import summarize
 
 
 def test_uv_error_is_summarised_without_the_resolver_dump() -> None:
@@ -32,7 +32,7 @@ def test_uv_error_is_summarised_without_the_resolver_dump() -> None:
         "  \u2570\u2500\u25b6 Because nosuch was not found in the package registry and you require nosuch==1.0,\n"
         "      we can conclude that your requirements are unsatisfiable.\n"
     )
-    assert summarize_uv_error(stderr).startswith("Because nosuch was not found")
+    assert summarize(stderr).startswith("Because nosuch was not found")
 
 
 # --- build orchestration with fakes -----------------------------------------------------------
@@ -73,9 +73,21 @@ class FakeResolver:
         self.files: dict[Pin, tuple[DistFile, ...]] = {}  # wheels the resolver reports, if any
         self.runs = 0
 
-    def closure(self, root: Root, target: Target) -> list[Locked]:
+    def compile(
+        self, inputs: Mapping[str, str], constraints: str, python: str, platform: str
+    ) -> str:
+        """pylock.toml for the one root in `inputs`, as `uv pip compile --format pylock.toml`."""
         self.runs += 1
-        return [Locked(pin, self.files.get(pin, ())) for pin in self.closures[root.pin]]
+        (root,) = [line for text in inputs.values() for line in text.splitlines()]
+        return "".join(
+            f'[[packages]]\nname = "{pin.name}"\nversion = "{pin.version}"\n'
+            + "".join(
+                f'[[packages.wheels]]\nurl = "{f.url}"\nsize = {f.size}\n'
+                f'hashes = {{ sha256 = "{f.sha256}" }}\n'
+                for f in self.files.get(pin, ())
+            )
+            for pin in self.closures[root]
+        )
 
 
 def universe() -> tuple[FakeSource, FakeResolver]:
@@ -117,9 +129,19 @@ def build(
     source: FakeSource,
     resolver: FakeResolver,
     refresh: bool = False,
+    locks: ImageLocks | None = None,
 ) -> object:
-    return build_index(
-        out, roots, TARGET, source, resolver, NoProgress(), BuildOptions(jobs=4, refresh=refresh)
+    options = IndexBuildOptions(jobs=4, refresh=refresh)
+    return build_index(out, roots, TARGET, source, resolver, NoProgress(), options, locks)
+
+
+def vouching_locks(source: FakeSource) -> ImageLocks:
+    """Locks whose hashes vouch for every file the source serves (as the image's locks do)."""
+    return ImageLocks(
+        hashes={
+            Pin(name, version): frozenset(f"sha256:{f.sha256}" for f in release.files)
+            for (name, version), release in source.releases.items()
+        }
     )
 
 
@@ -156,12 +178,13 @@ def test_cold_build_writes_pages_files_and_manifest(tmp_path: Path) -> None:
 def test_rebuild_downloads_nothing_and_changes_nothing(tmp_path: Path) -> None:
     source, resolver = universe()
     out = tmp_path / "out"
-    build(out, ROOTS, source, resolver)
+    locks = vouching_locks(source)
+    build(out, ROOTS, source, resolver, locks=locks)
     before = snapshot(out)
     source.downloads.clear()
     resolver.runs = 0
     source.metadata_fetches = 0
-    result = build(out, ROOTS, source, resolver)
+    result = build(out, ROOTS, source, resolver, locks=locks)
     assert source.downloads == [] and resolver.runs == 0 and source.metadata_fetches == 0
     assert result.reused == 3  # type: ignore[attr-defined]
     assert snapshot(out) == before
@@ -293,8 +316,8 @@ def test_serving_a_directory_that_is_not_an_index_fails_clearly(tmp_path: Path) 
 def test_pins_of_the_image_locks_are_served_and_say_which_layer(tmp_path: Path) -> None:
     source, resolver = universe()
     out = tmp_path / "out"
-    locked = {"small": [Pin("six", "1.17.0"), Pin("idna", "3.10")]}
-    build_index(out, ROOTS, TARGET, source, resolver, NoProgress(), locked=locked)
+    locks = ImageLocks({"small": [Pin("six", "1.17.0"), Pin("idna", "3.10")]})
+    build_index(out, ROOTS, TARGET, source, resolver, NoProgress(), locks=locks)
     manifest = manifest_from_json((out / MANIFEST_NAME).read_text(), "m")
     assert manifest.versions("idna")["3.10"].locked_in == ("small",)
     six = manifest.versions("six")["1.17.0"]
@@ -345,3 +368,55 @@ def test_wheels_reported_by_the_resolver_need_no_metadata_request(tmp_path: Path
     build(tmp_path / "out", ROOTS, source, resolver)
     assert source.metadata_fetches == 2  # the two roots only, checked before resolution
     assert "files/six-1.17.0-py3-none-any.whl" in snapshot(tmp_path / "out")
+
+
+def test_a_replaced_file_whose_hash_was_written_into_the_manifest_is_fetched_again(
+    tmp_path: Path,
+) -> None:
+    source, resolver = universe()
+    out = tmp_path / "out"
+    build(out, ROOTS, source, resolver, locks=vouching_locks(source))
+    name, good, evil = "six-1.17.0-py3-none-any.whl", b"wheel six==1.17.0", b"evil wheel"
+    (out / "files" / name).write_bytes(evil)
+    manifest = out / MANIFEST_NAME
+    manifest.write_text(manifest.read_text().replace(sha(good), sha(evil)))
+    source.downloads.clear()
+    build(out, ROOTS, source, resolver, locks=vouching_locks(source))
+    assert source.downloads == [name]
+    assert (out / "files" / name).read_bytes() == good
+    assert sha(evil) not in manifest.read_text()
+
+
+def test_without_a_lock_to_vouch_for_them_reused_files_are_checked_against_upstream(
+    tmp_path: Path,
+) -> None:
+    source, resolver = universe()
+    out = tmp_path / "out"
+    build(out, ROOTS, source, resolver)
+    source.downloads.clear()
+    source.metadata_fetches = 0
+    result = build(out, ROOTS, source, resolver)
+    assert source.downloads == [] and source.metadata_fetches == 3
+    assert result.reused == 3  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("manifest", ["{}", "[]", "not json", '{"generated_by": "someone"}'])
+def test_a_directory_with_a_manifest_imagebot_did_not_write_is_left_untouched(
+    tmp_path: Path, manifest: str
+) -> None:
+    source, resolver = universe()
+    (tmp_path / MANIFEST_NAME).write_text(manifest)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(PackageIndexError, match="not an imagebot index"):
+        build(tmp_path, ROOTS, source, resolver)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST_NAME, "notes.txt"]
+
+
+def test_an_out_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    source, resolver = universe()
+    build(tmp_path / "real", ROOTS, source, resolver)
+    before = snapshot(tmp_path / "real")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(PackageIndexError, match="symbolic link"):
+        build(tmp_path / "link", ROOTS, source, resolver)
+    assert (tmp_path / "link").is_symlink() and snapshot(tmp_path / "real") == before

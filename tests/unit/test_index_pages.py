@@ -14,7 +14,7 @@ from imagebot.errors import PackageIndexError, RequirementsError
 from imagebot.index_pages import (
     DistFile,
     IndexedPackage,
-    Manifest,
+    IndexManifest,
     Pin,
     Release,
     Root,
@@ -282,7 +282,7 @@ def test_root_matches_its_closure_entry_when_uv_spells_the_version_longer() -> N
 def test_manifest_round_trips_through_json() -> None:
     roots, closures = roots_and_closures()
     pins = sorted({p for c in closures.values() for p in c})
-    manifest = Manifest(
+    manifest = IndexManifest(
         TARGET, tuple(roots), closures, tuple(index_packages(roots, closures, *releases_for(pins)))
     )
     text = manifest_to_json(manifest)
@@ -359,7 +359,7 @@ def test_parse_pylock_reads_pins_and_wheels() -> None:
 
 def test_a_previous_manifest_carries_over_only_for_the_same_target() -> None:
     roots, closures = roots_and_closures()
-    previous = Manifest(TARGET, tuple(roots), closures, ())
+    previous = IndexManifest(TARGET, tuple(roots), closures, ())
     assert reusable_manifest(previous, TARGET) is previous
     assert reusable_manifest(previous, Target("3.12", TARGET.platform)) is None
     assert reusable_manifest(None, TARGET) is None
@@ -368,14 +368,14 @@ def test_a_previous_manifest_carries_over_only_for_the_same_target() -> None:
 def test_only_roots_the_previous_build_did_not_resolve_are_resolved() -> None:
     roots, closures = roots_and_closures()
     added = Root("idna", "3.10", "index-only", "urls", "@c")
-    previous = Manifest(TARGET, tuple(roots), closures, ())
+    previous = IndexManifest(TARGET, tuple(roots), closures, ())
     assert unresolved_roots([*roots, added], previous) == [added]
     assert unresolved_roots([*roots, added], None) == [*roots, added]
 
 
 def test_previous_releases_offer_the_file_each_pin_had() -> None:
     package = indexed("six", "1.17.0", "six-1.17.0-py3-none-any.whl")
-    previous = Manifest(TARGET, (), {}, (package,))
+    previous = IndexManifest(TARGET, (), {}, (package,))
     assert previous_releases(previous) == {
         Pin("six", "1.17.0"): Release("six", "1.17.0", (package.file,))
     }
