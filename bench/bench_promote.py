@@ -153,10 +153,10 @@ def api(config: Path, tag: str) -> None:
     from imagebot.tags import ImageRef
 
     ref = ImageRef.parse(f"europe-north1-docker.pkg.dev/stat-platform/jupyter/jupyterlab:{tag}")
-    seams = promote.Seams(package_diff=lambda old, new: promote.NO_PACKAGE_DIFF)
     result = promote.promote(
-        load_config(config), "staging", {"jupyterlab": ref}, env={}, seams=seams
-    )
+        load_config(config), "staging", {"jupyterlab": ref}, env={},
+        package_diff=promote.no_package_diff,
+    )  # fmt: skip
     assert result.pushed
 
 

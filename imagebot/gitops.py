@@ -1,36 +1,44 @@
-"""ADAPTER: the GitOps repository through the git CLI.
+"""ADAPTER: the GitOps repository through the git CLI, and the push-and-retry loop.
 
-The git CLI (not GitPython) because every operation here is one porcelain command, the CLI
-speaks every transport and credential helper a pipeline agent has, and it is what the bench
-floor measures against.
+The git CLI, not GitPython: every operation here is one porcelain command with flags GitPython
+would only pass through (shallow, sparse, `-c`, a child environment for credentials), the CLI
+speaks every transport and credential helper a pipeline agent has, and importing GitPython
+costs 120-190 ms and a `git version` run before any work starts.
 
 Credentials come from the environment and reach git only through `GIT_CONFIG_*` variables of
 the child process: never in argv, never in the remote URL and never in a clone's .git/config.
 `IMAGEBOT_GIT_TOKEN` (with `IMAGEBOT_GIT_USERNAME`, default `x-access-token`) becomes an
 `http.extraHeader: Authorization: Basic ...`; `IMAGEBOT_GIT_AUTH_HEADER` is used verbatim (Azure
-Pipelines: `Authorization: Bearer $(System.AccessToken)`). Every message that leaves this module
-has userinfo in URLs redacted.
+Pipelines: `Authorization: Bearer $(System.AccessToken)`). A remote URL with a password in it is
+refused, and every message that leaves this module has URL userinfo redacted.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import random
 import re
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from imagebot.errors import GitOpsError
+from imagebot import validate
+from imagebot.errors import ConfigError, GitOpsError
+from imagebot.files import write_atomically
 
 TOKEN_ENV = "IMAGEBOT_GIT_TOKEN"
 USERNAME_ENV = "IMAGEBOT_GIT_USERNAME"
 HEADER_ENV = "IMAGEBOT_GIT_AUTH_HEADER"
 GIT_TIMEOUT_S = 300
+PUSH_ATTEMPTS = 12
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+# Userinfo runs to the last `@` of the URL's word: a password may itself contain `@`.
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s'\"<>]*@")
+_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
 
 
 def redact(text: str) -> str:
@@ -38,16 +46,40 @@ def redact(text: str) -> str:
     return _USERINFO.sub(r"\g<scheme>***@", text)
 
 
-def remote_url(repo: str, root: Path) -> str:
+def remote_url(repo: str, root: Path, key: str = "repo") -> str:
     """A clone URL for `repo`: URLs and scp-style remotes as they are, paths as file:// URLs.
 
     Relative paths resolve against `root` (the directory of imagebot.toml). Local paths become
-    file:// so that `--depth 1` is honoured (git ignores it for plain-path clones).
+    file:// so that `--depth 1` is honoured (git ignores it for plain-path clones). A URL with
+    userinfo is refused (ConfigError naming `key`): credentials come from the environment. The
+    one exception is an ssh user name without a password (`ssh://git@host/...`, `git@host:...`).
     """
-    if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
+    _refuse_userinfo(repo, key)
+    if "://" in repo or _SCP_LIKE.match(repo):
         return repo
     path = Path(repo).expanduser()
     return (path if path.is_absolute() else root / path).resolve().as_uri()
+
+
+def _refuse_userinfo(repo: str, key: str) -> None:
+    if not repo.isprintable():
+        raise ConfigError(
+            f"imagebot.toml: {key}: {redact(repo)[:80]!r} is not one line of printable text",
+            "write the GitOps repository's URL or path",
+        )
+    scheme, sep, rest = repo.partition("://")
+    if sep:
+        authority = rest.split("/", 1)[0]
+        if "@" not in authority:
+            return
+        if scheme.lower() in ("ssh", "git+ssh") and ":" not in authority.rsplit("@", 1)[0]:
+            return  # an ssh user name is no secret
+    elif "@" not in repo or ":" not in repo.split("@", 1)[0]:
+        return  # a path, or scp-style user@host:path
+    raise ConfigError(
+        f"imagebot.toml: {key}: {redact(repo)} has credentials in its URL",
+        f"remove user:password@ from the URL; set {TOKEN_ENV} (or {HEADER_ENV}) instead",
+    )
 
 
 def credential_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -105,9 +137,15 @@ _UNREACHABLE = (
 )
 
 
-def _classify(stderr: str, action: str, url: str) -> GitOpsError:
+def _detail(output: str, returncode: int) -> str:
+    """The last lines git printed, on one line; never empty."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    return redact(" ".join(lines[-3:])) or f"git exited with status {returncode}"
+
+
+def _classify(stderr: str, action: str, url: str, returncode: int = 1) -> GitOpsError:
     text = stderr.lower()
-    detail = redact(" ".join(line.strip() for line in stderr.strip().splitlines()[-3:]))
+    detail = _detail(stderr, returncode)
     where = redact(url)
     if "remote rejected" in text or "hook declined" in text:
         return GitOpsError(
@@ -141,7 +179,7 @@ class Git:
         """stdout; a classified GitOpsError when git fails (`action` names it)."""
         proc = run_git(args, self.cwd, self.env)
         if proc.returncode != 0:
-            raise _classify(proc.stderr, action, self.url)
+            raise _classify(proc.stderr + proc.stdout, action, self.url, proc.returncode)
         return proc.stdout
 
     def try_run(self, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -197,7 +235,7 @@ def clone(
                 f"branch {branch!r} does not exist in {redact(url)}",
                 "check the environment's branch in imagebot.toml",
             )
-        raise _classify(proc.stderr, "clone", url)
+        raise _classify(proc.stderr, "clone", url, proc.returncode)
     cloned = Git(dest, url, git.env)
     if paths:
         patterns = ["/" + path.lstrip("/") for path in paths]
@@ -226,7 +264,10 @@ def commit_all(git: Git, paths: Sequence[str], message: str, author: str) -> str
         ["-c", "commit.gpgsign=false", "commit", "--quiet", "--no-verify", "-m", message]
     )
     if proc.returncode != 0:
-        raise GitOpsError(f"git commit failed: {proc.stderr.strip()}", "check the clone's state")
+        raise GitOpsError(
+            f"git commit failed: {_detail(proc.stderr + proc.stdout, proc.returncode)}",
+            "check the clone's state",
+        )
     return head(git)
 
 
@@ -246,7 +287,7 @@ def push(git: Git, branch: str, *, new_branch: bool = False) -> PushOutcome:
                 "choose another --branch name or delete the old branch",
             )
         return PushOutcome.STALE
-    raise _classify(output, "push", git.url)
+    raise _classify(output, "push", git.url, proc.returncode)
 
 
 def fetch_reset(git: Git, branch: str) -> None:
@@ -292,3 +333,79 @@ def source_revision(root: Path, env: Mapping[str, str]) -> str:
         return "unknown"
     revision = proc.stdout.strip()
     return revision if proc.returncode == 0 and revision else "unknown"
+
+
+def worktree_file(git: Git, path: str) -> Path:
+    """`path` in the clone: refused unless it stays inside the clone with no symlink on the way.
+
+    A symlink committed to the GitOps repo could point anywhere on the agent; imagebot reads
+    and writes regular files of the clone only.
+    """
+    try:
+        validate.repo_path(path, git.cwd)
+    except validate.InvalidValue as exc:
+        raise GitOpsError(f"{path!r} in {redact(git.url)}: {exc.message}", exc.hint) from None
+    full = git.cwd / path
+    for part in (full, *full.parents):
+        if part == git.cwd:
+            break
+        if part.is_symlink():
+            shown = part.relative_to(git.cwd).as_posix()
+            raise GitOpsError(
+                f"{shown} is a symlink in {redact(git.url)}; imagebot edits regular files only",
+                f"point the environment's file at the real file, not at the link {shown}",
+            )
+    return full
+
+
+@dataclass(frozen=True)
+class Change:
+    """One commit to make: new texts by path (relative to the clone), message, author."""
+
+    files: Mapping[str, str]
+    message: str
+    author: str
+
+
+@dataclass(frozen=True)
+class Landed:
+    """What the push loop did: the commit pushed (None: nothing to change), attempts made."""
+
+    commit: str | None
+    attempts: int
+
+
+def land(
+    git: Git,
+    branch: str,
+    change: Callable[[], Change | None],
+    *,
+    new_branch: bool = False,
+    attempts: int = PUSH_ATTEMPTS,
+    before_push: Callable[[Path, int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Landed:
+    """Commit what `change()` returns and push it to `branch`; on a lost race, fetch, reset
+    and ask `change()` again, with jittered exponential backoff (50 ms doubling, capped at 2 s).
+
+    `change()` reads the clone as it is now; None means nothing is left to change.
+    `before_push(clone_dir, attempt)` runs right before each push (tests race it there).
+    """
+    for attempt in range(1, attempts + 1):
+        if attempt > 1:
+            sleep(random.uniform(0, min(2.0, 0.05 * 2 ** (attempt - 1))))
+            fetch_reset(git, branch)  # only a push to an existing branch can lose a race
+        wanted = change()
+        if wanted is None:
+            return Landed(None, attempt)
+        write_atomically({worktree_file(git, path): text for path, text in wanted.files.items()})
+        sha = commit_all(git, list(wanted.files), wanted.message, wanted.author)
+        if before_push is not None:
+            before_push(git.cwd, attempt)
+        if push(git, branch, new_branch=new_branch) is PushOutcome.PUSHED:
+            return Landed(sha, attempt)
+    raise GitOpsError(
+        f"push to {branch} of {redact(git.url)} was rejected {attempts} times: "
+        "others keep pushing first",
+        "run the promotion again; nothing was pushed",
+    )

@@ -19,13 +19,15 @@ same-length mask of the template spans; edits never touch a masked span.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from imagebot import validate
 from imagebot.errors import ImagebotError, YamlEditError
 from imagebot.tags import ImageRef
 
@@ -235,6 +237,23 @@ def _is_merge_key(key: Any) -> bool:
     return bool(key.tag == MERGE_TAG or (key.value == "<<" and key.style is None))
 
 
+class _DuplicateKey(Exception):
+    """A map on the way to a target has the key twice: which one tools read is not defined."""
+
+    def __init__(self, key: str, lines: Sequence[int]) -> None:
+        super().__init__(key)
+        self.key = key
+        self.lines = tuple(lines)
+
+
+def _refuse_duplicates(node: Any, part: str) -> None:
+    lines = [
+        key.start_mark.line + 1 for key, _ in node.value if getattr(key, "value", None) == part
+    ]
+    if len(lines) > 1:
+        raise _DuplicateKey(part, lines)
+
+
 def _step(node: Any, part: str) -> tuple[Any | None, bool]:
     """The child named `part` and whether it was reached through a `<<` merge."""
     from ruamel.yaml.nodes import MappingNode, SequenceNode
@@ -245,6 +264,7 @@ def _step(node: Any, part: str) -> tuple[Any | None, bool]:
         return None, False
     if not isinstance(node, MappingNode):
         return None, False
+    _refuse_duplicates(node, part)
     merged: list[Any] = []
     for key, value in node.value:
         if _is_merge_key(key):
@@ -618,32 +638,40 @@ def _verify_failed(origin: str, what: str) -> None:
 
 
 def set_image(text: str, target: str, ref: ImageRef, origin: str = "<yaml>") -> EditResult:
-    """Set the image at `target`: a dotted path, or `policy:NS:NAME` for Flux markers."""
+    """Set the image at `target`: a dotted path, or `policy:NS:NAME` for Flux markers.
+
+    Only a valid image reference (the OCI grammar, `validate.image_reference`) is spliced.
+    """
+    try:
+        validate.image_reference(str(ref))
+    except validate.InvalidValue as exc:
+        raise YamlEditError(f"{origin}: {target}: {exc.message}", exc.hint) from None
     parsed = _parse(text, origin)
-    if target.startswith(POLICY_PREFIX):
-        slots = _marker_slots(parsed, target[len(POLICY_PREFIX) :], ref, origin)
-    else:
-        slots = _image_slots(parsed, _locate(parsed, target, origin), ref, origin)
+    with _duplicates_refused(origin, target):
+        if target.startswith(POLICY_PREFIX):
+            slots = _marker_slots(parsed, target[len(POLICY_PREFIX) :], ref, origin)
+        else:
+            slots = _image_slots(parsed, _locate(parsed, target, origin), ref, origin)
     return _splice(parsed, text, slots, origin)
 
 
-def set_scalars(text: str, values: Mapping[str, str], origin: str = "<yaml>") -> EditResult:
-    """Set plain string scalars by dotted path (chart versions and the like)."""
-    from ruamel.yaml.nodes import ScalarNode
-
-    parsed = _parse(text, origin)
-    slots = []
-    for path, value in values.items():
-        found = _locate(parsed, path, origin)
-        if not isinstance(found.node, ScalarNode):
-            raise YamlEditError(f"{origin}: {path!r} is not a scalar", "point at a value")
-        slots.append(_Slot(found.node, path, value, found.shared))
-    return _splice(parsed, text, slots, origin)
+@contextlib.contextmanager
+def _duplicates_refused(origin: str, target: str) -> Iterator[None]:
+    try:
+        yield
+    except _DuplicateKey as exc:
+        lines = " and ".join(str(line) for line in exc.lines)
+        raise YamlEditError(
+            f"{origin}:{exc.lines[0]}: key {exc.key!r} on the way to {target!r} appears twice "
+            f"(lines {lines})",
+            "remove the duplicate key; tools disagree about which one counts",
+        ) from None
 
 
 def read_image(text: str, target: str, origin: str = "<yaml>") -> ImageRef:
     """The image reference currently at `target` (a dotted path or `policy:NS:NAME`)."""
     parsed = _parse(text, origin)
-    if target.startswith(POLICY_PREFIX):
-        return _read_policy(parsed, target[len(POLICY_PREFIX) :], origin)
-    return _read_image(_locate(parsed, target, origin), origin)
+    with _duplicates_refused(origin, target):
+        if target.startswith(POLICY_PREFIX):
+            return _read_policy(parsed, target[len(POLICY_PREFIX) :], origin)
+        return _read_image(_locate(parsed, target, origin), origin)

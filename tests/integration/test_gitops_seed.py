@@ -44,8 +44,6 @@ def test_real_config_targets_exist_in_the_seed(tmp_path: Path) -> None:
 
     digest = "sha256:" + "3" * 64
     new = {image: ImageRef(f"{config.registry.url}/{image}", "t1", digest) for image in refs}
-    result = promoting.promote(
-        config, "staging", new, env=env, seams=promoting.Seams(package_diff=lambda o, n: "-")
-    )
+    result = promoting.promote(config, "staging", new, env=env, package_diff=lambda o, n: "-")
     assert result.pushed
     assert promoting.current_refs(config, "staging", env=env) == new

@@ -17,7 +17,7 @@ import pytest
 from pipeline_steps import expand_macros, load_pipeline, script_steps
 
 from imagebot.config import Config, load_config
-from imagebot.promote import read_refs
+from imagebot.promote_plan import read_refs
 from imagebot.tags import ImageRef
 
 from .conftest import REPO_ROOT, Stack

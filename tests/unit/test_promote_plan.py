@@ -7,11 +7,11 @@ from typing import ClassVar
 
 import pytest
 
-from imagebot import gitops
+from imagebot import gitops, promote_plan
 from imagebot import promote as promoting
 from imagebot.config import EnvironmentConfig
 from imagebot.errors import ConfigError, RegistryError, UsageError
-from imagebot.promote import ImageChange
+from imagebot.promote_plan import ImageChange
 from imagebot.tags import ImageRef
 
 D1 = "sha256:" + "1" * 64
@@ -55,7 +55,7 @@ PROD = EnvironmentConfig(
 
 def test_plan_edit_sets_every_target_of_an_image() -> None:
     new = ImageRef.parse("r.example.org/jupyter/jupyterlab:lab2")
-    text, changes = promoting.plan_edit(HELMRELEASE, STAGING, {"jupyterlab": new}, "f")
+    text, changes = promote_plan.plan_edit(HELMRELEASE, STAGING, {"jupyterlab": new}, "f")
 
     assert text == HELMRELEASE.replace("tag: lab1 #", "tag: lab2 #").replace(
         "jupyterlab:lab1\n", "jupyterlab:lab2\n"
@@ -68,14 +68,14 @@ def test_plan_edit_sets_every_target_of_an_image() -> None:
 
 
 def test_plan_edit_with_current_refs_changes_nothing() -> None:
-    current = promoting.read_refs(HELMRELEASE, STAGING, "f")
-    text, changes = promoting.plan_edit(HELMRELEASE, STAGING, current, "f")
+    current = promote_plan.read_refs(HELMRELEASE, STAGING, "f")
+    text, changes = promote_plan.plan_edit(HELMRELEASE, STAGING, current, "f")
     assert (text, changes) == (HELMRELEASE, ())
 
 
 def test_unknown_image_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="no target for image 'jupyterlabx'"):
-        promoting.plan_edit(HELMRELEASE, STAGING, {"jupyterlabx": ImageRef.parse("x:1")}, "f")
+        promote_plan.plan_edit(HELMRELEASE, STAGING, {"jupyterlabx": ImageRef.parse("x:1")}, "f")
 
 
 def test_commit_message_names_images_refs_diff_and_source() -> None:
@@ -85,7 +85,7 @@ def test_commit_message_names_images_refs_diff_and_source() -> None:
         ImageChange("jupyterlab", "b", old, new),
     ]
 
-    message = promoting.commit_message(
+    message = promote_plan.commit_message(
         "promote", "staging", changes, {(str(old), str(new)): "+ numpy 2.1.0"}, "abc123"
     )
 
@@ -100,21 +100,21 @@ def test_commit_message_names_images_refs_diff_and_source() -> None:
 
 def test_commit_message_without_package_diff_says_so() -> None:
     change = ImageChange("hub", "p", ImageRef.parse("r/h:1"), ImageRef.parse("r/h:2"))
-    message = promoting.commit_message("promote", "prod", [change], {}, "unknown")
-    assert promoting.NO_PACKAGE_DIFF in message
+    message = promote_plan.commit_message("promote", "prod", [change], {}, "unknown")
+    assert promote_plan.NO_PACKAGE_DIFF in message
 
 
 def test_parse_image_args() -> None:
-    assert promoting.parse_image_args(["jupyterlab", f"jupyterhub=r/h:2@{D1}"]) == {
+    assert promote_plan.parse_image_args(["jupyterlab", f"jupyterhub=r/h:2@{D1}"]) == {
         "jupyterlab": None,
         "jupyterhub": ImageRef("r/h", "2", D1),
     }
     with pytest.raises(UsageError):
-        promoting.parse_image_args(["jupyterlab="])
+        promote_plan.parse_image_args(["jupyterlab="])
 
 
 def test_unified_diff_has_file_headers() -> None:
-    diff = promoting.unified_diff("a: 1\n", "a: 2\n", "x.yaml")
+    diff = promote_plan.unified_diff("a: 1\n", "a: 2\n", "x.yaml")
     assert diff.splitlines()[:2] == ["--- a/x.yaml", "+++ b/x.yaml"]
 
 
@@ -153,7 +153,7 @@ def test_prod_takes_stagings_digest_pinned_refs(tmp_path: Path) -> None:
         {f"r.example.org/jupyter/jupyterhub@{D1}": D1, f"r.example.org/jupyter/jupyterlab@{D1}": D1}
     )
 
-    refs = promoting._new_refs(_Config(), PROD, None, git, promoting.Seams(registry=registry), {})
+    refs = promoting.resolve_refs(_Config(), PROD, None, git, registry, {})
 
     assert refs == {
         "jupyterlab": ImageRef("r.example.org/jupyter/jupyterlab", "lab1", D1),
@@ -164,9 +164,8 @@ def test_prod_takes_stagings_digest_pinned_refs(tmp_path: Path) -> None:
 
 def test_prod_refuses_a_staging_ref_without_digest(tmp_path: Path) -> None:
     git = _workdir(tmp_path, {"jupyter.yaml": HELMRELEASE})
-    seams = promoting.Seams(registry=FakeRegistry({}))
     with pytest.raises(RegistryError, match="has no digest"):
-        promoting._new_refs(_Config(), PROD, None, git, seams, {})
+        promoting.resolve_refs(_Config(), PROD, None, git, FakeRegistry({}), {})
 
 
 def test_prod_refuses_a_digest_missing_from_the_registry(tmp_path: Path) -> None:
@@ -174,15 +173,14 @@ def test_prod_refuses_a_digest_missing_from_the_registry(tmp_path: Path) -> None
         "tag: lab1 #", f"tag: lab1@{D1} #"
     )
     git = _workdir(tmp_path, {"jupyter.yaml": staged})
-    seams = promoting.Seams(registry=FakeRegistry({}))
     with pytest.raises(RegistryError, match="does not have that digest"):
-        promoting._new_refs(_Config(), PROD, None, git, seams, {})
+        promoting.resolve_refs(_Config(), PROD, None, git, FakeRegistry({}), {})
 
 
 def test_explicit_refs_need_no_registry(tmp_path: Path) -> None:
     git = _workdir(tmp_path, {"jupyter.yaml": HELMRELEASE})
     ref = ImageRef.parse("r/lab:9")
-    refs = promoting._new_refs(_Config(), STAGING, {"jupyterlab": ref}, git, promoting.Seams(), {})
+    refs = promoting.resolve_refs(_Config(), STAGING, {"jupyterlab": ref}, git, None, {})
     assert refs == {"jupyterlab": ref}
 
 
@@ -264,7 +262,7 @@ def test_policy_targets_set_every_marked_field() -> None:
     )
     new = ImageRef.parse("r.example.org/lab:1.10")
 
-    result, changes = promoting.plan_edit(text, environment, {"jupyterlab": new}, "hr.yaml")
+    result, changes = promote_plan.plan_edit(text, environment, {"jupyterlab": new}, "hr.yaml")
 
     assert result == text.replace('"1.0"', '"1.10"')
     assert changes == (
@@ -272,4 +270,4 @@ def test_policy_targets_set_every_marked_field() -> None:
             "jupyterlab", "policy:flux-system:lab", ImageRef.parse("r.example.org/lab:1.0"), new
         ),
     )
-    assert promoting.read_refs(result, environment, "hr.yaml") == {"jupyterlab": new}
+    assert promote_plan.read_refs(result, environment, "hr.yaml") == {"jupyterlab": new}
