@@ -60,11 +60,11 @@ class PackageFactsSource:
     def __init__(
         self,
         simple_url: str = PYPI_SIMPLE_URL,
-        fetch: Fetch = http_fetch,
+        fetch: Fetch | None = None,
         workers: int = WORKERS,
     ) -> None:
         self.simple_url = simple_url.rstrip("/")
-        self._fetch = fetch
+        self._fetch = fetch or http_fetch
         self.workers = workers
         self.requests = 0
         self._lock = threading.Lock()

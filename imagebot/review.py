@@ -8,8 +8,8 @@ packages (`PackageFacts`, from the upstream index) and known vulnerabilities, an
 requester's confirmation (`safe_because`) is a problem of the review (exit 4, file:line).
 
 Every string in a report comes from a pull request or from an upstream index, so the renderers
-treat all of it as hostile: control characters go, `##` (Azure's logging-command prefix) is
-broken up in text, and Markdown's special characters are escaped.
+treat all of it as hostile: control characters go, Azure's command markers (`##vso[`, `##[`)
+are neutralised in text, and Markdown's special characters are escaped.
 """
 
 from __future__ import annotations
@@ -419,7 +419,9 @@ def clean(text: str, limit: int = 300) -> str:
 
 def _plain(text: str, limit: int = 300) -> str:
     # Azure Pipelines reads `##vso[` and `##[` anywhere in a line of the log as a command.
-    return clean(text, limit).replace("##", "# #")
+    from imagebot.console import neutralise
+
+    return neutralise(clean(text, limit))
 
 
 # Characters that make emphasis, code, links, HTML, headings or table cells; everything the
@@ -567,9 +569,9 @@ def _facts_lines(facts: PackageFacts | None, p: Any) -> list[str]:
 def _vulnerability_lines(vulns: Vulnerabilities, p: Any) -> list[str]:
     if not vulns.checked:
         return [p(vulns.note)]
+    lines = [p(vulns.note)] if vulns.note else []
     if not vulns.found:
-        return [p(vulns.note) or "none known"]
-    lines = []
+        return lines or ["none known"]
     for v in vulns.found:
         aliases = f" ({', '.join(v.aliases)})" if v.aliases else ""
         fixed = f"; fixed in {', '.join(v.fixed)}" if v.fixed else "; no fixed version"

@@ -49,6 +49,12 @@ def review(
     markdown: Path | None = typer.Option(
         None, "--markdown", help="Also write the report as Markdown to this file."
     ),
+    advisories: str | None = typer.Option(
+        None,
+        "--advisories",
+        help="Advisory source, as imagebot audit's --source: an OSV API URL or a directory of "
+        "OSV records (default: the OSV API).",
+    ),
 ) -> None:
     """Report what this branch changes in the vetted packages: entries, new packages with
     facts from the upstream index, version changes, vulnerabilities; exit 4 when an added or
@@ -65,7 +71,7 @@ def review(
 
     config = state(ctx).config
     start = time.monotonic()
-    result = run_review(config, base, os.environ)
+    result = run_review(config, base, os.environ, advisories)
     elapsed = time.monotonic() - start
     console.info(
         f"review: {len(result.changes.new_packages)} new packages, {result.requests} requests "
@@ -119,7 +125,9 @@ def _upload_summary(path: Path) -> None:
 # --- the operation ---------------------------------------------------------------------------
 
 
-def run_review(config: Config, base: str | None, env: Mapping[str, str]) -> Review:
+def run_review(
+    config: Config, base: str | None, env: Mapping[str, str], advisories: str | None = None
+) -> Review:
     """Read both states, compare them, look up facts and advisories; the Review (no output)."""
     from imagebot.errors import Problem, RequirementsError
     from imagebot.package_facts import PYPI_SIMPLE_URL, PackageFactsSource
@@ -163,17 +171,60 @@ def run_review(config: Config, base: str | None, env: Mapping[str, str]) -> Revi
         changes=changes,
         facts_source=upstream,
         requests=source.requests,
-        vulnerabilities=vulnerabilities_of(config, changes.pins_to_check()),
+        vulnerabilities=vulnerabilities_of(config, changes.pins_to_check(), advisories),
         problems=tuple(confirmations),
     )
 
 
-def vulnerabilities_of(config: Config, pins: list[tuple[str, str]]) -> Vulnerabilities:
-    """Known vulnerabilities of the new and changed pins. The hook for `imagebot audit`'s
-    operation: until it is wired in, the report says the versions were not checked."""
-    from imagebot.review import NOT_AUDITED
+def vulnerabilities_of(
+    config: Config, pins: list[tuple[str, str]], location: str | None
+) -> Vulnerabilities:
+    """Known vulnerabilities of the new and changed pins, by `imagebot audit`'s operation with
+    the working tree's waivers. A source that cannot answer is said in the report, not hidden;
+    the gate that fails on findings is `imagebot audit`."""
+    from datetime import UTC, datetime
 
-    return NOT_AUDITED
+    from imagebot import console
+    from imagebot.advisories import PYPI, Package
+    from imagebot.audit import audit
+    from imagebot.osv import OSV_API_URL, source_for
+    from imagebot.review import Vulnerabilities, Vulnerability
+    from imagebot.waivers import load_waivers
+
+    if not pins:
+        return Vulnerabilities(True, "nothing new or changed to check")
+    base = Path.cwd() if location else config.root
+    try:
+        source = source_for(location or OSV_API_URL, base, on_retry=console.info)
+        result = audit(
+            [Package(PYPI, name, version, ()) for name, version in pins],
+            source,
+            load_waivers(config.requirements_dir),
+            datetime.now(UTC).date(),
+        )
+    except ImagebotError as exc:
+        return Vulnerabilities(False, f"not checked: {exc.message}")
+    found = [(finding, "") for finding in result.findings] + [
+        (finding, f"{waiver.reason} (approved by {waiver.approved_by} until {waiver.expires})")
+        for finding, waiver in result.waived
+    ]
+    checked = f"{len(result.packages)} new or changed versions checked against {result.source}"
+    return Vulnerabilities(
+        True,
+        f"{checked}: {len(found) or 'none'} known",
+        tuple(
+            Vulnerability(
+                finding.package.name,
+                finding.package.version,
+                finding.advisory.id,
+                finding.advisory.aliases,
+                finding.advisory.summary,
+                finding.fixed,
+                waived,
+            )
+            for finding, waived in found
+        ),
+    )
 
 
 def _file_names(config: Config) -> list[str]:
