@@ -372,7 +372,10 @@ def _read_str(r: _Reader, raw: Any, key_: str, metadata: Mapping[str, Any]) -> s
 
 
 def _read_path(r: _Reader, raw: Any, key_: str, metadata: Mapping[str, Any]) -> Path:
-    return Path(r.string(raw, key_, metadata))
+    text = r.string(raw, key_, metadata)
+    if not text.strip():
+        raise validate.InvalidValue("path is empty", "write a path relative to the repository")
+    return Path(text)
 
 
 def _read_bool(r: _Reader, raw: Any, key_: str, metadata: Mapping[str, Any]) -> bool:
@@ -393,8 +396,11 @@ def _read_strings(r: _Reader, raw: Any, key_: str, metadata: Mapping[str, Any]) 
         raise validate.InvalidValue("must be a table of strings", 'e.g. { BASE = "..." }')
     values: dict[str, str] = {}
     for name, value in raw.items():
-        _variable_name(name)
-        values[name] = r.string(value, f"{key_}.{name}", metadata)
+        try:
+            _variable_name(name)
+            values[name] = r.string(value, f"{key_}.{name}", metadata)
+        except validate.InvalidValue as exc:
+            r.problem(f"{key_}.{name}", exc.message, exc.hint)
     return values
 
 
