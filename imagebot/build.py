@@ -73,7 +73,7 @@ class ImageOutcome:
     seconds: float
     note: str = ""
 
-    def as_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, object]:
         return {
             "image": self.image,
             "ref": str(self.ref.with_digest(None)),

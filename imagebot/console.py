@@ -1,8 +1,8 @@
 """Everything imagebot prints: human lines on stderr, machine output on stdout.
 
 stdout is reserved for machine output (refs, digests, and `print_json` for every --json), so
-the human helpers here write to stderr: plain lines, Azure Pipelines folding, rich on a TTY
-(imagebot.commands.images.ConsoleReporter).
+the human helpers here write to stderr: plain lines, Azure Pipelines folding, and the build's
+progress (`ConsoleReporter`: rich on a TTY, plain lines elsewhere).
 
 Inside Azure Pipelines (TF_BUILD=True) the agent runs any line containing `##vso[` as a
 logging command, and its log viewer formats `##[...]`. This module is the only place that
@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO
 
 # A logging command (`##vso[`) or a formatting command (`##[`), anywhere in a line.
 _MARKER = re.compile(r"##(?=vso\[|\[)", re.IGNORECASE)
@@ -182,3 +182,51 @@ class _Neutralising(io.TextIOBase):
     @property
     def errors(self) -> str | None:  # type: ignore[override]
         return self.raw.errors
+
+
+class ConsoleReporter:
+    """Build/push progress on stderr (imagebot.build.Reporter).
+
+    In a pipeline or when stderr is not a TTY every line is printed, folded per stage. On a
+    TTY a rich status line shows the current step and only step headers and errors scroll by.
+    """
+
+    def __init__(self, verbose: bool = False) -> None:
+        self.verbose = verbose
+        self._status: Any = None
+        self._rich: Any = None
+        if stderr_is_tty():
+            from rich.console import Console
+
+            self._rich = Console(stderr=True, highlight=False)
+
+    @contextmanager
+    def stage(self, title: str) -> Iterator[None]:
+        if self._rich is None:
+            with group(title):
+                yield
+            return
+        with group(title), self._rich.status(title) as status:
+            self._status = status
+            try:
+                yield
+            finally:
+                self._status = None
+
+    def line(self, text: str) -> None:
+        if self._status is None:
+            info(text)
+            return
+        width = max(20, self._rich.width - 6)  # one line: a wrapped status line flickers
+        self._status.update(" ".join(text.split())[:width] or " ")
+        if self.verbose or _is_step_header(text) or "ERROR" in text or "error" in text[:40]:
+            self._rich.print(text, markup=False)
+
+    def note(self, text: str) -> None:
+        info(text)
+
+
+def _is_step_header(text: str) -> bool:
+    # BuildKit plain output: "#7 [3/9] RUN pip install ..." and "#7 DONE 4.1s" / "#7 CACHED".
+    parts = text.split(" ", 2)
+    return len(parts) >= 2 and parts[0].startswith("#") and parts[1].startswith("[")

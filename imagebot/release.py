@@ -51,31 +51,15 @@ class ReleaseResult:
     def built(self) -> tuple[str, ...]:
         return tuple(o.image for o in self.images if o.built)
 
-    def as_json(self) -> dict[str, object]:
-        promotion = self.promotion
+    def to_json(self) -> dict[str, object]:
         return {
             "environment": self.environment,
             "gitops_repo": self.gitops_repo,
             "gitops_file": self.gitops_file,
             "refs": dict(self.refs),
-            "images": [o.as_json() for o in self.images],
+            "images": [o.to_json() for o in self.images],
             "tested": list(self.tested),
-            "promotion": None
-            if promotion is None
-            else {
-                "commit": promotion.commit,
-                "branch": promotion.branch,
-                "changes": [
-                    {
-                        "image": c.image,
-                        "target": c.target,
-                        "old": None if c.old is None else str(c.old),
-                        "new": str(c.new),
-                    }
-                    for c in promotion.changes
-                ],
-                "message": promotion.message,
-            },
+            "promotion": None if self.promotion is None else _promotion_json(self.promotion),
             "timings": {t.name: round(t.seconds, 2) for t in self.timings},
         }
 
@@ -101,6 +85,23 @@ class ReleaseResult:
         total = sum(t.seconds for t in self.timings)
         lines.append(f"  time: {timing}; total {total:.1f}s")
         return lines
+
+
+def _promotion_json(promotion: PromoteResult) -> dict[str, object]:
+    return {
+        "commit": promotion.commit,
+        "branch": promotion.branch,
+        "changes": [
+            {
+                "image": c.image,
+                "target": c.target,
+                "old": None if c.old is None else str(c.old),
+                "new": str(c.new),
+            }
+            for c in promotion.changes
+        ],
+        "message": promotion.message,
+    }
 
 
 class _Clock:

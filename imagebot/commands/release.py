@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 import typer
+
+from imagebot import console
+from imagebot.state import state
 
 
 def register(app: typer.Typer) -> None:
@@ -25,10 +26,7 @@ def release(
 
     An environment with promote_from (prod) builds nothing: it gets the digests its source runs.
     """
-    from imagebot import console
     from imagebot.checks import run_check, run_lock_check, run_render
-    from imagebot.state import state
-    from imagebot.commands.images import ConsoleReporter
     from imagebot.release import release as run_release
 
     app_state = state(ctx)
@@ -45,13 +43,12 @@ def release(
         verifications,
         force=force,
         env=os.environ,
-        reporter=ConsoleReporter(app_state.verbose),
+        reporter=console.ConsoleReporter(app_state.verbose),
     )
     for line in result.summary_lines():
         console.info(line)
     if as_json:
-        json.dump(result.as_json(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        console.print_json(result.to_json())
     else:
         for image, ref in result.refs.items():
             print(f"{image}={ref}")
