@@ -1,4 +1,5 @@
-"""write_atomically: all files or none, modes kept, symlinks followed, a one-line error."""
+"""write_atomically: all files or none, modes kept, symlinks followed, a one-line error;
+read_text: line ends kept, one exception for every unreadable input."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from imagebot.errors import ImagebotError
-from imagebot.files import write_atomically
+from imagebot.files import Unreadable, read_text, write_atomically
 
 
 def test_keeps_the_mode_and_replaces_a_symlinks_target(tmp_path: Path) -> None:
@@ -45,3 +46,20 @@ def test_failure_names_the_file_and_changes_nothing(tmp_path: Path) -> None:
     assert caught.value.exit_code == 1
     assert first.read_text() == "before\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "first.txt"]
+
+
+def test_read_text_keeps_line_ends_and_refuses_what_is_not_utf8_text(tmp_path: Path) -> None:
+    crlf = tmp_path / "crlf.toml"
+    crlf.write_bytes(b'[set]\r\ndescription = "x"\r\n')
+    assert read_text(crlf) == '[set]\r\ndescription = "x"\r\n'
+    (tmp_path / "latin1.toml").write_bytes(b"caf\xe9\n")
+    (tmp_path / "dir.toml").mkdir()
+    for name, reason in (
+        ("latin1.toml", "is not UTF-8 text (byte 3)"),
+        ("dir.toml", "is a directory, not a file"),
+        ("missing.toml", "file not found"),
+    ):
+        with pytest.raises(Unreadable) as caught:
+            read_text(tmp_path / name)
+        assert caught.value.reason == reason
+        assert caught.value.missing == (name == "missing.toml")
