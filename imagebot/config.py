@@ -285,11 +285,11 @@ class _Reader:
         return dict(value)
 
     def unknown_keys(self, raw: Mapping[str, Any], prefix: str, allowed: Iterable[str]) -> None:
-        import difflib
-
         names = sorted(allowed)
         for name in raw:
             if name not in names:
+                import difflib  # here, not at the top: only a config with a typo pays for it
+
                 close = difflib.get_close_matches(str(name), names, n=1)
                 guess = f"did you mean {close[0]!r}? " if close else ""
                 self.problem(
