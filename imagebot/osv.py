@@ -66,11 +66,13 @@ def source_for(location: str, base: Path, **api_options: Any) -> AdvisorySource:
     """
     if location.startswith(("https://", "http://")):
         from imagebot import validate
+        from imagebot.http import display_url
 
         try:
             url = validate.url(location)
         except InvalidValue as exc:
-            raise AdvisorySourceError(f"advisory source: {exc.message}", exc.hint) from None
+            shown = exc.message.replace(location, display_url(location))  # no password shown
+            raise AdvisorySourceError(f"advisory source: {shown}", exc.hint) from None
         return OsvApi(url, **api_options)
     if "://" in location:
         raise AdvisorySourceError(

@@ -233,3 +233,12 @@ def test_advisory_text_reaches_the_log_neutralised(
     assert "##vso[task.setvariable" not in result.err
     assert "\x1b" not in result.err
     assert "numpy==2.4.6 (extra.lock): PYSEC-2099-1, no fixed version known" in result.err
+
+
+def test_a_password_in_the_source_url_is_not_printed(
+    locked_project: Project, monkeypatch: pytest.MonkeyPatch, run_cli: Run
+) -> None:
+    source = "https://user:s3cret@osv.example/?token=s3cret"
+    result = run_cli("--config", locked_project.config, "audit", "--source", source)
+    assert result.code == 2
+    assert "s3cret" not in result.err
