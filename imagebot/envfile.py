@@ -358,6 +358,7 @@ def env_script(
 ) -> EnvScript:
     """`env script`: vet FILE's text, resolve it against the vetted index and render the
     install script. Writes nothing."""
+    _comment_text(file.name, "the environment file's name")  # refused before uv runs
     requirements = check_env_file(str(file), text, manifest, request_url)
     lock = resolve_lock(requirements, location, manifest.target, str(file))
     problems = lock_problems(str(file), lock, manifest)

@@ -106,7 +106,7 @@ def _print_build(result: BuildResult, as_json: bool) -> None:
 @index_app.command("serve")
 def serve(
     out: Path = typer.Argument(..., help="A directory written by `imagebot index build`."),
-    port: int = typer.Option(5556, "--port", min=0, max=65535, help="Port to listen on."),
+    port: int = typer.Option(5556, "--port", help="Port to listen on (0: any free port)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not log requests."),
 ) -> None:
@@ -114,6 +114,8 @@ def serve(
     from imagebot import console
     from imagebot.index import make_server
 
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port {port} is not a TCP port", "pass a port from 0 to 65535")
     server = make_server(out, host, port, quiet=quiet)
     bound_host, bound_port = server.server_address[:2]
     console.info(f"serving {out} at http://{bound_host}:{bound_port}/simple/ (Ctrl-C stops)")
