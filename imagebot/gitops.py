@@ -76,8 +76,9 @@ def _refuse_userinfo(repo: str, key: str) -> None:
             return  # an ssh user name is no secret
     elif "@" not in repo or ":" not in repo.split("@", 1)[0]:
         return  # a path, or scp-style user@host:path
+    shown = redact(repo) if sep else "***@" + repo.rsplit("@", 1)[1]
     raise ConfigError(
-        f"imagebot.toml: {key}: {redact(repo)} has credentials in its URL",
+        f"imagebot.toml: {key}: {shown} has credentials in its URL",
         f"remove user:password@ from the URL; set {TOKEN_ENV} (or {HEADER_ENV}) instead",
     )
 
@@ -341,20 +342,18 @@ def worktree_file(git: Git, path: str) -> Path:
     A symlink committed to the GitOps repo could point anywhere on the agent; imagebot reads
     and writes regular files of the clone only.
     """
-    try:
-        validate.repo_path(path, git.cwd)
-    except validate.InvalidValue as exc:
-        raise GitOpsError(f"{path!r} in {redact(git.url)}: {exc.message}", exc.hint) from None
     full = git.cwd / path
-    for part in (full, *full.parents):
-        if part == git.cwd:
-            break
-        if part.is_symlink():
+    for part in (*reversed(full.parents), full):  # outermost first
+        if git.cwd in part.parents and part.is_symlink():
             shown = part.relative_to(git.cwd).as_posix()
             raise GitOpsError(
                 f"{shown} is a symlink in {redact(git.url)}; imagebot edits regular files only",
                 f"point the environment's file at the real file, not at the link {shown}",
             )
+    try:
+        validate.repo_path(path, git.cwd)
+    except validate.InvalidValue as exc:
+        raise GitOpsError(f"{path!r} in {redact(git.url)}: {exc.message}", exc.hint) from None
     return full
 
 

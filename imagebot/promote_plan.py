@@ -128,7 +128,8 @@ def commit_message(
 ) -> str:
     """Subject names images and environment; body: old -> new per target, package diffs, source.
 
-    Each interpolated value is one line; package diffs keep their lines, each escaped.
+    Each interpolated value is one line; package diffs keep their "\n" lines, each escaped
+    (str.splitlines would also break at U+2028 and the like, which git does not).
     """
     images = list(dict.fromkeys(one_line(change.image) for change in changes))
     subject = f"imagebot: {verb} {', '.join(images)} in {one_line(environment)} {SKIP_CI}"
@@ -145,7 +146,7 @@ def commit_message(
         seen.add(key)
         diff = package_diffs.get(key, NO_PACKAGE_DIFF)
         body += ["", f"Package diff for {one_line(change.image)}:"]
-        body += [one_line(line) for line in diff.splitlines()]
+        body += [one_line(line) for line in diff.rstrip("\n").split("\n")]
     body += ["", f"Source revision: {one_line(source_revision)}"]
     return subject + "\n\n" + "\n".join(body).rstrip() + "\n"
 
