@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 
 GOLDEN = Path(__file__).parent / "golden" / "review"
+# The snapshot of the Python Packaging Advisory Database: the offline advisory source.
+ADVISORIES = Path(__file__).resolve().parents[3] / "shared" / "advisories"
 HASH = "--hash=sha256:" + "ab" * 32
 
 CONFIG = """\
@@ -160,6 +162,9 @@ class Run:
 
 
 def imagebot(repo: Path, *args: str, **env: str) -> Run:
+    """`imagebot ARGS` in `repo`, with the advisory snapshot as the source for `review`."""
+    if args[:1] == ("review",):
+        args = (*args, "--advisories", str(ADVISORIES))
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEBOT_", "TF_BUILD"))}
     clean.pop("SYSTEM_PULLREQUEST_TARGETBRANCH", None)
     clean.pop("GITHUB_BASE_REF", None)
@@ -179,6 +184,8 @@ def imagebot(repo: Path, *args: str, **env: str) -> Run:
 @pytest.fixture
 def pull_request(tmp_path: Path) -> Path:
     """The repository on branch `request`, one commit ahead of `main`."""
+    if not (ADVISORIES / "vulns").is_dir():
+        pytest.skip(f"the advisory snapshot {ADVISORIES} is absent")
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "--quiet", "--initial-branch=main")
@@ -226,6 +233,8 @@ def test_pull_request_report_and_exit_codes(pull_request: Path, tmp_path: Path) 
         "tabulate",
         "urllib3",
     ]
+    found = {(v["name"], v["version"], v["id"]) for v in data["vulnerabilities"]["found"]}
+    assert ("requests", "2.19.0", "PYSEC-2018-28") in found
 
 
 def test_confirmed_request_passes_and_base_defaults_to_the_merge_base(pull_request: Path) -> None:
