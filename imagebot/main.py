@@ -183,11 +183,9 @@ def _typer_exit_code(exc: Exception) -> int | None:
         return exc.exit_code
     if isinstance(exc, typer.Abort):  # EOF on a prompt
         return INTERRUPTED_EXIT
-    if isinstance(exc, typer.TyperException):  # usage errors: typer formats them itself
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
-        else:
-            console.error(exc.format_message())
+    if isinstance(exc, typer.TyperException):  # usage errors: one error line like ours
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "imagebot"
+        console.error(exc.format_message(), f"run `{command} --help` for its arguments")
         return exc.exit_code
     return None

@@ -283,3 +283,25 @@ def test_print_json_is_the_bytes_json_dump_wrote(capsys: pytest.CaptureFixture[s
         out
         == json.dumps(value, indent=2) + "\n" + json.dumps(value, indent=2, sort_keys=True) + "\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message", "command"),
+    [
+        (("no-such-command",), "No such command 'no-such-command'.", "imagebot"),
+        (("build", "--bogus"), "No such option: --bogus", "imagebot build"),
+        (("release",), "Missing argument 'environment'.", "imagebot release"),
+        (
+            ("build", "--ca-bundle", "/no/such/ca.pem"),
+            "file '/no/such/ca.pem' does not exist",
+            "imagebot build",
+        ),
+    ],
+)
+def test_usage_errors_are_one_error_line_and_a_hint(
+    run_cli: Run, argv: tuple[str, ...], message: str, command: str
+) -> None:
+    result = run_cli(*argv)
+    assert result.code == 2
+    assert len(result.error_lines) == 1 and message in result.error_lines[0]
+    assert result.hint_lines == [f"hint: run `{command} --help` for its arguments"]
