@@ -248,3 +248,32 @@ def _read_chunked(request: object) -> bytes:
             return data
         data += rfile.read(size)
         rfile.readline()
+
+
+def push_symlink(bare: Path, tmp: Path, path: str, target: Path) -> None:
+    """Someone else's commit: replace `path` with a symlink to `target` (mode 120000)."""
+    work = tmp / f"other-{len(list(tmp.iterdir()))}"
+    git("clone", "--quiet", "--depth", "1", bare.as_uri(), str(work))
+    (work / path).unlink()
+    (work / path).symlink_to(target)
+    git("add", "--", path, cwd=work)
+    git("commit", "--quiet", "-m", "link", cwd=work)
+    git("push", "--quiet", "origin", "HEAD:master", cwd=work)
+
+
+def recording_git(tmp: Path) -> tuple[dict[str, str], Path]:
+    """PATH with a `git` that logs its argv (one call a line) to the returned file, then runs git."""
+    import shutil
+
+    real = shutil.which("git")
+    assert real is not None
+    bin_dir = tmp / "recording-bin"
+    bin_dir.mkdir()
+    log = tmp / "git-argv.log"
+    script = bin_dir / "git"
+    script.write_text(
+        f'#!/bin/sh\nprintf "%s " "$@" >> "{log}"\necho >> "{log}"\nexec {real} "$@"\n'
+    )
+    script.chmod(0o755)
+    log.write_text("")
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}, log
