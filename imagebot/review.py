@@ -463,6 +463,11 @@ def _entry_place(change: EntryChange) -> str:
     return place(change.new_source or change.old_source)
 
 
+def _entry_at(change: EntryChange) -> str:
+    at = f"{change.file}:{change.line}"
+    return f"{at} in the base" if change.kind == "removed" else at
+
+
 def _where(places: Sequence[str]) -> str:
     return ", ".join("the index (index-only)" if p == INDEX_ONLY else f"{p}.lock" for p in places)
 
@@ -499,7 +504,7 @@ def render_text(review: Review) -> str:
     for c in changes.entries:
         out.append(
             f"  {_MARK[c.kind]} {c.kind} {c.ecosystem} {p(c.name)} {p(_entry_versions(c))}"
-            f"  {p(_entry_place(c))}  {p(c.file)}:{c.line}"
+            f"  {p(_entry_place(c))}  {p(_entry_at(c))}"
         )
         out.append(f"      requested by {p(c.requested_by)}: {p(c.reason)}")
         if c.confirmed:
@@ -608,7 +613,7 @@ def render_markdown(review: Review) -> str:
                 safe = ""
             out.append(
                 f"| {c.kind} | {c.ecosystem} {m(c.name)} | {m(_entry_versions(c))} | "
-                f"{m(_entry_place(c))} ({m(c.file)}:{c.line}) | {m(c.requested_by)} | "
+                f"{m(_entry_place(c))} ({m(_entry_at(c))}) | {m(c.requested_by)} | "
                 f"{m(c.reason)} | {safe} |"
             )
     else:
