@@ -163,8 +163,11 @@ class _Neutralising(io.TextIOBase):
     def release(self) -> None:
         """Write what was held back and flush: the end of the output."""
         held, self._held = self._held, ""
-        self.raw.write(neutralise(held))
-        self.raw.flush()
+        try:
+            self.raw.write(neutralise(held))
+            self.raw.flush()
+        except (BrokenPipeError, ValueError):  # the reader went away, or the stream closed
+            pass
 
     def isatty(self) -> bool:
         return self.raw.isatty()
