@@ -1,9 +1,10 @@
 """Runs inside an image: check it against a spec and print the results as one marker line.
 
-`python3 -m imagebot_probe.smoke_probe SPEC_FILE` on the image's own python3, standard library
-only (plus `packaging`, or pip's vendored copy, to read requirements). The spec is JSON data
-written by the host (`imagebot.smoke.SmokeSpec`): pins, import names and R package names are
-only ever compared, passed to `importlib.import_module`, or passed to Rscript as arguments.
+`python3 ARCHIVE smoke_probe SPEC_FILE` (see `imagebot.incontainer`) on the image's own python3,
+standard library only (plus `packaging`, or pip's vendored copy, to read requirements). The
+spec is JSON data written by the host (from `SmokeSpec` in the host's smoke module): pins,
+import names and R package names are only ever compared, passed to `importlib.import_module`,
+or passed to Rscript as arguments.
 
 Checks: installed versions equal the spec's pins, every listed module imports, pip check's
 dependency rule, every R package loads at its pinned version, and `jupyter lab` starts a
@@ -26,26 +27,19 @@ import importlib.metadata as md
 import json
 import os
 import re
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import traceback
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypedDict
 
+from .lab_server import start_server
 from .list_packages import list_packages, marker_line
+from .results import Finish, Results, guarded
 
 RESULT_MARKER = "IMAGEBOT-SMOKE-RESULT "
 SERVER_DISTRIBUTION = "jupyter-server"
-SERVER_LOG = "/tmp/imagebot_server.log"
 ONLY_FOR_AN_EXTRA = re.compile(r"""^\s*extra\s*==\s*['"][^'"]*['"]\s*$""")
-ORDER = {"version": 0, "import": 1, "pip check": 2, "r": 3, "jupyter": 4, "server": 5}
-DETAIL_LIMIT = 500
 
 R_LOAD = """
 args <- commandArgs(trailingOnly = TRUE)
@@ -65,36 +59,6 @@ class Spec(TypedDict):
     r: list[list[str]]  # [package, version]
     jupyter: bool | None  # None: check Jupyter only when the image has it
     server_timeout: float
-
-
-class Result(TypedDict):
-    check: str
-    subject: str
-    ok: bool
-    detail: str
-
-
-Finish = Callable[[], None]
-
-
-class Results:
-    """The checks recorded so far, in the order they ran."""
-
-    def __init__(self) -> None:
-        self.items: list[Result] = []
-
-    def record(self, check: str, subject: str, ok: bool, detail: object = "") -> None:
-        self.items.append(
-            {
-                "check": check,
-                "subject": subject,
-                "ok": bool(ok),
-                "detail": str(detail)[:DETAIL_LIMIT],
-            }
-        )
-
-    def sorted(self) -> list[Result]:
-        return sorted(self.items, key=lambda r: ORDER.get(r["check"], 9))
 
 
 def read_spec(path: str) -> Spec:
@@ -306,127 +270,8 @@ def start_r_check(results: Results, packages: Sequence[tuple[str, str]]) -> Fini
     return finish
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def wants_jupyter(jupyter: bool | None) -> bool:
     return jupyter is True or (jupyter is None and bool(shutil.which("jupyter")))
-
-
-def lab_entry_point(results: Results) -> Callable[[], Any] | None:
-    """The `jupyter-lab` console script's function, or None (recorded) when it is missing."""
-    missing = [command for command in ("jupyter", "jupyter-lab") if not shutil.which(command)]
-    if missing:
-        results.record("jupyter", "jupyter", False, f"not on PATH: {', '.join(missing)}")
-        return None
-    entry = [ep for ep in md.entry_points(group="console_scripts") if ep.name == "jupyter-lab"]
-    if not entry:
-        results.record("jupyter", "jupyter", False, "no jupyter-lab console script is installed")
-        return None
-    main: Callable[[], Any] = entry[0].load()
-    return main
-
-
-def run_lab(lab_main: Callable[[], Any], port: int, token: str) -> None:
-    """In the forked child: run the server as the jupyter-lab script would; never returns."""
-    sys.argv = [
-        "jupyter-lab",
-        "--no-browser",
-        "--allow-root",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        f"--ServerApp.token={token}",
-        "--ServerApp.root_dir=/tmp",
-    ]
-    code = 1
-    try:
-        sys.exit(lab_main())
-    except SystemExit as exit:
-        code = exit.code if isinstance(exit.code, int) else 1
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()  # os._exit skips it, and the log is the failure's only detail
-        sys.stderr.flush()
-        os._exit(code)
-
-
-def http_get(port: int, token: str, path: str) -> tuple[int, bytes]:
-    url = f"http://127.0.0.1:{port}{path}"
-    request = urllib.request.Request(url, headers={"Authorization": "token " + token})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return int(response.status), response.read()
-
-
-def start_server(results: Results, timeout: float) -> Finish | None:
-    # `jupyter lab` is the jupyter command handing over to the jupyter-lab console script; its
-    # entry point is called here, in a fork, exactly as that script calls it.
-    lab_main = lab_entry_point(results)
-    if lab_main is None:
-        return None
-    token, port = secrets.token_hex(16), free_port()
-    log = open(SERVER_LOG, "w+")  # noqa: SIM115 - read back in finish()
-    started = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        run_lab(lab_main, port, token)
-
-    def finish() -> None:
-        deadline = started + timeout
-        status = lab = None
-        try:
-            while time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0):
-                try:
-                    status = json.loads(http_get(port, token, "/api/status")[1])
-                    lab = http_get(port, token, "/lab")[0]
-                    break
-                except Exception:
-                    time.sleep(0.1)
-            answered = time.monotonic() - started
-        finally:
-            # Only the answers matter: no graceful shutdown to wait for.
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except (ChildProcessError, ProcessLookupError):
-                pass
-        if status is not None:
-            results.record(
-                "server", "jupyter server", True, f"/api/status answered in {answered:.1f}s"
-            )
-            ok = lab == 200
-            detail = (
-                f"jupyter lab {md.version('jupyterlab')} serves /lab"
-                if ok
-                else f"/lab answered {lab}"
-            )
-            results.record("jupyter", "jupyterlab", ok, detail)
-        else:
-            log.seek(0)
-            tail = " | ".join(log.read().strip().splitlines()[-6:])
-            results.record(
-                "server",
-                "jupyter server",
-                False,
-                f"no answer from /api/status within {timeout:.0f}s: {tail}",
-            )
-
-    return finish
-
-
-def guarded(results: Results, name: str, step: Callable[[], Any]) -> Any:
-    """step(), or None with a failed check named for the step when it raises."""
-    try:
-        return step()
-    except Exception as exc:
-        results.record(name, "checks", False, f"{type(exc).__name__}: {exc}")
-        return None
 
 
 def run_checks(spec: Spec) -> tuple[Results, dict[str, dict[str, str]] | None]:

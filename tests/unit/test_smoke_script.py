@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from imagebot.incontainer import smoke_probe
-from imagebot.incontainer.smoke_probe import Results
+from imagebot.incontainer import lab_server, smoke_probe
+from imagebot.incontainer import results as probe_results
+from imagebot.incontainer.results import Results
 
 
 @dataclass
@@ -131,7 +132,7 @@ def test_a_step_that_raises_is_a_failed_check(results: Results) -> None:
     def boom() -> None:
         raise RuntimeError("no metadata")
 
-    assert smoke_probe.guarded(results, "version", boom) is None
+    assert probe_results.guarded(results, "version", boom) is None
     assert results.items == [
         {
             "check": "version",
@@ -147,7 +148,7 @@ def test_results_are_sorted_by_kind_and_details_bounded(results: Results) -> Non
     results.record("import", "six", False, "x" * 2000)
     results.record("version", "six", True)
     assert [r["check"] for r in results.sorted()] == ["version", "import", "server"]
-    assert len(results.items[1]["detail"]) == smoke_probe.DETAIL_LIMIT
+    assert len(results.items[1]["detail"]) == probe_results.DETAIL_LIMIT
 
 
 def _fake_lab_main() -> int:
@@ -172,9 +173,9 @@ def _fake_lab_main() -> int:
 def test_the_forked_server_answers_status_and_lab(
     results: Results, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(smoke_probe, "lab_entry_point", lambda results: _fake_lab_main)
-    monkeypatch.setattr(smoke_probe.md, "version", lambda name: "4.6.6")
-    finish = smoke_probe.start_server(results, timeout=30)
+    monkeypatch.setattr(lab_server, "lab_entry_point", lambda results: _fake_lab_main)
+    monkeypatch.setattr(lab_server.md, "version", lambda name: "4.6.6")
+    finish = lab_server.start_server(results, timeout=30)
     assert finish is not None
     finish()
     found = {r["check"]: r for r in results.items}
@@ -194,8 +195,8 @@ def test_a_server_that_exits_is_named_with_its_log(
         os.write(2, b"cannot bind the port\n")  # the log is the child's fds 1 and 2
         return 3
 
-    monkeypatch.setattr(smoke_probe, "lab_entry_point", lambda results: exits)
-    finish = smoke_probe.start_server(results, timeout=30)
+    monkeypatch.setattr(lab_server, "lab_entry_point", lambda results: exits)
+    finish = lab_server.start_server(results, timeout=30)
     assert finish is not None
     finish()
     assert results.items[0]["ok"] is False
