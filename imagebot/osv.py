@@ -91,7 +91,7 @@ class DirectorySource:
 
     @property
     def description(self) -> str:
-        return str(self.root)
+        return os.path.normpath(self.root)
 
     def records(self, packages: Sequence[Package]) -> Records:
         projects = self._project_dirs()
