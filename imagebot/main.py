@@ -57,7 +57,10 @@ def main(argv: list[str] | None = None) -> None:
     verbose = "--verbose" in args or "-v" in args
     with console.pipeline_output():
         with signals_raise_interrupted() as received:
-            code = run_with_boundary(lambda: _dispatch(args), verbose=verbose)
+            try:
+                code = run_with_boundary(lambda: _dispatch(args), verbose=verbose)
+            except KeyboardInterrupt:  # the signal came while the boundary reported an error
+                code = INTERRUPTED_EXIT
         if received:
             # typer turns any KeyboardInterrupt into Exit(130), and code may swallow one: the
             # first signal decides the exit code whichever way it went up the stack.
