@@ -2,7 +2,9 @@
 
 An ImagebotError is an *expected* failure: bad input, an unreachable service, a stale file.
 The CLI prints it as one `error:` line plus a `hint:` line and exits with `exit_code`.
-Anything that is not an ImagebotError is a bug in imagebot and exits 70 with a traceback.
+Anything else is a bug in imagebot and exits 70 with a traceback, except what the boundary
+(imagebot.main) knows to be the user's environment: an OSError on a named path and an input
+file that is not UTF-8 (exit 1), and `Interrupted` (SIGINT 130, SIGTERM 143).
 """
 
 from __future__ import annotations
