@@ -46,8 +46,6 @@ _ENVIRONMENT_ERRNOS = frozenset(
         errno.ELOOP,
         errno.ENAMETOOLONG,
         errno.EDQUOT,
-        errno.EEXIST,
-        errno.ENOTEMPTY,
     }
 )
 
