@@ -93,6 +93,6 @@ def _failure(result: AuditResult) -> Exception:
         parts.append(f"{len(result.expired)} expired waivers")
     return VulnerabilityError(
         ", ".join(parts),
-        "upgrade to a fixed version (edit the set, then imagebot lock), or waive it for a while "
-        f"in {waivers} with reason, approved_by and expires",
+        "upgrade to a fixed version (edit the set, or imagebot lock --upgrade for a dependency), "
+        f"or waive it for a while in {waivers} with reason, approved_by and expires",
     )
