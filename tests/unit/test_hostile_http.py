@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import pytest
-from conftest import Hostile, Project, Result, assert_refused
+
+from tests.unit.conftest import Hostile, Project, Result, assert_refused
 
 USER, PASSWORD = "ci-bot", "s3cret-registry-password"
 
