@@ -47,14 +47,16 @@ class AuditResult:
     def summary_line(self) -> str:
         cost = []
         if self.requests:
-            cost.append(f"{self.requests} requests")
+            cost.append(counted(self.requests, "request"))
         if self.files_read:
-            cost.append(f"{self.files_read} records read")
+            cost.append(f"{counted(self.files_read, 'record')} read")
         spent = f" ({', '.join(cost)})" if cost else ""
         return (
-            f"audit: {len(self.packages)} packages against {self.source}{spent} "
-            f"in {self.seconds:.1f}s: {len(self.findings)} known vulnerabilities not waived, "
-            f"{len(self.waived)} waived, {len(self.expired)} expired waivers"
+            f"audit: {counted(len(self.packages), 'package')} against {self.source}{spent} "
+            f"in {self.seconds:.1f}s: "
+            f"{counted(len(self.findings), 'known vulnerability', 'known vulnerabilities')} "
+            f"not waived, {len(self.waived)} waived, "
+            f"{counted(len(self.expired), 'expired waiver')}"
         )
 
     def report_lines(self) -> list[str]:
@@ -86,6 +88,10 @@ class AuditResult:
             "expired_waivers": [_waiver_json(w) for w in self.expired],
             "unused_waivers": [_waiver_json(w) for w in self.unused],
         }
+
+
+def counted(count: int, noun: str, plural: str = "") -> str:
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
 def expired_line(waiver: Waiver) -> str:

@@ -78,7 +78,7 @@ def _source(config: Config, option: str | None) -> AdvisorySource:
 
 
 def _failure(result: AuditResult) -> Exception:
-    from imagebot.audit import expired_line
+    from imagebot.audit import counted, expired_line
     from imagebot.errors import VulnerabilityError
 
     waivers = "requirements/waivers.toml"
@@ -87,12 +87,15 @@ def _failure(result: AuditResult) -> Exception:
             expired_line(result.expired[0]),
             "renew it (a new expires date, approved again) or remove it and upgrade the package",
         )
-    count = len(result.findings)
-    parts = [f"{count} known {'vulnerability' if count == 1 else 'vulnerabilities'} not waived"]
+    parts, hints = [], []
+    if result.findings:
+        count = counted(len(result.findings), "known vulnerability", "known vulnerabilities")
+        parts.append(f"{count} not waived")
+        hints.append(
+            "upgrade to a fixed version (edit the set, or imagebot lock --upgrade for a "
+            f"dependency), or waive it for a while in {waivers} with reason, approved_by and expires"
+        )
     if result.expired:
-        parts.append(f"{len(result.expired)} expired waivers")
-    return VulnerabilityError(
-        ", ".join(parts),
-        "upgrade to a fixed version (edit the set, or imagebot lock --upgrade for a dependency), "
-        f"or waive it for a while in {waivers} with reason, approved_by and expires",
-    )
+        parts.append(counted(len(result.expired), "waiver") + " expired")
+        hints.append("renew each expired waiver (a new expires date, approved again) or remove it")
+    return VulnerabilityError(", ".join(parts), "; ".join(hints))

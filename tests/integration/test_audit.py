@@ -223,7 +223,7 @@ def test_waivers_silence_and_expire(project: Path, run_cli: Callable[..., Result
     )
     expired = run_cli("--config", project, "audit", "--source", ADVISORIES)
     assert expired.code == 15
-    assert expired.error_lines == ["error: 1 known vulnerability not waived, 1 expired waivers"]
+    assert expired.error_lines == ["error: 1 known vulnerability not waived, 1 waiver expired"]
     assert f"{waivers}:2: waiver PYSEC-2018-28 for requests expired on 2020-01-01" in expired.err
 
 
