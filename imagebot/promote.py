@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from imagebot import gitops, promote_plan
 from imagebot.errors import GitOpsError, RegistryError, UsageError, YamlEditError
+from imagebot.files import Unreadable, read_text
 from imagebot.promote_plan import NO_PACKAGE_DIFF, ImageChange, Plan
 from imagebot.tags import ImageRef, image_ref
 
@@ -69,6 +70,14 @@ class PromoteResult:
     def changed(self) -> bool:
         return bool(self.changes)
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "commit": self.commit,
+            "branch": self.branch,
+            "changes": [change.to_json() for change in self.changes],
+            "message": self.message,
+        }
+
 
 # --- the clone ----------------------------------------------------------------------------
 
@@ -106,23 +115,18 @@ def checkout_in_background(
 
 def read_file(git: gitops.Git, environment: EnvironmentConfig) -> str:
     """The environment's file in the clone (a regular file inside it, UTF-8)."""
-    path = gitops.worktree_file(git, environment.file)
     try:
-        return path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise GitOpsError(
-            f"{environment.file} does not exist on {environment.branch} of "
-            f"{gitops.redact(git.url)}",
-            f"check environments.{environment.name}.file in imagebot.toml",
-        ) from None
-    except IsADirectoryError:
+        return read_text(gitops.worktree_file(git, environment.file))
+    except Unreadable as exc:
+        if exc.missing:
+            raise GitOpsError(
+                f"{environment.file} does not exist on {environment.branch} of "
+                f"{gitops.redact(git.url)}",
+                f"check environments.{environment.name}.file in imagebot.toml",
+            ) from None
         raise YamlEditError(
-            f"{environment.file} is a directory",
-            f"point environments.{environment.name}.file at the HelmRelease file",
-        ) from None
-    except UnicodeDecodeError:
-        raise YamlEditError(
-            f"{environment.file} is not UTF-8 text", "imagebot edits UTF-8 YAML files only"
+            f"{environment.file}: {exc.reason}",
+            f"point environments.{environment.name}.file at a UTF-8 HelmRelease file",
         ) from None
 
 

@@ -36,6 +36,10 @@ class ImageChange:
     old: ImageRef | None
     new: ImageRef
 
+    def to_json(self) -> dict[str, object]:
+        old = None if self.old is None else str(self.old)
+        return {"image": self.image, "target": self.target, "old": old, "new": str(self.new)}
+
 
 @dataclass(frozen=True)
 class Plan:

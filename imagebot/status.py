@@ -27,6 +27,9 @@ class RefStatus:
     exists: bool | None  # None: unknown (registry unreachable) or no ref
     note: str = ""
 
+    def to_json(self) -> dict[str, object]:
+        return {"image": self.image, "ref": str(self.ref), "exists": self.exists, "note": self.note}
+
 
 @dataclass(frozen=True)
 class EnvironmentStatus:
@@ -34,6 +37,14 @@ class EnvironmentStatus:
     file: str
     refs: tuple[RefStatus, ...]
     warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "environment": self.environment,
+            "file": self.file,
+            "images": [row.to_json() for row in self.refs],
+            "warnings": list(self.warnings),
+        }
 
 
 def status(

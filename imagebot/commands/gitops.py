@@ -6,7 +6,6 @@ Human output goes to stderr; stdout carries machine output: the edited YAML (`se
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -14,11 +13,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagebot.files import write_atomically
+from imagebot.files import Unreadable, read_text, write_atomically
 
 if TYPE_CHECKING:
     from imagebot.promote import PackageDiff, PromoteResult
-    from imagebot.status import EnvironmentStatus
 
 
 def register(app: typer.Typer) -> None:
@@ -52,9 +50,9 @@ def set_image(
         raise UsageError(f"invalid --policy {policy!r}", "write it as NAMESPACE:NAME")
     ref = parse_ref(image_ref)
     try:
-        original = file.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise YamlEditError(f"{file}: cannot read: {exc}", "check the path") from None
+        original = read_text(file)
+    except Unreadable as exc:
+        raise YamlEditError(str(exc), "check the path") from None
     target = f"{yamledit.POLICY_PREFIX}{policy}" if policy else str(path)
     result = yamledit.set_image(original, target, ref, str(file))
     for change in result.changes:
@@ -162,22 +160,10 @@ def status(
         for warning in env_status.warnings:
             console.warning(f"{env_status.environment}: {warning}")
     if as_json:
-        print(json.dumps([_status_dict(s) for s in statuses], indent=2))
+        console.print_json([env_status.to_json() for env_status in statuses])
         return
     for env_status in statuses:
         print(f"{env_status.environment} ({env_status.file})")
         for row in env_status.refs:
             exists = {True: "in registry", False: "MISSING", None: "unknown"}[row.exists]
             print(f"  {row.image:<14} {row.ref}  [{exists}]")
-
-
-def _status_dict(env_status: EnvironmentStatus) -> dict[str, object]:
-    return {
-        "environment": env_status.environment,
-        "file": env_status.file,
-        "images": [
-            {"image": r.image, "ref": str(r.ref), "exists": r.exists, "note": r.note}
-            for r in env_status.refs
-        ],
-        "warnings": list(env_status.warnings),
-    }
