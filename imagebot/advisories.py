@@ -23,6 +23,7 @@ into the same `Advisory`. `packaging` and `ruamel.yaml` are imported where they 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -204,6 +205,7 @@ def find_affected(
 # --- range evaluation -------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8192)
 def _version(text: str) -> Any:
     """A PEP 440 version, or None when `text` is not one (legacy versions, git hashes)."""
     from packaging.version import InvalidVersion, Version

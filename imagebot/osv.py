@@ -225,9 +225,13 @@ class OsvApi:
         wanted = list(ids)
         if not wanted:
             return
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+        pool = ThreadPoolExecutor(max_workers=self.jobs)
+        try:
             for ident, advisory in zip(wanted, pool.map(self._vuln, wanted), strict=True):
                 self._cache[ident] = advisory
+        finally:
+            # On a failure or Ctrl-C, requests not started yet are dropped, not waited for.
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _vuln(self, ident: str) -> Advisory:
         raw = self._request("GET", f"/v1/vulns/{ident}", None)
