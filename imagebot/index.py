@@ -177,7 +177,7 @@ def _written_by_imagebot(manifest: Path) -> bool:
         return False
     try:
         raw = json.loads(manifest.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(raw, dict) and raw.get("generated_by") == GENERATED_BY
 
@@ -664,7 +664,7 @@ def load_manifest(location: str) -> IndexManifest:
         path = path / MANIFEST_NAME
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         raise PackageIndexError(
             f"{path}: no index manifest there",
             "build the index first (imagebot index build OUT) or pass --index with its location",

@@ -545,9 +545,9 @@ def manifest_from_json(text: str, where: str) -> IndexManifest:
             )
             for p in raw["packages"]
         )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise PackageIndexError(
-            f"{where}: not a readable imagebot index manifest ({exc})",
+            f"{where}: not a readable imagebot index manifest ({str(exc)[:200]})",
             "rebuild the index with imagebot index build",
         ) from None
     return IndexManifest(target=target, roots=tuple(roots), closures=closures, packages=packages)

@@ -172,6 +172,32 @@ LOCKED_ROWS = [
         "the environment file's name",
     ),
     Hostile(
+        "env-check-manifest-not-utf8",
+        both(
+            write_bytes("idx/imagebot-index.json", b"{\xff}"), write_bytes("env.txt", b"six==1\n")
+        ),
+        ("env", "check", "env.txt", "--index", "idx"),
+        13,
+        "no index manifest there",
+    ),
+    Hostile(
+        "env-check-manifest-nested-deeply",
+        both(
+            write_bytes("idx/imagebot-index.json", b"[" * 100_000 + b"]" * 100_000),
+            write_bytes("env.txt", b"six==1\n"),
+        ),
+        ("env", "check", "env.txt", "--index", "idx"),
+        13,
+        "not a readable imagebot index manifest",
+    ),
+    Hostile(
+        "index-out-manifest-nested-deeply",
+        both(write_bytes("out/imagebot-index.json", b"[" * 100_000 + b"]" * 100_000), no_network),
+        ("index", "build", "out"),
+        13,
+        "not an imagebot index",
+    ),
+    Hostile(
         "env-check-not-utf8",
         both(index_dir("idx"), write_bytes("env.txt", b"numpy==2.4.6 \xff\n")),
         ("env", "check", "env.txt", "--index", "idx"),
