@@ -392,8 +392,8 @@ class RegistryClient:
         shown = http.display_url(realm)
         if self.credentials is not None and not self.may_receive_credentials(realm):
             raise RegistryAuthError(
-                f"{self.host} asks for credentials at {shown}, which is another host over "
-                "plain http; imagebot sends credentials only to the registry itself or over https",
+                f"{self.host} asks for credentials at {shown}, which is neither the registry's "
+                "own address nor https; imagebot sends credentials only to one of those",
                 "serve the registry's token realm over https (or on the registry's own address)",
             )
         query = {"scope": challenge.params.get("scope") or f"repository:{repository}:pull"}
@@ -446,4 +446,3 @@ def open_registry(
         retry_seconds=retry_seconds(env) if retry_for is None else retry_for,
         on_retry=on_retry,
     )
-

@@ -120,7 +120,7 @@ BUILD_PUSH = ("build", "--push", "lab")
 
 # Item 15: credentials reach only the registry's own origin, or its bearer realm over https.
 CREDENTIAL_ROWS = [
-    Hostile("bearer-realm-elsewhere-over-http", _registry("realm"), BUILD_PUSH, 9, "plain http"),
+    Hostile("bearer-realm-elsewhere-over-http", _registry("realm"), BUILD_PUSH, 9, "nor https"),
     Hostile("redirect-elsewhere", _registry("redirect"), BUILD_PUSH, 9, "registry refused access"),
     Hostile(
         "basic-auth-then-redirect-elsewhere",

@@ -298,7 +298,9 @@ def test_basic_credentials_never_go_to_a_plain_http_realm_elsewhere(
     fake_registry: str, elsewhere: str
 ) -> None:
     FakeRegistry.realm = f"{elsewhere}/token"
-    with pytest.raises(RegistryAuthError, match="another host over plain http") as caught:
+    with pytest.raises(
+        RegistryAuthError, match="neither the registry's own address nor https"
+    ) as caught:
         _registry(fake_registry).digest(ImageRef(f"{fake_registry}/p/jupyter/lab", "good"))
     assert Elsewhere.seen == []
     assert "pass" not in caught.value.message
