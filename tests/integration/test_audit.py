@@ -268,3 +268,40 @@ def test_the_projects_own_image_passes(run_cli: Callable[..., Result]) -> None:
     assert document["packages"] > 100
     assert document["files_read"] < 500  # only the audited projects' records, not all 2,661
     assert elapsed < 60
+
+
+def test_index_packages_are_audited_with_their_origin(
+    project: Path, run_cli: Callable[..., Result]
+) -> None:
+    from imagebot.index_pages import (
+        MANIFEST_NAME,
+        DistFile,
+        IndexedPackage,
+        IndexManifest,
+        Target,
+        manifest_to_json,
+    )
+
+    (project.parent / "requirements" / "base.lock").write_text(
+        LOCK.replace("2.19.0", "2.32.3"), encoding="utf-8"
+    )
+    wheel = DistFile("urllib3-1.24.1-py2.py3-none-any.whl", "https://x/u.whl", "ab" * 32, 1)
+    manifest = IndexManifest(
+        target=Target("3.11", "x86_64-manylinux_2_36"),
+        roots=(),
+        closures={},
+        packages=(
+            IndexedPackage("urllib3", "1.24.1", wheel, (), ("old-tool==1.0",)),
+            IndexedPackage("requests", "2.32.3", wheel, ("base",), ()),
+        ),
+    )
+    out = project.parent / "out"
+    out.mkdir()
+    (out / MANIFEST_NAME).write_text(manifest_to_json(manifest), encoding="utf-8")
+    result = run_cli("--config", project, "audit", "--json", "--index", out, "--source", ADVISORIES)
+    assert result.code == 15, result.err
+    document = json.loads(result.out)
+    origins = {(f["name"], f["version"]): f["origins"] for f in document["findings"]}
+    assert origins[("urllib3", "1.24.1")] == ["index"]
+    assert ("requests", "2.32.3") not in origins
+    assert "urllib3==1.24.1 (index): PYSEC-2019-132" in result.err
