@@ -420,3 +420,22 @@ def test_an_out_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PackageIndexError, match="symbolic link"):
         build(tmp_path / "link", ROOTS, source, resolver)
     assert (tmp_path / "link").is_symlink() and snapshot(tmp_path / "real") == before
+
+
+def test_sigterm_during_downloads_leaves_out_as_it_was_and_no_staging(tmp_path: Path) -> None:
+    from imagebot.errors import Interrupted
+
+    source, resolver = universe()
+    out = tmp_path / "out"
+    build(out, ROOTS[:1], source, resolver)
+    before = snapshot(out)
+
+    def interrupted(dist: DistFile, dest: Path) -> None:
+        dest.write_bytes(b"half")
+        raise Interrupted(15)  # what imagebot.main's SIGTERM handler raises
+
+    source.download = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        build(out, ROOTS, source, resolver)
+    assert snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
