@@ -16,13 +16,16 @@ Layout of OUT (any static host can serve it; production uses a bucket):
     OUT/simple/<project>/index.json
     OUT/files/<wheel>                the distributions, verified against PyPI's sha256
 
-Three modules share the work:
+Four modules share the work:
   - `imagebot.index_pages` (pure): the model, wheel selection, pages, manifest, planning;
   - `imagebot.pypi` (adapter): the upstream simple API and verified downloads, with retries;
+  - `imagebot.uv` (adapter): the one uv wrapper, isolated from the repository's configuration;
   - this module: `build_index` (resolve with uv, stage files, write pages, swap OUT in; returns
-    a `BuildResult`), progress on stderr, the allowlist and manifest loaders, and `make_server`.
-Only the standard library is imported at module level: `rich` and `uv` are imported where they
-are used.
+    a `BuildResult`), progress on stderr, the allowlist, lock and manifest loaders, and
+    `make_server`.
+Nothing in OUT is trusted: a file kept from an earlier build must match a hash that the image's
+locks or the upstream vouch for. Only the standard library is imported at module level: `rich`
+is imported where it is used.
 """
 
 from __future__ import annotations

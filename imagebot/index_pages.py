@@ -1,14 +1,16 @@
 """The vetted package index, pure core: model, wheel selection, pages, manifest and planning.
 
 Nothing here touches the network or the file system, so all of it is unit-tested directly:
-  - the model (Target, Root, Pin, DistFile, Release, IndexedPackage, IndexManifest, Locked),
+  - the model (Target, Root, DistFile, Release, IndexedPackage, IndexManifest, Locked; Pin
+    comes from `imagebot.lockfile`),
   - wheel tags for the image's Python and platform, and the one wheel pip there would pick,
   - the PEP 503 HTML and PEP 691 JSON pages of the static index,
   - the manifest (what is in the index and why) and its JSON form,
-  - planning an incremental build: what the previous manifest already answers.
+  - planning an incremental build: what the previous manifest already answers, and which of
+    its files a lock vouches for.
 
-The adapters are `imagebot.pypi` (upstream simple API, verified downloads) and uv in
-`imagebot.index`, which also orchestrates the build. Only the standard library is imported at
+The adapters are `imagebot.pypi` (upstream simple API, verified downloads) and `imagebot.uv`;
+`imagebot.index` orchestrates the build. Only the standard library is imported at
 module level; `packaging` is imported where it is used.
 """
 
