@@ -59,7 +59,7 @@ class ReleaseResult:
             "refs": dict(self.refs),
             "images": [o.to_json() for o in self.images],
             "tested": list(self.tested),
-            "promotion": None if self.promotion is None else _promotion_json(self.promotion),
+            "promotion": None if self.promotion is None else self.promotion.to_json(),
             "timings": {t.name: round(t.seconds, 2) for t in self.timings},
         }
 
@@ -85,23 +85,6 @@ class ReleaseResult:
         total = sum(t.seconds for t in self.timings)
         lines.append(f"  time: {timing}; total {total:.1f}s")
         return lines
-
-
-def _promotion_json(promotion: PromoteResult) -> dict[str, object]:
-    return {
-        "commit": promotion.commit,
-        "branch": promotion.branch,
-        "changes": [
-            {
-                "image": c.image,
-                "target": c.target,
-                "old": None if c.old is None else str(c.old),
-                "new": str(c.new),
-            }
-            for c in promotion.changes
-        ],
-        "message": promotion.message,
-    }
 
 
 class _Clock:
@@ -223,7 +206,7 @@ def _remember_manifests(
 def _repo_location(config: Config, repo: str) -> str:
     """Local paths are shown absolute (relative ones are relative to imagebot.toml)."""
     if "://" in repo or repo.startswith("git@"):
-        from imagebot.gitops import redact
+        from imagebot.redaction import redact
 
         return redact(repo)
     return str((config.root / repo).resolve())
