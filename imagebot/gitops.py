@@ -29,6 +29,7 @@ from pathlib import Path
 from imagebot import validate
 from imagebot.errors import ConfigError, GitOpsError
 from imagebot.files import write_atomically
+from imagebot.redaction import redact
 
 TOKEN_ENV = "IMAGEBOT_GIT_TOKEN"
 USERNAME_ENV = "IMAGEBOT_GIT_USERNAME"
@@ -36,14 +37,7 @@ HEADER_ENV = "IMAGEBOT_GIT_AUTH_HEADER"
 GIT_TIMEOUT_S = 300
 PUSH_ATTEMPTS = 12
 
-# Userinfo runs to the last `@` of the URL's word: a password may itself contain `@`.
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s'\"<>]*@")
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
-
-
-def redact(text: str) -> str:
-    """Replace `user:secret@` in every URL in `text` with `***@`."""
-    return _USERINFO.sub(r"\g<scheme>***@", text)
 
 
 def remote_url(repo: str, root: Path, key: str = "repo") -> str:

@@ -15,7 +15,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -23,6 +23,7 @@ from imagebot import gitops, promote_plan
 from imagebot.errors import GitOpsError, RegistryError, UsageError, YamlEditError
 from imagebot.files import Unreadable, read_text
 from imagebot.promote_plan import NO_PACKAGE_DIFF, ImageChange, Plan
+from imagebot.redaction import redact
 from imagebot.tags import ImageRef, image_ref
 
 if TYPE_CHECKING:
@@ -120,8 +121,7 @@ def read_file(git: gitops.Git, environment: EnvironmentConfig) -> str:
     except Unreadable as exc:
         if exc.missing:
             raise GitOpsError(
-                f"{environment.file} does not exist on {environment.branch} of "
-                f"{gitops.redact(git.url)}",
+                f"{environment.file} does not exist on {environment.branch} of {redact(git.url)}",
                 f"check environments.{environment.name}.file in imagebot.toml",
             ) from None
         raise YamlEditError(
@@ -300,6 +300,42 @@ def promote(
         )
 
 
+@dataclass
+class _Planner:
+    """Plans the edit of the clone's file as it is now; package diffs are computed once."""
+
+    git: gitops.Git
+    environment: EnvironmentConfig
+    refs: Mapping[str, ImageRef]
+    verb: str
+    revision: str
+    describe: PackageDiff
+    diffs: dict[tuple[str, str], str] = field(default_factory=dict)
+    last: tuple[Plan, str] = (Plan("", "", "", ()), "")
+
+    def plan(self) -> tuple[Plan, str]:
+        """The plan and its commit message ("" when nothing changes)."""
+        environment = self.environment
+        text = read_file(self.git, environment)
+        plan = promote_plan.plan(text, environment, self.refs, environment.file)
+        new = [c for c in plan.changes if (str(c.old), str(c.new)) not in self.diffs]
+        self.diffs.update(_package_diffs(new, self.describe))
+        message = ""
+        if plan.changes:
+            message = promote_plan.commit_message(
+                self.verb, environment.name, plan.changes, self.diffs, self.revision
+            )
+        self.last = (plan, message)
+        return self.last
+
+    def change(self) -> gitops.Change | None:
+        """What the push loop commits; None when the file already holds every ref."""
+        plan, message = self.plan()
+        if not plan.changes:
+            return None
+        return gitops.Change({plan.file: plan.new_text}, message, self.environment.author)
+
+
 def apply_refs(
     config: Config,
     environment: EnvironmentConfig,
@@ -315,28 +351,7 @@ def apply_refs(
     """Plan the edit of the clone's file and, unless `dry_run`, commit and push it."""
     revision = gitops.source_revision(config.root, env)
     describe = package_diff or _describer(config, env)
-    diffs: dict[tuple[str, str], str] = {}
-    planned: list[tuple[Plan, str]] = []
-
-    def plan_now() -> tuple[Plan, str]:
-        text = read_file(git, environment)
-        plan = promote_plan.plan(text, environment, refs, environment.file)
-        new = [c for c in plan.changes if (str(c.old), str(c.new)) not in diffs]
-        diffs.update(_package_diffs(new, describe))
-        message = ""
-        if plan.changes:
-            message = promote_plan.commit_message(
-                verb, environment.name, plan.changes, diffs, revision
-            )
-        planned.append((plan, message))
-        return plan, message
-
-    def change() -> gitops.Change | None:
-        plan, message = plan_now()
-        if not plan.changes:
-            return None
-        return gitops.Change({environment.file: plan.new_text}, message, environment.author)
-
+    planner = _Planner(git, environment, refs, verb, revision, describe)
     result = PromoteResult(
         environment.name,
         environment.file,
@@ -347,12 +362,13 @@ def apply_refs(
         dry_run=dry_run,
     )
     if dry_run:
-        plan, message = plan_now()
+        plan, message = planner.plan()
         return replace(result, changes=plan.changes, diff=plan.diff, message=message)
-    landed = gitops.land(git, result.branch, change, new_branch=branch is not None)
-    plan, message = planned[-1]
+    landed = gitops.land(git, result.branch, planner.change, new_branch=branch is not None)
+    result = replace(result, attempts=landed.attempts)
     if landed.commit is None:
-        return replace(result, attempts=landed.attempts)
+        return result
+    plan, message = planner.last
     return replace(
         result,
         changes=plan.changes,
@@ -360,5 +376,4 @@ def apply_refs(
         message=message,
         commit=landed.commit,
         pushed=True,
-        attempts=landed.attempts,
     )

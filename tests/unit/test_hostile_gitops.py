@@ -14,6 +14,7 @@ import pytest
 
 from imagebot import gitops, promote_plan
 from imagebot.promote_plan import ImageChange
+from imagebot.redaction import redact
 from imagebot.tags import ImageRef
 from tests.unit.conftest import Hostile, Project, Result, assert_refused
 
@@ -295,7 +296,7 @@ def test_git_failure_messages_are_never_empty() -> None:
     ],
 )
 def test_redaction_survives_at_signs_in_passwords(text: str) -> None:
-    shown = gitops.redact(text)
+    shown = redact(text)
     assert "ss@word" not in shown and "s3cr3t" not in shown and "t0k" not in shown
     assert "***@git.example.org" in shown
 

@@ -12,6 +12,7 @@ from imagebot import promote as promoting
 from imagebot.config import EnvironmentConfig
 from imagebot.errors import ConfigError, RegistryError, UsageError
 from imagebot.promote_plan import ImageChange
+from imagebot.redaction import redact
 from imagebot.tags import ImageRef
 
 D1 = "sha256:" + "1" * 64
@@ -195,8 +196,8 @@ def test_explicit_refs_need_no_registry(tmp_path: Path) -> None:
     ],
 )
 def test_redact_hides_userinfo(text: str, expected: str) -> None:
-    assert expected in gitops.redact(text)
-    assert "secret" not in gitops.redact(text) and ":pw@" not in gitops.redact(text)
+    assert expected in redact(text)
+    assert "secret" not in redact(text) and ":pw@" not in redact(text)
 
 
 def test_credentials_go_through_env_config_never_the_url() -> None:
