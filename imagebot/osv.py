@@ -37,6 +37,7 @@ from imagebot.requirements import normalize
 from imagebot.validate import InvalidValue
 
 OSV_API_URL = "https://api.osv.dev"
+PYPA_DATABASE = "https://github.com/pypa/advisory-database"
 RECORD_SUFFIXES = (".yaml", ".yml", ".json")
 MAX_RECORD_BYTES = 4 << 20  # the largest PyPI records (long `versions` lists) are ~100 kB
 MAX_BATCH = 1000  # the OSV API's limit on queries per querybatch
@@ -114,9 +115,9 @@ class DirectorySource:
             entries = list(os.scandir(base))
         except OSError as exc:
             raise AdvisorySourceError(
-                f"advisory directory {self.root}: {exc.strerror or exc}",
-                "check [advisories] source in imagebot.toml (or --source), e.g. a checkout of "
-                "https://github.com/pypa/advisory-database",
+                f"advisory directory {self.description}: {exc.strerror or exc}",
+                f"check out an OSV database there (git clone --depth 1 {PYPA_DATABASE} "
+                f"{self.description}), or use the OSV API: --source {OSV_API_URL}",
             ) from None
         projects: dict[str, list[Path]] = {}
         for entry in entries:
