@@ -242,3 +242,25 @@ def test_own_key_next_to_a_merge_is_editable_but_inherited_keys_are_not() -> Non
 def test_same_value_through_a_shared_alias_is_a_no_op() -> None:
     text = "lab: &lab r/x:1\nsingleuser:\n  image: *lab\n"
     assert not yamledit.set_image(text, "singleuser.image", ImageRef.parse("r/x:1")).changed
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        ImageRef("registry.example.org/Hub", "2"),
+        ImageRef("r.example.org/x\nmalicious: true", "2"),
+        ImageRef("r.example.org/x", '2"'),
+        ImageRef("r.example.org/" + "a" * 20_000, "1"),
+    ],
+)
+def test_only_valid_refs_are_spliced(ref: ImageRef) -> None:
+    with pytest.raises(YamlEditError, match=r"f\.yaml: image: .*image"):
+        yamledit.set_image("image: r.example.org/x:1\n", "image", ref, "f.yaml")
+
+
+def test_duplicate_keys_are_refused_when_reading_too() -> None:
+    text = "image: r.example.org/a:1\nimage: r.example.org/b:1\n"
+    with pytest.raises(
+        YamlEditError, match=r"f.yaml:1: key 'image' .* appears twice \(lines 1 and 2\)"
+    ):
+        yamledit.read_image(text, "image", "f.yaml")
