@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TextIO
 
 # A logging command (`##vso[`) or a formatting command (`##[`), anywhere in a line.
@@ -97,6 +98,12 @@ def warning(message: str) -> None:
     info(f"warning: {message}")
     if in_pipeline():
         _command(f"##vso[task.logissue type=warning]{_escape_vso(neutralise(message))}")
+
+
+def upload_summary(path: Path) -> None:
+    """Attach a Markdown file to the run's summary page (Azure Pipelines only)."""
+    if in_pipeline():
+        _command(f"##vso[task.uploadsummary]{_escape_vso(neutralise(str(path.resolve())))}")
 
 
 @contextmanager

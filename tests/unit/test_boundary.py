@@ -305,3 +305,18 @@ def test_usage_errors_are_one_error_line_and_a_hint(
     assert result.code == 2
     assert len(result.error_lines) == 1 and message in result.error_lines[0]
     assert result.hint_lines == [f"hint: run `{command} --help` for its arguments"]
+
+
+def test_upload_summary_is_a_real_command_with_the_path_escaped(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from imagebot import console
+
+    summary = tmp_path / "a;b]%.md"
+    monkeypatch.setenv("TF_BUILD", "True")
+    with console.pipeline_output():
+        console.upload_summary(summary)
+    assert capsys.readouterr().err == (f"##vso[task.uploadsummary]{tmp_path}/a%3Bb%5D%AZP25.md\n")
+    monkeypatch.delenv("TF_BUILD")
+    console.upload_summary(summary)
+    assert capsys.readouterr().err == ""
