@@ -57,6 +57,9 @@ class Registry(http.server.BaseHTTPRequestHandler):
         elif self.mode == "basic-then-redirect":
             self.send_response(307)
             self.send_header("Location", f"{self.elsewhere}{self.path}")
+        elif self.mode == "file-realm":
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Bearer realm="file:///etc/passwd"')
         else:
             self.send_response(401)
             challenge = f'Bearer realm="{self.elsewhere}/token",service="registry"'
@@ -121,6 +124,7 @@ BUILD_PUSH = ("build", "--push", "lab")
 # Item 15: credentials reach only the registry's own origin, or its bearer realm over https.
 CREDENTIAL_ROWS = [
     Hostile("bearer-realm-elsewhere-over-http", _registry("realm"), BUILD_PUSH, 9, "nor https"),
+    Hostile("bearer-realm-not-http", _registry("file-realm"), BUILD_PUSH, 9, "nor https"),
     Hostile("redirect-elsewhere", _registry("redirect"), BUILD_PUSH, 9, "registry refused access"),
     Hostile(
         "basic-auth-then-redirect-elsewhere",

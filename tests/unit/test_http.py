@@ -97,6 +97,15 @@ def test_a_redirect_to_another_scheme_is_refused(origins: tuple[Origin, Origin])
         client.send("GET", f"{home.url}/x", failure=PackageIndexError)
 
 
+def test_a_redirect_loop_is_an_error_not_a_hang(origins: tuple[Origin, Origin]) -> None:
+    home, _ = origins
+    home.routes["/a"] = (302, {"Location": "/b"})
+    home.routes["/b"] = (302, {"Location": "/a"})
+    with pytest.raises(PackageIndexError, match="redirect was not followed"):
+        client.send("GET", f"{home.url}/a", failure=PackageIndexError)
+    assert len(home.seen) <= 2 * client.MAX_REDIRECTS
+
+
 def test_only_http_urls_are_fetched() -> None:
     with pytest.raises(RegistryAuthError, match="only http and https"):
         client.send("GET", "file:///etc/passwd", failure=RegistryAuthError)
