@@ -13,7 +13,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from imagebot import validate
 from imagebot.errors import ConfigError, UsageError
+from imagebot.files import Unreadable, read_text
 
 if TYPE_CHECKING:
     from imagebot.config import Config
@@ -55,11 +57,12 @@ class ImageRef:
                     f"image reference {original!r} has an invalid tag {tag!r}",
                     "tags are up to 128 of A-Z a-z 0-9 _ . - and do not start with . or -",
                 )
-        if not text or text != text.strip() or " " in text:
-            raise UsageError(
-                f"invalid image reference {original!r}", "write it as registry/path/name:tag"
-            )
-        return cls(text, tag, digest)
+        ref = cls(text, tag, digest)
+        try:
+            validate.image_reference(str(ref))
+        except validate.InvalidValue as exc:
+            raise UsageError(exc.message, exc.hint) from None
+        return ref
 
     @property
     def registry(self) -> str:
@@ -260,10 +263,11 @@ def build_inputs(config: Config, image_name: str) -> list[BuildInput]:
     context = (config.root / image.context).resolve()
     dockerfile = config.root / image.dockerfile
     try:
-        text = dockerfile.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        text = read_text(dockerfile)
+    except Unreadable as exc:
         raise ConfigError(
-            f"images.{image_name}.dockerfile: {image.dockerfile} does not exist",
+            f"images.{image_name}.dockerfile: {image.dockerfile} "
+            + ("does not exist" if exc.missing else exc.reason),
             "run `imagebot render` for rendered images, or fix the path in imagebot.toml",
         ) from None
     inputs = [BuildInput("Dockerfile", text.encode())]
