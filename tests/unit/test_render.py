@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imagebot.errors import ConfigError, StaleError
+from imagebot.errors import ConfigError, ImagebotError, StaleError
 from imagebot.render import (
     DockerfileSpec,
     SetLayer,
@@ -167,6 +167,41 @@ def test_cran_without_repository_is_refused() -> None:
 def test_unsafe_urls_are_refused(url: str) -> None:
     with pytest.raises(ConfigError, match="is not a plain URL"):
         render_dockerfile(spec(lock(NOTEBOOK), index_url=url))
+
+
+@pytest.mark.parametrize(
+    "url", ["https://x/$(touch pwned)", "https://x/\nRUN id", "https://user:pw@x.org/"]
+)
+def test_unsafe_request_urls_are_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match="is not a plain URL"):
+        render_dockerfile(spec(lock(NOTEBOOK), request_url=url))
+
+
+def _broken(name: str, field: str, value: str) -> RequirementSet:
+    """A set that bypassed parse_set's validation (only a bug could make one)."""
+    from dataclasses import replace
+
+    if field == "description":
+        return replace(NOTEBOOK, description=value)
+    entry = NOTEBOOK.python[0]
+    entry = replace(entry, version=value) if field == "version" else replace(entry, name=value)
+    return replace(NOTEBOOK, python=(entry,))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"image": "lab\nRUN id"},
+        {"base": "python:3.11\nRUN id"},
+        {"layers": (lock(_broken("notebook", "description", "x)\nRUN id\n# (")),)},
+        {"layers": (lock(_broken("notebook", "version", "4.6.6\nRUN id")),)},
+        {"layers": (lock(_broken("notebook", "name", "jupyterlab\rRUN id")),)},
+    ],
+    ids=["image", "base", "description", "version", "name"],
+)
+def test_render_cannot_emit_an_extra_line_from_any_input(changes: dict[str, object]) -> None:
+    with pytest.raises(ImagebotError, match="not one line of printable text"):
+        render_dockerfile(spec(lock(NOTEBOOK), **changes))
 
 
 def test_check_rendered_passes_when_equal_and_diffs_when_not() -> None:
