@@ -16,13 +16,13 @@ Layout of OUT (any static host can serve it; production uses a bucket):
     OUT/simple/<project>/index.json
     OUT/files/<wheel>                the distributions, verified against PyPI's sha256
 
-Four modules share the work:
+Five modules share the work:
   - `imagebot.index_pages` (pure): the model, wheel selection, pages, manifest, planning;
   - `imagebot.pypi` (adapter): the upstream simple API and verified downloads, with retries;
   - `imagebot.uv` (adapter): the one uv wrapper, isolated from the repository's configuration;
+  - `imagebot.index_server`: `index serve`, a static server confined to OUT;
   - this module: `build_index` (resolve with uv, stage files, write pages, swap OUT in; returns
-    a `BuildResult`), progress on stderr, the allowlist, lock and manifest loaders, and
-    `make_server`.
+    a `BuildResult`), progress on stderr, and the allowlist, lock and manifest loaders.
 Nothing in OUT is trusted: a file kept from an earlier build must match a hash that the image's
 locks or the upstream vouch for. Only the standard library is imported at module level: `rich`
 is imported where it is used.
@@ -50,9 +50,7 @@ from imagebot.index_pages import (
     FILES_DIR,
     GENERATED_BY,
     INDEX_ONLY_SET,
-    JSON_CONTENT_TYPE,
     MANIFEST_NAME,
-    SIMPLE_DIR,
     DistFile,
     IndexedPackage,
     IndexManifest,
@@ -673,83 +671,3 @@ def load_manifest(location: str) -> IndexManifest:
             "build the index first (imagebot index build OUT) or pass --index with its location",
         ) from None
     return manifest_from_json(text, str(path))
-
-
-# --- serving ----------------------------------------------------------------------------------
-
-
-def make_server(out: Path, host: str = "127.0.0.1", port: int = 5556, quiet: bool = False) -> Any:
-    """A threaded static server for OUT that also answers PEP 691 JSON when asked for it.
-
-    A bucket serves index.html only; this server additionally picks index.json for clients
-    whose Accept header asks for application/vnd.pypi.simple.v1+json (pip and uv do). It
-    serves files inside OUT only (a symbolic link out of OUT is 404), lists no directory
-    (a directory without index.html is 404) and answers a malformed path with 400.
-    """
-    from functools import partial
-    from http import HTTPStatus
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    if not (out / SIMPLE_DIR).is_dir():
-        raise PackageIndexError(
-            f"{out} has no {SIMPLE_DIR}/ directory, so it is not a built index",
-            "build it first: imagebot index build OUT",
-        )
-    root = out.resolve()
-
-    class IndexRequestHandler(SimpleHTTPRequestHandler):
-        negotiated_json = False
-
-        def send_head(self) -> Any:
-            try:
-                return self._send_head()
-            except (OSError, ValueError):
-                self.send_error(HTTPStatus.BAD_REQUEST, "malformed path")
-                return None
-
-        def _send_head(self) -> Any:
-            route = self.path.split("?", 1)[0].split("#", 1)[0]
-            local = Path(self.translate_path(route))
-            if "\x00" in str(local):
-                self.send_error(HTTPStatus.BAD_REQUEST, "malformed path")
-                return None
-            real = local.resolve()
-            if real != root and root not in real.parents:
-                self.send_error(HTTPStatus.NOT_FOUND, "not in the index")
-                return None
-            if real.is_dir() and route.endswith("/"):
-                accept = self.headers.get("Accept", "")
-                if JSON_CONTENT_TYPE in accept and (real / "index.json").is_file():
-                    self.path = route + "index.json"
-                    self.negotiated_json = True
-                elif not (real / "index.html").is_file():
-                    self.send_error(HTTPStatus.NOT_FOUND, "no index page here")
-                    return None
-            return super().send_head()
-
-        def list_directory(self, path: Any) -> Any:
-            self.send_error(HTTPStatus.NOT_FOUND, "no index page here")
-            return None
-
-        def guess_type(self, path: Any) -> str:
-            if self.negotiated_json:
-                return JSON_CONTENT_TYPE
-            return super().guess_type(path)
-
-        def end_headers(self) -> None:
-            self.send_header("Vary", "Accept")
-            super().end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            if not quiet:
-                super().log_message(format, *args)
-
-    handler = partial(IndexRequestHandler, directory=str(root))
-    try:
-        return ThreadingHTTPServer((host, port), handler)
-    except (OSError, OverflowError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise PackageIndexError(
-            f"cannot listen on {host}:{port}: {reason}",
-            "choose another --port, or stop what is using it",
-        ) from None

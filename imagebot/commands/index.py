@@ -112,13 +112,13 @@ def serve(
 ) -> None:
     """Serve OUT over HTTP (static files; PEP 691 JSON for clients that ask for it)."""
     from imagebot import console
-    from imagebot.index import make_server
+    from imagebot.index_server import make_server
 
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port} is not a TCP port", "pass a port from 0 to 65535")
     server = make_server(out, host, port, quiet=quiet)
-    bound_host, bound_port = server.server_address[:2]
-    console.info(f"serving {out} at http://{bound_host}:{bound_port}/simple/ (Ctrl-C stops)")
+    bound_port = server.server_address[1]
+    console.info(f"serving {out} at http://{host}:{bound_port}/simple/ (Ctrl-C stops)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

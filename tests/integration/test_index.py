@@ -2,7 +2,7 @@
 
 A small allowlist (python-dateutil, which needs six; six 1.16.0 vetted for self-install) is
 built from PyPI. Containers run with `--network none`: their only interface is their own
-loopback, where imagebot's own server (index.make_server, mounted from this checkout) serves the
+loopback, where imagebot's own server (index_server.make_server, mounted from this checkout) serves the
 index. So pip inside can reach the index and nothing else, which a test checks first.
 """
 
@@ -61,7 +61,7 @@ six = { version = "1.16.0", reason = "an older six for old projects", requested_
 # Serve /index on the container's loopback with imagebot's own server (stdlib only).
 SERVE = textwrap.dedent(
     """\
-    PYTHONPATH=/src python3 -c 'from pathlib import Path; from imagebot.index import make_server; make_server(Path("/index"), "127.0.0.1", 5556, quiet=True).serve_forever()' &
+    PYTHONPATH=/src python3 -c 'from pathlib import Path; from imagebot.index_server import make_server; make_server(Path("/index"), "127.0.0.1", 5556, quiet=True).serve_forever()' &
     for _ in $(seq 50); do python3 -c 'import socket; socket.create_connection(("127.0.0.1", 5556), 1)' 2>/dev/null && break; sleep 0.1; done
     python3 -m venv --without-pip --system-site-packages /venv  # Debian's pip; seconds faster
     pip() { /venv/bin/python -m pip "$@"; }

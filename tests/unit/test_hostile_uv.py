@@ -387,7 +387,7 @@ def test_an_interrupted_index_build_removes_its_staging_directory(tmp_path: Path
 def served(tmp_path: Path):  # type: ignore[no-untyped-def]
     import threading
 
-    from imagebot.index import make_server
+    from imagebot.index_server import make_server
 
     out = tmp_path / "out"
     (out / "simple" / "six").mkdir(parents=True)

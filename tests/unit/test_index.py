@@ -13,7 +13,7 @@ import pytest
 from index_fixtures import TARGET, dist, sha
 
 from imagebot.errors import PackageIndexError
-from imagebot.index import ImageLocks, IndexBuildOptions, NoProgress, build_index, make_server
+from imagebot.index import ImageLocks, IndexBuildOptions, NoProgress, build_index
 from imagebot.index_pages import (
     MANIFEST_NAME,
     DistFile,
@@ -23,6 +23,7 @@ from imagebot.index_pages import (
     Target,
     manifest_from_json,
 )
+from imagebot.index_server import make_server
 from imagebot.uv import summarize
 
 
