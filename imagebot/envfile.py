@@ -52,6 +52,7 @@ class EnvRequirement:
     extras: tuple[str, ...]
     marker: str | None
     hashes: tuple[str, ...]  # "sha256:..." from --hash options
+    written_name: str = ""  # the name as the file spells it, for messages
 
     @property
     def pin(self) -> str:
@@ -100,80 +101,80 @@ def parse_env_file(
     file: str, text: str, target: Target
 ) -> tuple[list[EnvRequirement], list[Problem]]:
     """Parse every line; report every malformed, unpinned or duplicated one."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
     requirements: list[EnvRequirement] = []
     problems: list[Problem] = []
     first_line: dict[str, int] = {}
     environment = target_environment(target)
     for number, line in logical_lines(text):
-        hashes = tuple(_HASH_OPTION.findall(" " + line))
-        spec = _HASH_OPTION.sub("", " " + line).strip()
-        if spec.startswith("-"):
-            problems.append(
-                Problem(
-                    file,
-                    number,
-                    f"option {spec.split()[0]!r} is not allowed in an environment file",
-                    "list packages as name==version only; the install script sets the index",
-                )
-            )
-            continue
-        if _URL_LIKE.match(spec) or " @ " in spec:
-            problems.append(
-                Problem(
-                    file,
-                    number,
-                    f"{spec!r} installs from a URL or path, not from the vetted index",
-                    "use a vetted name==version; ask for the package to be vetted if it is missing",
-                )
-            )
-            continue
-        try:
-            parsed = Requirement(spec)
-        except InvalidRequirement as exc:
-            problems.append(
-                Problem(file, number, f"not a requirement: {spec!r} ({exc})", "write name==version")
-            )
-            continue
-        if parsed.marker is not None and not parsed.marker.evaluate(environment):
+        parsed = _parse_line(file, number, line, environment)
+        if parsed is None:
             continue  # not for the pod's platform: pip would skip it too
-        name = normalize(parsed.name)
-        specifiers = list(parsed.specifier)
-        version = specifiers[0].version if len(specifiers) == 1 else ""
-        if len(specifiers) != 1 or specifiers[0].operator != "==" or "*" in version:
+        if isinstance(parsed, Problem):
+            problems.append(parsed)
+        elif parsed.name in first_line:
             problems.append(
                 Problem(
                     file,
                     number,
-                    f"{parsed.name} is not pinned to one version ({spec!r})",
-                    f"pin it exactly: {parsed.name}==VERSION",
-                )
-            )
-            continue
-        if name in first_line:
-            problems.append(
-                Problem(
-                    file,
-                    number,
-                    f"{parsed.name} is listed twice (first at line {first_line[name]})",
+                    f"{parsed.written_name} is listed twice "
+                    f"(first at line {first_line[parsed.name]})",
                     "keep one line per package",
                 )
             )
-            continue
-        first_line[name] = number
-        requirements.append(
-            EnvRequirement(
-                line=number,
-                text=spec,
-                name=name,
-                version=version,
-                extras=tuple(sorted(parsed.extras)),
-                marker=str(parsed.marker) if parsed.marker is not None else None,
-                hashes=hashes,
-            )
-        )
+        else:
+            first_line[parsed.name] = number
+            requirements.append(parsed)
     return requirements, problems
+
+
+def _parse_line(
+    file: str, number: int, line: str, environment: Mapping[str, str]
+) -> EnvRequirement | Problem | None:
+    """One logical line: its requirement, the problem with it, or None when its marker is
+    false for the pod."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    hashes = tuple(_HASH_OPTION.findall(" " + line))
+    spec = _HASH_OPTION.sub("", " " + line).strip()
+    if spec.startswith("-"):
+        return Problem(
+            file,
+            number,
+            f"option {spec.split()[0]!r} is not allowed in an environment file",
+            "list packages as name==version only; the install script sets the index",
+        )
+    if _URL_LIKE.match(spec) or " @ " in spec:
+        return Problem(
+            file,
+            number,
+            f"{spec!r} installs from a URL or path, not from the vetted index",
+            "use a vetted name==version; ask for the package to be vetted if it is missing",
+        )
+    try:
+        parsed = Requirement(spec)
+    except InvalidRequirement as exc:
+        return Problem(file, number, f"not a requirement: {spec!r} ({exc})", "write name==version")
+    if parsed.marker is not None and not parsed.marker.evaluate(dict(environment)):
+        return None
+    specifiers = list(parsed.specifier)
+    version = specifiers[0].version if len(specifiers) == 1 else ""
+    if len(specifiers) != 1 or specifiers[0].operator != "==" or "*" in version:
+        return Problem(
+            file,
+            number,
+            f"{parsed.name} is not pinned to one version ({spec!r})",
+            f"pin it exactly: {parsed.name}==VERSION",
+        )
+    return EnvRequirement(
+        line=number,
+        text=spec,
+        name=normalize(parsed.name),
+        version=version,
+        extras=tuple(sorted(parsed.extras)),
+        marker=str(parsed.marker) if parsed.marker is not None else None,
+        hashes=hashes,
+        written_name=parsed.name,
+    )
 
 
 def vetting_problems(
