@@ -59,6 +59,10 @@ def advisory_id(value: object) -> str:
     return value
 
 
+def _is_advisory_id(value: object) -> bool:
+    return isinstance(value, str) and _ADVISORY_ID.fullmatch(value) is not None
+
+
 # --- the record model -------------------------------------------------------------------------
 
 
@@ -309,9 +313,11 @@ def advisory_from_mapping(raw: Any) -> Advisory:
         raise RecordError("an OSV record is a mapping with an `id`")
     try:
         ident = advisory_id(raw.get("id"))
-        aliases = tuple(advisory_id(a) for a in _list(raw, "aliases"))
     except InvalidValue as exc:
         raise RecordError(exc.message) from None
+    # Aliases are shown and matched against waivers only; a malformed one (real records hold
+    # "GHSA-...," with a comma) is dropped rather than failing the whole audit.
+    aliases = tuple(a for a in _list(raw, "aliases") if _is_advisory_id(a))
     affected = tuple(_affected(item) for item in _list(raw, "affected"))
     database = raw.get("database_specific")
     label = database.get("severity") if isinstance(database, Mapping) else None
