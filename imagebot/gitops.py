@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import base64
 import os
-import random
 import re
 import subprocess
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 from imagebot import validate
-from imagebot.errors import ConfigError, GitOpsError
+from imagebot.errors import ConfigError, GitOpsError, TransientError
 from imagebot.files import write_atomically
 from imagebot.redaction import redact
 
@@ -36,6 +34,7 @@ USERNAME_ENV = "IMAGEBOT_GIT_USERNAME"
 HEADER_ENV = "IMAGEBOT_GIT_AUTH_HEADER"
 GIT_TIMEOUT_S = 300
 PUSH_ATTEMPTS = 12
+PUSH_BACKOFF_S = 0.05  # first wait after a lost race; doubles each time
 
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
 
@@ -376,29 +375,40 @@ def land(
     new_branch: bool = False,
     attempts: int = PUSH_ATTEMPTS,
     before_push: Callable[[Path, int], None] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> Landed:
-    """Commit what `change()` returns and push it to `branch`; on a lost race, fetch, reset
-    and ask `change()` again, with jittered exponential backoff (50 ms doubling, capped at 2 s).
+    """Commit what `change()` returns and push it to `branch`. A push that lost a race is a
+    TransientError for the one retry policy: fetch, reset, ask `change()` again, push again.
 
     `change()` reads the clone as it is now; None means nothing is left to change.
     `before_push(clone_dir, attempt)` runs right before each push (tests race it there).
     """
-    for attempt in range(1, attempts + 1):
-        if attempt > 1:
-            sleep(random.uniform(0, min(2.0, 0.05 * 2 ** (attempt - 1))))
+    from imagebot.retry import retry_transient
+
+    tries = 0
+
+    def attempt() -> Landed:
+        nonlocal tries
+        tries += 1
+        if tries > 1:
             fetch_reset(git, branch)  # only a push to an existing branch can lose a race
         wanted = change()
         if wanted is None:
-            return Landed(None, attempt)
+            return Landed(None, tries)
         write_atomically({worktree_file(git, path): text for path, text in wanted.files.items()})
         sha = commit_all(git, list(wanted.files), wanted.message, wanted.author)
         if before_push is not None:
-            before_push(git.cwd, attempt)
-        if push(git, branch, new_branch=new_branch) is PushOutcome.PUSHED:
-            return Landed(sha, attempt)
-    raise GitOpsError(
-        f"push to {branch} of {redact(git.url)} was rejected {attempts} times: "
-        "others keep pushing first",
-        "run the promotion again; nothing was pushed",
-    )
+            before_push(git.cwd, tries)
+        if push(git, branch, new_branch=new_branch) is PushOutcome.STALE:
+            raise TransientError(f"push to {branch} lost a race")
+        return Landed(sha, tries)
+
+    try:
+        return retry_transient(
+            attempt, what=f"push to {branch}", attempts=attempts, backoff=PUSH_BACKOFF_S
+        )
+    except TransientError:
+        raise GitOpsError(
+            f"push to {branch} of {redact(git.url)} was rejected {attempts} times: "
+            "others keep pushing first",
+            "run the promotion again; nothing was pushed",
+        ) from None
