@@ -31,6 +31,8 @@ def retry_transient(
     Waits backoff, 2*backoff, 4*backoff ... (at most 8 s) between tries. When the policy gives
     up it re-raises the last TransientError; `on_retry` gets one line per retry.
     """
+    if seconds is None and attempts is None:
+        raise TypeError("retry_transient needs a bound: seconds, attempts or both")
     import tenacity
 
     def log_retry(state: tenacity.RetryCallState) -> None:
