@@ -17,6 +17,7 @@ for the pages. google-cloud-storage is imported only when a bucket is used.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -236,8 +237,8 @@ class LocalDirectory:
         path = self._path(key)
         try:
             path.unlink(missing_ok=True)
-            if path.parent != self.root and not any(path.parent.iterdir()):
-                path.parent.rmdir()  # a removed project's directory
+            if path.parent != self.root:
+                _remove_if_empty(path.parent)  # a removed project's directory
         except OSError as exc:
             raise PackageIndexError(
                 f"cannot remove {exc.filename or path}: {exc.strerror or exc}",
@@ -269,6 +270,15 @@ class LocalDirectory:
             }
         except (OSError, ValueError, TypeError, IndexError, AttributeError, RecursionError):
             return {}  # hashed again from the files themselves
+
+
+def _remove_if_empty(directory: Path) -> None:
+    """rmdir that tolerates a directory still in use or already removed (by a parallel step)."""
+    try:
+        directory.rmdir()
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
+            raise
 
 
 def _copy_hashing(source: Path, dest: Path) -> str:

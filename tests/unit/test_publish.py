@@ -247,7 +247,7 @@ class Recording:
     def __init__(self, inner: LocalDirectory, fail_after: int | None = None) -> None:
         self.inner = inner
         self.url = inner.url
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.log: list[str] = []
         self.broken: list[str] = []
         self.fail_after = fail_after
@@ -274,14 +274,16 @@ class Recording:
         if self.transient.get(key, 0) > 0:
             self.transient[key] -= 1
             raise TransientError(f"503 for {key}")
-        self._check(f"upload {key}")
-        self.inner.upload(key, source, sha256)
-        self._check(f"uploaded {key}")
+        with self.lock:  # one write at a time, so that each check sees a settled tree
+            self._check(f"upload {key}")
+            self.inner.upload(key, source, sha256)
+            self._check(f"uploaded {key}")
 
     def remove(self, key: str) -> None:
-        self._check(f"remove {key}")
-        self.inner.remove(key)
-        self._check(f"removed {key}")
+        with self.lock:
+            self._check(f"remove {key}")
+            self.inner.remove(key)
+            self._check(f"removed {key}")
 
     def close(self) -> None:
         self.inner.close()
