@@ -24,7 +24,7 @@ import os
 import secrets
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,13 @@ from typing import Any
 
 from imagebot.errors import PackageIndexError, TransientError
 from imagebot.files import write_atomically
-from imagebot.index_pages import FILES_DIR, JSON_CONTENT_TYPE, MANIFEST_NAME, manifest_from_json
+from imagebot.index_pages import (
+    FILES_DIR,
+    GENERATED_BY,
+    JSON_CONTENT_TYPE,
+    MANIFEST_NAME,
+    manifest_from_json,
+)
 from imagebot.publish import (
     DestinationSpec,
     Entry,
@@ -461,14 +467,51 @@ def open_destination(spec: DestinationSpec, root: Path, out: Path | None = None)
     return LocalDirectory(directory)
 
 
-def publish_out(out: Path, destination: str, root: Path, options: PublishOptions) -> PublishResult:
-    """Publish the index in OUT to `destination` ([index] publish)."""
+def index_cache_dir(env: Mapping[str, str]) -> Path:
+    """Where `release` keeps the index it builds and publishes ($IMAGEBOT_INDEX_CACHE)."""
+    explicit = env.get("IMAGEBOT_INDEX_CACHE")
+    if explicit:
+        return Path(explicit)
+    cache = Path(env.get("XDG_CACHE_HOME") or Path(env.get("HOME") or "~").expanduser() / ".cache")
+    return cache / "imagebot" / "index"
+
+
+def seed_from_published(out: Path, destination: str, root: Path) -> bool:
+    """Give an empty OUT the destination's manifest, so that an incremental build keeps every
+    unchanged root's closure (no uv run) and downloads only the files. True when seeded.
+
+    The manifest only says what to build; no hash in it is trusted (index build checks every
+    file against the locks or the upstream)."""
+    if (out / MANIFEST_NAME).exists() or (out.exists() and any(out.iterdir())):
+        return False
+    spec = _parsed(destination)
+    data = open_destination(spec, root).read(MANIFEST_NAME)
+    if data is None:
+        return False
     try:
-        spec = parse_destination(destination)
+        raw = json.loads(data)
+        manifest_from_json(data.decode("utf-8"), MANIFEST_NAME)
+    except (ValueError, UnicodeDecodeError, RecursionError, PackageIndexError):
+        return False  # another format: a cold build
+    if not isinstance(raw, dict) or raw.get("generated_by") != GENERATED_BY:
+        return False
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomically({out / MANIFEST_NAME: data.decode("utf-8")})
+    return True
+
+
+def _parsed(destination: str) -> DestinationSpec:
+    try:
+        return parse_destination(destination)
     except ValueError as exc:
         from imagebot.errors import ConfigError
         from imagebot.publish import DESTINATION_HINT
 
         raise ConfigError(f"imagebot.toml: index.publish: {exc}", DESTINATION_HINT) from None
+
+
+def publish_out(out: Path, destination: str, root: Path, options: PublishOptions) -> PublishResult:
+    """Publish the index in OUT to `destination` ([index] publish)."""
+    spec = _parsed(destination)
     local = read_index(out)
     return publish(local, open_destination(spec, root, out), options)

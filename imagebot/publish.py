@@ -100,17 +100,24 @@ def parse_destination(text: str) -> DestinationSpec:
         raise ValueError(f"{text!r} is not one line of printable text without outer spaces")
     if "://" in text:
         if not text.startswith(GCS_SCHEME):
-            raise ValueError(f"{text!r}: only gs:// buckets and local directories are supported")
+            scheme = text.split("://", 1)[0][:20]
+            raise ValueError(
+                f"{scheme}:// is not a destination: only gs:// buckets and local directories are"
+            )
         bucket, _, prefix = text[len(GCS_SCHEME) :].partition("/")
         if "@" in bucket or ":" in bucket:
-            raise ValueError(f"{text!r} must not hold user:password@ or a port")
+            # the value is not repeated: it may hold a password
+            raise ValueError(
+                "a gs:// destination holds no user:password@ or port; "
+                "credentials come from Application Default Credentials"
+            )
         if not _BUCKET.fullmatch(bucket) or ".." in bucket:
             raise ValueError(f"{bucket!r} is not a valid bucket name")
         prefix = prefix.rstrip("/")
         segments = prefix.split("/") if prefix else []
         for segment in segments:
             if segment in (".", "..") or not _PREFIX_SEGMENT.fullmatch(segment):
-                raise ValueError(f"{text!r}: prefix segment {segment!r} is not allowed")
+                raise ValueError(f"the bucket prefix's segment {segment!r} is not allowed")
         return DestinationSpec(bucket, prefix)
     segments = text.split("/")
     if any(segment in ("..", ".") for segment in segments) or "\\" in text:

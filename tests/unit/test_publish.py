@@ -409,3 +409,31 @@ def test_to_json_is_the_whole_result(tmp_path: Path) -> None:
     assert document["destination"] == str(dest)
     assert document["index_changes"]["versions_added"] == ["six==1.16.0"]  # type: ignore[index]
     assert {"added", "changed", "removed", "unchanged", "seconds"} <= set(document)
+
+
+def test_an_empty_cache_is_seeded_with_the_published_manifest_only(tmp_path: Path) -> None:
+    from imagebot.destinations import index_cache_dir, seed_from_published
+
+    out, dest, cache = tmp_path / "out", tmp_path / "dest", tmp_path / "cache"
+    assert not seed_from_published(cache, str(dest), tmp_path)  # nothing published yet
+    write_index(out, {"six": ["1.16.0"]})
+    publish(read_index(out), LocalDirectory(dest), FAST)
+    assert seed_from_published(cache, str(dest), tmp_path)
+    assert sorted(p.name for p in cache.iterdir()) == ["imagebot-index.json"]
+    assert (cache / "imagebot-index.json").read_bytes() == (
+        out / "imagebot-index.json"
+    ).read_bytes()
+    assert not seed_from_published(cache, str(dest), tmp_path)  # never over a cache
+    assert index_cache_dir({"IMAGEBOT_INDEX_CACHE": "/c"}) == Path("/c")
+    assert index_cache_dir({"HOME": "/h"}) == Path("/h/.cache/imagebot/index")
+    assert index_cache_dir({"XDG_CACHE_HOME": "/x", "HOME": "/h"}) == Path("/x/imagebot/index")
+
+
+def test_a_foreign_published_manifest_seeds_nothing(tmp_path: Path) -> None:
+    from imagebot.destinations import seed_from_published
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "imagebot-index.json").write_text('{"generated_by": "someone"}')
+    assert not seed_from_published(tmp_path / "cache", str(dest), tmp_path)
+    assert not (tmp_path / "cache").exists()
