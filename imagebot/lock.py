@@ -32,6 +32,7 @@ from imagebot.lockfile import (
     LockedPackage,
     LockFile,
     content_intact,
+    dependency_edges,
     lock_path,
     parse_lock,
     recorded_inputs,
@@ -231,7 +232,11 @@ def resolve_layer(
         compiled = resolver.compile(inputs, constraints, layer.python, layer.platform)
     except ResolveFailed as failed:
         raise distill_uv_error(failed.output, layer, earlier) from None
-    return [p for p in split_blocks(compiled) if p.name not in locked_below]
+    resolved = split_blocks(compiled)
+    requires = dependency_edges(resolved)  # across layers: `# via` stays within one lock
+    return [
+        p.with_requires(requires.get(p.name, ())) for p in resolved if p.name not in locked_below
+    ]
 
 
 @dataclass(frozen=True)
@@ -310,15 +315,8 @@ def _where(layer: Layer, earlier: Mapping[str, LockFile], name: str, spec: str) 
 
 def _needed_by(lock: LockFile, name: str) -> list[str]:
     """The packages a lock's `# via` comments name for `name` (input files left out)."""
-    block = next((p.text for p in lock.packages if p.name == name), "")
-    names: list[str] = []
-    for line in block.splitlines():
-        comment = line.strip().removeprefix("#").strip()
-        if line.strip().startswith("#"):
-            comment = comment.removeprefix("via").strip()
-            if comment and not comment.startswith("-"):
-                names.append(comment)
-    return names
+    block = next((p for p in lock.packages if p.name == name), None)
+    return [n for n in block.via if not n.startswith("-")] if block else []
 
 
 def distill_uv_error(output: str, layer: Layer, earlier: Mapping[str, LockFile]) -> ResolutionError:
