@@ -22,14 +22,16 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from imagebot.errors import PackageIndexError, TransientError
 from imagebot.index_pages import FILES_DIR, MANIFEST_NAME, SIMPLE_DIR, IndexManifest
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 GCS_SCHEME = "gs://"
 # A project directory or file name as `index build` writes them: no dot files, no separators.
@@ -482,6 +484,8 @@ def execute(
             ) from None
         options.echo(f"{step.action:<7}{step.key}")
 
+    from concurrent.futures import ThreadPoolExecutor
+
     pool = ThreadPoolExecutor(max_workers=max(1, options.jobs), thread_name_prefix="publish")
     try:
         for batch in plan.batches:
@@ -495,6 +499,8 @@ def _run_batch(
     pool: ThreadPoolExecutor, run: Callable[[Step], None], batch: Sequence[Step]
 ) -> None:
     """All steps of a batch, or the first error once the running steps have stopped."""
+    from concurrent.futures import wait
+
     futures: list[Future[None]] = [pool.submit(run, step) for step in batch]
     try:
         done, _ = wait(futures, return_when="FIRST_EXCEPTION")
