@@ -1,9 +1,14 @@
 """Orchestration of `imagebot build` and `imagebot push`: returns result dataclasses, no printing.
 
-Per image: compute the content tag; skip when the registry already has it (unless forced);
-otherwise build with BuildKit, inline cache and `--cache-from` the last pushed build
-(`<repo>:cache`); with push, push the content tag and the cache tag, then read the digest back
-from the registry. Progress goes to a `Reporter` supplied by the command layer.
+Per image: resolve the base image's digest and compute the content tag; skip when the registry
+already has it (unless forced). A rendered image (a Dockerfile with a `system` stage) is built
+in two parts when the registry is at hand: BuildKit builds the system stage (inline cache,
+`--cache-from <repo>:system`), which is pushed; then `imagebot.assemble` lays the locked
+Python packages on it at the registry, a deterministic layer per package or group, reusing
+every layer the last assembly made, and pulls the result into the engine under the content
+tag. Any other image, or any image without a registry, is built from its Dockerfile as is
+(`--cache-from <repo>:cache`). With push, the content tag and the cache tag are pushed and the
+digest read back from the registry. Progress goes to a `Reporter` supplied by the command layer.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from imagebot.tags import ImageRef, image_ref
 if TYPE_CHECKING:
     from docker import DockerClient
 
+    from imagebot.base_image import BaseImage
     from imagebot.config import Config, ImageConfig
+    from imagebot.engine import BuildRequest
     from imagebot.registry import RegistryClient
 
 CACHE_TAG = "cache"
@@ -154,9 +161,17 @@ def build_images(
     )
     session = _EngineSession(env)
     outcomes = []
+    from imagebot.base_image import resolve
+
     for name in names:
         start = time.monotonic()
-        ref = image_ref(config, name)
+        base = resolve(config, name, env)
+        if base.digest is None:
+            reporter.note(
+                f"cannot resolve the base image {base.reference or '(unknown)'} to a digest; "
+                "the content tag leaves it out"
+            )
+        ref = image_ref(config, name, base.digest)
         existing = None
         if not options.force:
             existing = _lookup(
@@ -170,11 +185,15 @@ def build_images(
                 )
             )
             continue
-        cache_from = _lookup(lookup, cache_ref(ref), strict=False, reporter=QuietReporter())
+        build = _Build(config, config.image(name), ref, base, options, session, reporter)
         with reporter.stage(f"build {ref}"):
-            _build_one(
-                config, config.image(name), ref, options, session, bool(cache_from), reporter
-            )
+            if registry is not None and build.assembled():
+                build.assembled_image(registry)
+            else:
+                if build.assembled():
+                    reporter.note("no registry to assemble at: building the Dockerfile as is")
+                cache = _lookup(lookup, cache_ref(ref), strict=False, reporter=QuietReporter())
+                build.whole_dockerfile(bool(cache))
         pushed_ref = ref
         if options.push and registry is not None:
             with reporter.stage(f"push {ref}"):
@@ -199,7 +218,7 @@ def push_refs(
     env = os.environ if env is None else env
     reporter = reporter or QuietReporter()
     # Every reference is checked before the registry or the engine is touched.
-    targets = [resolve_ref(config, text) for text in texts or list(config.images)]
+    targets = [resolve_ref(config, text, env) for text in texts or list(config.images)]
     registry = open_registry(config, env, on_retry=reporter.note)
     session = _EngineSession(env)
     outcomes = []
@@ -240,37 +259,116 @@ class _EngineSession:
         return self._cli
 
 
-def _build_one(
-    config: Config,
-    image: ImageConfig,
-    ref: ImageRef,
-    options: BuildOptions,
-    session: _EngineSession,
-    use_cache_from: bool,
-    reporter: Reporter,
-) -> None:
-    from imagebot.engine import BuildRequest, build_network, run_build
-    from imagebot.gitops import source_revision
-    from imagebot.registry import resolve_credentials
+class _Build:
+    """One image's build: the whole Dockerfile, or the system stage plus assembled packages."""
 
-    session.ensure_engine()
-    ca_bundle = ca_bundle_path(options, session.env)
-    request = BuildRequest(
-        context=(config.root / image.context).resolve(),
-        dockerfile=(config.root / image.dockerfile).resolve(),
-        tags=(str(ref), str(cache_ref(ref))),
-        build_args=dict(image.build_args),
-        labels=oci_labels(
-            config, ref.tag or "", source_revision(config.root, session.env), datetime.now(UTC)
-        ),
-        cache_from=(str(cache_ref(ref)),) if use_cache_from else (),
-        secrets={CA_SECRET_ID: ca_bundle} if ca_bundle else {},
-        network=build_network(image.build_args),
-        no_cache=options.no_cache,
-    )
-    credentials = resolve_credentials(config.registry, session.env) if use_cache_from else None
-    auths = {config.registry.host: credentials} if credentials else {}
-    run_build(request, cli=session.cli, env=session.env, auths=auths, on_line=reporter.line)
+    def __init__(
+        self,
+        config: Config,
+        image: ImageConfig,
+        ref: ImageRef,
+        base: BaseImage,
+        options: BuildOptions,
+        session: _EngineSession,
+        reporter: Reporter,
+    ) -> None:
+        self.config, self.image, self.ref, self.base = config, image, ref, base
+        self.options, self.session, self.reporter = options, session, reporter
+
+    def assembled(self) -> bool:
+        from imagebot.assemble import is_assembled
+        from imagebot.files import read_text
+
+        return is_assembled(read_text(self.config.root / self.image.dockerfile))
+
+    def labels(self) -> dict[str, str]:
+        from imagebot.base_image import BASE_DIGEST_LABEL
+        from imagebot.gitops import source_revision
+
+        revision = source_revision(self.config.root, self.session.env)
+        labels = oci_labels(self.config, self.ref.tag or "", revision, datetime.now(UTC))
+        if self.base.digest:
+            labels[BASE_DIGEST_LABEL] = self.base.digest
+        return labels
+
+    def request(
+        self, tags: Sequence[ImageRef], cache_from: ImageRef | None, **extra: object
+    ) -> BuildRequest:
+        from imagebot.engine import BuildRequest, build_network
+
+        build_args = dict(self.image.build_args)
+        if self.base.pinned:
+            build_args["BASE_IMAGE"] = self.base.pinned  # exactly the base the tag was made of
+        ca_bundle = ca_bundle_path(self.options, self.session.env)
+        return BuildRequest(
+            context=(self.config.root / self.image.context).resolve(),
+            dockerfile=(self.config.root / self.image.dockerfile).resolve(),
+            tags=tuple(str(t) for t in tags),
+            build_args=build_args,
+            cache_from=(str(cache_from),) if cache_from else (),
+            secrets={CA_SECRET_ID: ca_bundle} if ca_bundle else {},
+            network=build_network(self.image.build_args),
+            no_cache=self.options.no_cache,
+            **extra,  # type: ignore[arg-type]
+        )
+
+    def run(self, request: BuildRequest, with_registry: bool) -> None:
+        from imagebot.engine import run_build
+        from imagebot.registry import resolve_credentials
+
+        self.session.ensure_engine()
+        registry = self.config.registry
+        credentials = resolve_credentials(registry, self.session.env) if with_registry else None
+        auths = {registry.host: credentials} if credentials else {}
+        run_build(
+            request,
+            cli=self.session.cli,
+            env=self.session.env,
+            auths=auths,
+            on_line=self.reporter.line,
+        )
+
+    def whole_dockerfile(self, use_cache_from: bool) -> None:
+        cache_from = cache_ref(self.ref) if use_cache_from else None
+        tags = (self.ref, cache_ref(self.ref))
+        self.run(self.request(tags, cache_from, labels=self.labels()), use_cache_from)
+
+    def assembled_image(self, registry: RegistryClient) -> None:
+        """Build and push the system stage; lay the packages on it (imagebot.assemble)."""
+        from imagebot.assemble import SYSTEM_TAG, assemble
+        from imagebot.engine import build_network, push_image
+        from imagebot.render import SYSTEM_STAGE, VENV
+
+        system = ImageRef(self.ref.name, SYSTEM_TAG)
+        known = _lookup(registry, system, strict=False, reporter=QuietReporter())
+        self.run(
+            self.request((system,), system if known else None, target=SYSTEM_STAGE), bool(known)
+        )
+        push_image(
+            self.session.client,
+            system,
+            registry.credentials,
+            retry_seconds=registry.retry_seconds,
+            on_line=self.reporter.line,
+            on_retry=self.reporter.note,
+        )
+        digest = registry.digest(system)
+        if digest is None:
+            raise RegistryError(f"the registry lost {system} right after its push", "push again")
+        assemble(
+            client=self.session.client,
+            registry=registry,
+            credentials=registry.credentials,
+            config=self.config,
+            image_name=self.image.name,
+            ref=self.ref,
+            system=system.with_digest(digest),
+            installed_on=f"{self.base.digest or self.base.reference} {VENV}",
+            labels=self.labels(),
+            ca_bundle=ca_bundle_path(self.options, self.session.env),
+            network=build_network(self.image.build_args),
+            reporter=self.reporter,
+        )
 
 
 def _push_and_verify(

@@ -35,7 +35,7 @@ from imagebot.errors import (
 )
 from imagebot.redaction import redact
 from imagebot.registry import Credentials, classify_failure, with_retries
-from imagebot.tags import ImageRef, image_ref
+from imagebot.tags import ImageRef
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -149,6 +149,7 @@ class BuildRequest:
     secrets: Mapping[str, Path] = field(default_factory=dict)  # BuildKit secret id -> file
     network: str | None = None
     no_cache: bool = False
+    target: str | None = None  # a stage of the Dockerfile; None: the last
 
 
 _LOOPBACK = re.compile(r"://(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?(/|$)")
@@ -187,6 +188,8 @@ def build_command(cli: str, request: BuildRequest) -> list[str]:
         argv += ["--network", request.network]
     if request.no_cache:
         argv.append("--no-cache")
+    if request.target:
+        argv += ["--target", request.target]
     argv.append(str(request.context))
     return argv
 
@@ -278,13 +281,17 @@ def local_image_id(client: DockerClient, ref: str) -> str | None:
         raise EngineError(f"cannot inspect {ref}: {_first_line(exc)}", "check the engine") from None
 
 
-def resolve_ref(config: Config, text: str) -> tuple[str, ImageRef]:
-    """An image name from config (-> its content ref) or a full reference (UsageError if bad)."""
+def resolve_ref(
+    config: Config, text: str, env: Mapping[str, str] | None = None
+) -> tuple[str, ImageRef]:
+    """An image name from config (-> its content ref, base digest included) or a full
+    reference (UsageError if bad)."""
     from imagebot import validate
+    from imagebot.base_image import content_ref
     from imagebot.errors import UsageError
 
     if text in config.images:
-        return text, image_ref(config, text)
+        return text, content_ref(config, text, env)
     try:
         validate.image_reference(text)
     except validate.InvalidValue as exc:
@@ -311,7 +318,7 @@ def local_image(config: Config, text: str, env: Mapping[str, str] | None = None)
     from imagebot.registry import resolve_credentials
 
     env = os.environ if env is None else env
-    name, ref = resolve_ref(config, text)
+    name, ref = resolve_ref(config, text, env)
     client = docker_client(env)
     pinned = f"{ref.name}@{ref.digest}" if ref.digest else str(ref)
     if local_image_id(client, pinned) is None:
@@ -491,6 +498,53 @@ def run_container(
             ) from None
         output = container.logs().decode(errors="replace")
         return RunResult(int(status.get("StatusCode", 1)), output)
+    finally:
+        with suppress(docker.errors.APIError):
+            container.remove(force=True)
+
+
+def run_and_collect(
+    client: DockerClient,
+    image: str,
+    command: Sequence[str],
+    collect: str,
+    *,
+    timeout: float,
+    environment: Mapping[str, str] | None = None,
+    files: Mapping[str, bytes] | None = None,
+    network: str | None = "none",
+    user: str | None = None,
+) -> tuple[RunResult, bytes]:
+    """Like run_container, then the tar archive of `collect` as the container left it
+    (b"" when the command failed). The container is always removed."""
+    import docker.errors
+
+    try:
+        container = client.containers.create(
+            image,
+            list(command),
+            environment=dict(environment or {}),
+            network_mode=network,
+            user=user,
+            detach=True,
+        )
+    except docker.errors.ImageNotFound:
+        raise EngineError(f"image {image} is not in the engine", "build or pull it first") from None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot create a container of {image}: {_first_line(exc)}") from None
+    try:
+        for path, data in (files or {}).items():
+            container.put_archive(os.path.dirname(path) or "/", _tar_one(path, data))
+        container.start()
+        status = container.wait(timeout=timeout)
+        output = container.logs().decode(errors="replace")
+        result = RunResult(int(status.get("StatusCode", 1)), output)
+        if result.exit_code != 0:
+            return result, b""
+        stream, _ = container.get_archive(collect)
+        return result, b"".join(stream)
+    except docker.errors.APIError as exc:
+        raise EngineError(f"{image}: {_first_line(exc)}", "check the engine") from None
     finally:
         with suppress(docker.errors.APIError):
             container.remove(force=True)

@@ -15,6 +15,7 @@ Secrets never appear in messages: every error text passes through `Credentials.r
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -334,15 +335,15 @@ class RegistryClient:
             # Some registries omit the header on HEAD: hash the manifest body instead.
             response = self._request("GET", path, repository)
             if response.status == 200:
-                import hashlib
-
                 return response.headers.get("docker-content-digest") or (
                     "sha256:" + hashlib.sha256(response.body).hexdigest()
                 )
         raise self._status_error(response.status, path)
 
-    def _status_error(self, status: int, path: str) -> RegistryError | RegistryAuthError:
-        where = f"{self.base_url}{path}"
+    def _status_error(
+        self, status: int, path: str, body: bytes = b""
+    ) -> RegistryError | RegistryAuthError:
+        where = http.display_url(path if "://" in path else f"{self.base_url}{path}")
         if status in (401, 403):
             who = f" as {self.credentials.username}" if self.credentials else " anonymously"
             source = f" (credentials from {self.credentials.source})" if self.credentials else ""
@@ -350,32 +351,131 @@ class RegistryClient:
                 f"registry refused access{who}{source}: HTTP {status} for {where}",
                 "check the registry credentials and that the account may read this repository",
             )
-        return RegistryError(f"unexpected HTTP {status} from {where}", "check registry.url")
+        detail = _error_detail(body)
+        return RegistryError(f"unexpected HTTP {status} from {where}{detail}", "check registry.url")
 
-    def _request(self, method: str, path: str, repository: str) -> http.Response:
-        """One request; on a 401 challenge, authenticate (Basic or Bearer) and send it again."""
-        headers = {"Accept": MANIFEST_TYPES}
+    def _request(
+        self,
+        method: str,
+        path: str,
+        repository: str,
+        *,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> http.Response:
+        """One request; on a 401 challenge, authenticate (Basic or Bearer) and send it again.
+
+        `path` is the registry path, or an absolute upload URL the registry handed out; the
+        credentials go with it only when it is on the registry's own origin.
+        """
+        url = path if "://" in path else self.base_url + path
+        sent = {"Accept": MANIFEST_TYPES, **(headers or {})}
+        own = http.same_origin(url, self.base_url)
         credentials = self.credentials
-        if token := self._bearer_tokens.get(repository):
-            headers["Authorization"] = f"Bearer {token}"
-        elif credentials is not None and self._use_basic:
-            headers["Authorization"] = credentials.basic_header()
-        response = self._send(method, self.base_url + path, headers)
-        if response.status != 401 or "Authorization" in headers:
+        if own and (token := self._bearer_tokens.get(repository)):
+            sent["Authorization"] = f"Bearer {token}"
+        elif own and credentials is not None and self._use_basic:
+            sent["Authorization"] = credentials.basic_header()
+        response = self._send(method, url, sent, data)
+        if response.status != 401 or not own:
             return response
         challenge = parse_challenge(response.headers.get("www-authenticate", ""))
         if challenge is None:
             return response
         if challenge.scheme == "basic":
-            if credentials is None:
+            if credentials is None or "Authorization" in sent:
                 return response
             self._use_basic = True
-            headers["Authorization"] = credentials.basic_header()
+            sent["Authorization"] = credentials.basic_header()
         else:
+            # A token for pulls answers 401 to a push: ask again with the scope it names.
             token = self._bearer_token(challenge, repository)
+            if sent.get("Authorization") == f"Bearer {token}":
+                return response
             self._bearer_tokens[repository] = token
-            headers["Authorization"] = f"Bearer {token}"
-        return self._send(method, self.base_url + path, headers)
+            sent["Authorization"] = f"Bearer {token}"
+        return self._send(method, url, sent, data)
+
+    # --- reading and writing manifests and blobs (image assembly) ---------------------------
+
+    def get_manifest(self, repository: str, reference: str) -> tuple[str, bytes] | None:
+        """(digest, body) of a manifest, or None when the registry does not have it."""
+        path = f"/v2/{repository}/manifests/{reference}"
+
+        def get() -> tuple[str, bytes] | None:
+            response = self._request("GET", path, repository)
+            if response.status == 404:
+                return None
+            if response.status != 200:
+                raise self._status_error(response.status, path)
+            return "sha256:" + hashlib.sha256(response.body).hexdigest(), response.body
+
+        return self._retried(get, f"reading {self.host}/{repository}:{reference}")
+
+    def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
+        """Store a manifest under a tag (or its own digest); returns its digest."""
+        path = f"/v2/{repository}/manifests/{reference}"
+
+        def put() -> str:
+            response = self._request(
+                "PUT", path, repository, data=body, headers={"Content-Type": media_type}
+            )
+            if response.status not in (200, 201, 202):
+                raise self._status_error(response.status, path, response.body)
+            return "sha256:" + hashlib.sha256(body).hexdigest()
+
+        return self._retried(put, f"storing the manifest {self.host}/{repository}:{reference}")
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        path = f"/v2/{repository}/blobs/{digest}"
+
+        def head() -> bool:
+            response = self._request("HEAD", path, repository)
+            if response.status in (200, 404):
+                return response.status == 200
+            raise self._status_error(response.status, path)
+
+        return self._retried(head, f"looking up blob {digest[:19]} in {repository}")
+
+    def get_blob(self, repository: str, digest: str) -> bytes:
+        """A (small) blob's bytes, checked against its digest."""
+        path = f"/v2/{repository}/blobs/{digest}"
+
+        def get() -> bytes:
+            response = self._request("GET", path, repository)
+            if response.status != 200:
+                raise self._status_error(response.status, path)
+            if "sha256:" + hashlib.sha256(response.body).hexdigest() != digest:
+                raise RegistryError(f"blob {digest} from {self.host}/{repository} is corrupt")
+            return response.body
+
+        return self._retried(get, f"reading blob {digest[:19]} from {repository}")
+
+    def upload_blob(self, repository: str, digest: str, data: bytes) -> bool:
+        """Upload a blob unless the registry has it; True when bytes were sent."""
+        if self.has_blob(repository, digest):
+            return False
+        start = f"/v2/{repository}/blobs/uploads/"
+
+        def upload() -> None:
+            from urllib.parse import urljoin
+
+            response = self._request("POST", start, repository, data=b"")
+            location = response.headers.get("location", "")
+            if response.status != 202 or not location:
+                raise self._status_error(response.status, start, response.body)
+            url = urljoin(self.base_url + start, location)
+            url += ("&" if "?" in url else "?") + f"digest={digest}"
+            headers = {"Content-Type": "application/octet-stream"}
+            done = self._request("PUT", url, repository, data=data, headers=headers)
+            if done.status not in (201, 204):
+                raise self._status_error(done.status, start, done.body)
+
+        self._retried(upload, f"uploading blob {digest[:19]} to {repository}")
+        return True
+
+    def _retried(self, action: Callable[[], T], what: str) -> T:
+        return with_retries(action, seconds=self.retry_seconds, what=what, on_retry=self.on_retry)
 
     def may_receive_credentials(self, url: str) -> bool:
         """Credentials go to the registry's own origin, or to another origin over https only."""
@@ -415,11 +515,15 @@ class RegistryClient:
             raise RegistryError(f"token endpoint {shown} sent no token")
         return str(token)
 
-    def _send(self, method: str, url: str, headers: Mapping[str, str]) -> http.Response:
+    def _send(
+        self, method: str, url: str, headers: Mapping[str, str], data: bytes | None = None
+    ) -> http.Response:
         """One request through the one HTTP client; every error message is redacted."""
+        # Uploads may be large: give them time in proportion (at least 10 MB/s).
+        timeout = REQUEST_TIMEOUT + (len(data) / 10e6 if data else 0.0)
         try:
             return http.send(
-                method, url, failure=RegistryError, headers=headers, timeout=REQUEST_TIMEOUT
+                method, url, failure=RegistryError, headers=headers, data=data, timeout=timeout
             )
         except TransientError as exc:
             raise TransientError(self._redact(exc.message)) from None
@@ -428,6 +532,16 @@ class RegistryClient:
 
     def _redact(self, text: str) -> str:
         return self.credentials.redact(text) if self.credentials else redact(text)
+
+
+def _error_detail(body: bytes) -> str:
+    """PURE: the first error code/message of a registry's JSON error body, for messages."""
+    try:
+        errors = json.loads(body)["errors"]
+        first = errors[0]
+        return f": {first.get('code', '')} {str(first.get('message', ''))[:200]}".rstrip()
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return ""
 
 
 def open_registry(

@@ -5,9 +5,12 @@ byte-identical output and golden files pin it down. The text never depends on th
 profile or the environment: the local stack passes its base image and index URL as build
 args (`BASE_IMAGE`, `IMAGEBOT_INDEX_URL`), whose defaults here are the production values.
 
-Layer order, from stable to volatile: base image, system packages (apt entries of every set,
-plus r-base-core when a set has R packages), the venv, then one layer per requirement set in
-the image's order (pip from that set's lock, then its R packages), then configuration.
+Two stages. `system`: base image, system packages (apt entries of every set, plus r-base-core
+when a set has R packages), the venv, each set's R packages in set order, the R kernel, the
+index configuration and the user. Then one layer per set installs its lock into the venv.
+`imagebot build` builds only the `system` stage and lays the locked Python packages on it at
+the registry, each package (or group of small ones) in a deterministic layer of its own
+(`imagebot.layers`); a plain `docker build` of the file gives the same files in per-set layers.
 The BuildKit secrets `ca-certificates` (a CA bundle) and `netrc` (index credentials) are
 mounted only into the RUNs that download; nothing secret lands in ENV, ARG or a layer.
 """
@@ -22,6 +25,7 @@ from pathlib import Path
 from imagebot import validate
 from imagebot.config import Config, ImageConfig
 from imagebot.errors import ConfigError, ImagebotError, StaleError
+from imagebot.layers import EPOCH
 from imagebot.lockfile import lock_path, parse_lock
 from imagebot.requirements import Requirement, RequirementSet
 
@@ -30,6 +34,7 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 LOCK_MOUNT_DIR = "/tmp/imagebot"
 NB_UID = 1000
 NB_GID = 100  # Debian's `users` group, as in the Jupyter docker-stacks images
+SYSTEM_STAGE = "system"  # the stage `imagebot build` builds; the Python packages go on top
 # A build-context path in a --mount option: no ',' '=' or whitespace, which would split it.
 _MOUNT_PATH = re.compile(r"[A-Za-z0-9._/-]+", re.ASCII)
 
@@ -65,11 +70,14 @@ def render_dockerfile(spec: DockerfileSpec) -> str:
         _base(spec),
         _system_packages(spec),
         _venv(),
-        *(_set_layer(spec, layer, i + 1) for i, layer in enumerate(spec.layers)),
+        *(_r_layer(spec, layer, i + 1) for i, layer in enumerate(spec.layers)),
         _r_kernel(spec),
         _index_config(spec),
         _user_and_cmd(),
-        "# Last: every installed distribution's requirements are met.\nRUN python -m pip check\n",
+        _packages_stage(),
+        *(_python_layer(layer, i + 1) for i, layer in enumerate(spec.layers)),
+        f"# Last: every installed distribution's requirements are met.\nUSER {NB_UID}:{NB_GID}\n"
+        "RUN python -m pip check\n",
     ]
     return "\n".join(section for section in sections if section)
 
@@ -161,8 +169,10 @@ def _header(spec: DockerfileSpec) -> str:
         "# GENERATED FILE: do not edit. Regenerate with `imagebot render`;\n"
         "# CI fails when it is stale (`imagebot render --check`).\n"
         f"# Sources: {spec.config_file} (image {spec.image!r}), requirements/*.toml and *.lock.\n"
-        f"# Layers: base image, system packages, venv, then one per set: {names}.\n"
-        "# Build with BuildKit from the repository root, e.g.\n"
+        f"# Sets, in layer order: {names}.\n"
+        f"# `imagebot build` builds the {SYSTEM_STAGE!r} stage and adds the Python packages at the\n"
+        '# registry, a deterministic layer per package or group (docs/images.md, "Layers").\n'
+        "# Built as is, with BuildKit from the repository root, it gives the same files, e.g.\n"
         f"#   DOCKER_BUILDKIT=1 docker build -f <this file> \\\n"
         f"#     --secret id=ca-certificates,src={CA_BUNDLE} .\n"
         "# Optional secret `netrc` carries index credentials; neither lands in a layer.\n"
@@ -183,11 +193,9 @@ def _base(spec: DockerfileSpec) -> str:
     index_arg = f"ARG IMAGEBOT_INDEX_URL={spec.index_url}\n" if spec.index_url else ""
     return (
         f"ARG BASE_IMAGE={spec.base}\n"
-        "FROM ${BASE_IMAGE}\n"
+        f"FROM ${{BASE_IMAGE}} AS {SYSTEM_STAGE}\n"
         "ARG BASE_IMAGE\n"
         f"{index_arg}"
-        "# Where the build downloads locked wheels; a CI mirror may override it.\n"
-        "ARG PIP_INDEX_URL=https://pypi.org/simple\n"
         "ARG DEBIAN_FRONTEND=noninteractive\n"
         "\n"
         "# Static labels; the build adds revision, created and version.\n"
@@ -238,31 +246,50 @@ def _venv() -> str:
     )
 
 
-def _set_layer(spec: DockerfileSpec, layer: SetLayer, number: int) -> str:
+def _r_layer(spec: DockerfileSpec, layer: SetLayer, number: int) -> str:
     req_set = layer.set
-    mounts = [CA_SECRET]
-    steps: list[str] = []
-    if layer.lock_file:
-        target = f"{LOCK_MOUNT_DIR}/{req_set.name}.lock"
-        mounts = [
-            f"--mount=type=bind,source={layer.lock_file},target={target}",
-            CA_SECRET,
-            NETRC_SECRET,
-        ]
-        steps.append(
-            f"{CA_ENV} \\\n    python -m pip install --no-cache-dir --require-hashes --no-deps "
-            f"--only-binary :all: \\\n        -r {target}"
-        )
-    if req_set.r and req_set.r_source == "debian":
-        steps.extend(_apt_install([_debian_r_pin(e) for e in req_set.r]))
-    elif req_set.r:
-        steps.append(_cran_install(spec, req_set.r))
-    if not steps:
-        return f"# Layer {number}: set {req_set.name!r} has nothing to install.\n"
+    if not req_set.r:
+        return ""
+    if req_set.r_source == "debian":
+        step = _chain(_apt_install([_debian_r_pin(e) for e in req_set.r]))
+    else:
+        step = _cran_install(spec, req_set.r)
+    return f"{_title(req_set, number)}, R packages.\nRUN {CA_SECRET} \\\n    {step}\n"
+
+
+def _packages_stage() -> str:
+    return (
+        "# The Python packages: one layer per set here; `imagebot build` lays them on the\n"
+        f"# {SYSTEM_STAGE!r} stage itself. SOURCE_DATE_EPOCH makes pip write hash-checked .pyc files.\n"
+        f"FROM {SYSTEM_STAGE}\n"
+        "USER root\n"
+        "# Where the build downloads locked wheels; a CI mirror may override it.\n"
+        "ARG PIP_INDEX_URL=https://pypi.org/simple\n"
+    )
+
+
+def _python_layer(layer: SetLayer, number: int) -> str:
+    req_set = layer.set
+    if not layer.lock_file:
+        return f"# Layer {number}: set {req_set.name!r} has no Python packages.\n"
+    target = f"{LOCK_MOUNT_DIR}/{req_set.name}.lock"
+    mounts = [
+        f"--mount=type=bind,source={layer.lock_file},target={target}",
+        CA_SECRET,
+        NETRC_SECRET,
+    ]
+    step = (
+        f"{CA_ENV} SOURCE_DATE_EPOCH={EPOCH} \\\n    python -m pip install --no-cache-dir "
+        f"--require-hashes --no-deps --only-binary :all: \\\n        -r {target}"
+    )
+    return f"{_title(req_set, number)}.\nRUN {_continued(mounts)} \\\n    {step}\n"
+
+
+def _title(req_set: RequirementSet, number: int) -> str:
     title = f"# Layer {number}: set {req_set.name!r}"
     if req_set.description:
         title += f" ({req_set.description})"
-    return f"{title}.\nRUN {_continued(mounts)} \\\n    {_chain(steps)}\n"
+    return title
 
 
 def _cran_install(spec: DockerfileSpec, entries: Sequence[Requirement]) -> str:
@@ -288,15 +315,39 @@ def _cran_install(spec: DockerfileSpec, entries: Sequence[Requirement]) -> str:
     )
 
 
+# `jupyter kernelspec install` stands in for Jupyter, which the Python layers add later:
+# like jupyter_client it replaces <prefix>/share/jupyter/kernels/<name> with a copy of the spec.
+_KERNELSPEC_STAND_IN = (
+    "#!/bin/sh",
+    '[ "$1" = kernelspec ] || exit 1',
+    'case "$2" in --version) exit 0 ;; install) shift 2 ;; *) exit 1 ;; esac',
+    "name=ir prefix=/usr/local",
+    'while [ $# -gt 1 ]; do case "$1" in --name) name=$2; shift ;; --prefix) prefix=$2; shift ;;'
+    " esac; shift; done",
+    'dest="$prefix/share/jupyter/kernels/$name"',
+    'rm -rf "$dest" && mkdir -p "${dest%/*}" && cp -R "$1" "$dest"',
+)
+
+
 def _r_kernel(spec: DockerfileSpec) -> str:
     has_irkernel = any(e.name == "IRkernel" for layer in spec.layers for e in layer.set.r)
     if not has_irkernel:
         return ""
+    shim = "/tmp/imagebot-jupyter"
     return (
-        "# The R kernel, registered in the venv where Jupyter looks for kernels.\n"
-        f"RUN R --quiet --no-save -e 'IRkernel::installspec(user = FALSE, prefix = \"{VENV}\")' \\\n"
-        "    && rm -rf /root/.local /root/.ipython /tmp/Rtmp*\n"
+        "# The R kernel, registered in the venv where Jupyter looks for kernels. Jupyter itself\n"
+        "# comes with the Python packages: a stand-in does what `jupyter kernelspec install` does.\n"
+        f"RUN mkdir {shim} \\\n"
+        f"    && printf '%s\\n' {' '.join(_sh_quote(line) for line in _KERNELSPEC_STAND_IN)} \\\n"
+        f"        > {shim}/jupyter && chmod 755 {shim}/jupyter \\\n"
+        f"    && PATH={shim}:$PATH R --quiet --no-save \\\n"
+        f"        -e 'IRkernel::installspec(user = FALSE, prefix = \"{VENV}\")' \\\n"
+        f"    && rm -rf {shim} /root/.local /root/.ipython /tmp/Rtmp*\n"
     )
+
+
+def _sh_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def _index_config(spec: DockerfileSpec) -> str:

@@ -280,12 +280,20 @@ def build_inputs(config: Config, image_name: str) -> list[BuildInput]:
     return inputs
 
 
-def content_tag(config: Config, image_name: str) -> str:
-    """The content tag of an image: equal inputs give equal tags on every machine."""
+def content_tag(config: Config, image_name: str, base_digest: str | None = None) -> str:
+    """The content tag of an image: equal inputs give equal tags on every machine.
+
+    `base_digest` is the base image's digest resolved at build time (`imagebot.base_image`),
+    so a new base under the same tag is a new content tag.
+    """
     image = config.image(image_name)
-    return tag_from_inputs(build_inputs(config, image_name), image.build_args)
+    inputs = build_inputs(config, image_name)
+    if base_digest is not None:
+        inputs.append(BuildInput("base-image-digest", base_digest.encode()))
+    return tag_from_inputs(inputs, image.build_args)
 
 
-def image_ref(config: Config, image_name: str) -> ImageRef:
+def image_ref(config: Config, image_name: str, base_digest: str | None = None) -> ImageRef:
     """`<registry.url>/<image name>:<content tag>`."""
-    return ImageRef(f"{config.registry.url}/{image_name}", content_tag(config, image_name))
+    tag = content_tag(config, image_name, base_digest)
+    return ImageRef(f"{config.registry.url}/{image_name}", tag)

@@ -17,8 +17,8 @@ from importlib import resources
 from imagebot.incontainer.archive_main import PACKAGE
 
 ARCHIVE_PATH = "/tmp/imagebot_probe.zip"
-MODULES = ("list_packages", "results", "lab_server", "smoke_probe")
-RUNNABLE = ("list_packages", "smoke_probe")  # the modules with a main()
+MODULES = ("list_packages", "results", "lab_server", "smoke_probe", "install_packages")
+RUNNABLE = ("list_packages", "smoke_probe", "install_packages")  # the modules with a main()
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the same bytes on every run
 
 

@@ -1,18 +1,18 @@
 # GENERATED FILE: do not edit. Regenerate with `imagebot render`;
 # CI fails when it is stale (`imagebot render --check`).
 # Sources: imagebot.toml (image 'lab'), requirements/*.toml and *.lock.
-# Layers: base image, system packages, venv, then one per set: notebook, r.
-# Build with BuildKit from the repository root, e.g.
+# Sets, in layer order: notebook, r.
+# `imagebot build` builds the 'system' stage and adds the Python packages at the
+# registry, a deterministic layer per package or group (docs/images.md, "Layers").
+# Built as is, with BuildKit from the repository root, it gives the same files, e.g.
 #   DOCKER_BUILDKIT=1 docker build -f <this file> \
 #     --secret id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt .
 # Optional secret `netrc` carries index credentials; neither lands in a layer.
 
 ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
-FROM ${BASE_IMAGE}
+FROM ${BASE_IMAGE} AS system
 ARG BASE_IMAGE
 ARG IMAGEBOT_INDEX_URL=https://index.example.org/simple
-# Where the build downloads locked wheels; a CI mirror may override it.
-ARG PIP_INDEX_URL=https://pypi.org/simple
 ARG DEBIAN_FRONTEND=noninteractive
 
 # Static labels; the build adds revision, created and version.
@@ -37,25 +37,21 @@ RUN --mount=type=secret,id=ca-certificates,target=/etc/ssl/certs/ca-certificates
 # One venv for every Python layer; jovyan can read but not change it.
 RUN python3 -m venv /opt/venv && rm -rf /root/.cache
 
-# Layer 1: set 'notebook' (Notebook).
-RUN --mount=type=bind,source=requirements/notebook.lock,target=/tmp/imagebot/notebook.lock \
-    --mount=type=secret,id=ca-certificates,target=/etc/ssl/certs/ca-certificates.crt,required=false \
-    --mount=type=secret,id=netrc,target=/root/.netrc,required=false \
-    PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
-    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
-    python -m pip install --no-cache-dir --require-hashes --no-deps --only-binary :all: \
-        -r /tmp/imagebot/notebook.lock
-
-# Layer 2: set 'r'.
+# Layer 2: set 'r', R packages.
 RUN --mount=type=secret,id=ca-certificates,target=/etc/ssl/certs/ca-certificates.crt,required=false \
     apt-get update \
     && apt-get install -y --no-install-recommends 'r-cran-data.table=1.14.8*' 'r-cran-irkernel=1.3.2*' \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/*
 
-# The R kernel, registered in the venv where Jupyter looks for kernels.
-RUN R --quiet --no-save -e 'IRkernel::installspec(user = FALSE, prefix = "/opt/venv")' \
-    && rm -rf /root/.local /root/.ipython /tmp/Rtmp*
+# The R kernel, registered in the venv where Jupyter looks for kernels. Jupyter itself
+# comes with the Python packages: a stand-in does what `jupyter kernelspec install` does.
+RUN mkdir /tmp/imagebot-jupyter \
+    && printf '%s\n' '#!/bin/sh' '[ "$1" = kernelspec ] || exit 1' 'case "$2" in --version) exit 0 ;; install) shift 2 ;; *) exit 1 ;; esac' 'name=ir prefix=/usr/local' 'while [ $# -gt 1 ]; do case "$1" in --name) name=$2; shift ;; --prefix) prefix=$2; shift ;; esac; shift; done' 'dest="$prefix/share/jupyter/kernels/$name"' 'rm -rf "$dest" && mkdir -p "${dest%/*}" && cp -R "$1" "$dest"' \
+        > /tmp/imagebot-jupyter/jupyter && chmod 755 /tmp/imagebot-jupyter/jupyter \
+    && PATH=/tmp/imagebot-jupyter:$PATH R --quiet --no-save \
+        -e 'IRkernel::installspec(user = FALSE, prefix = "/opt/venv")' \
+    && rm -rf /tmp/imagebot-jupyter /root/.local /root/.ipython /tmp/Rtmp*
 
 # pip and uv in the running image install from the vetted index only.
 RUN printf '%s\n' "# Only vetted packages are served by this index. Ask for one at https://example.org/stats/images#asking-for-a-package" "[global]" "index-url = ${IMAGEBOT_INDEX_URL}" > /etc/pip.conf \
@@ -68,5 +64,24 @@ WORKDIR /home/jovyan
 EXPOSE 8888
 CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser"]
 
+# The Python packages: one layer per set here; `imagebot build` lays them on the
+# 'system' stage itself. SOURCE_DATE_EPOCH makes pip write hash-checked .pyc files.
+FROM system
+USER root
+# Where the build downloads locked wheels; a CI mirror may override it.
+ARG PIP_INDEX_URL=https://pypi.org/simple
+
+# Layer 1: set 'notebook' (Notebook).
+RUN --mount=type=bind,source=requirements/notebook.lock,target=/tmp/imagebot/notebook.lock \
+    --mount=type=secret,id=ca-certificates,target=/etc/ssl/certs/ca-certificates.crt,required=false \
+    --mount=type=secret,id=netrc,target=/root/.netrc,required=false \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt SOURCE_DATE_EPOCH=0 \
+    python -m pip install --no-cache-dir --require-hashes --no-deps --only-binary :all: \
+        -r /tmp/imagebot/notebook.lock
+
+# Layer 2: set 'r' has no Python packages.
+
 # Last: every installed distribution's requirements are met.
+USER 1000:100
 RUN python -m pip check
