@@ -42,6 +42,24 @@ def run_check(app_state: AppState) -> None:
         f"ok: {len(sets)} sets, {counts['python']} python, {counts['r']} r and "
         f"{counts['apt']} apt packages; locks {'stale' if stale else 'up to date'}"
     )
+    _check_registered_environments(config)
+
+
+def _check_registered_environments(config: Config) -> None:
+    """environments/<team>/<name>.txt: path, owner and pins (exit 14 listing every problem)."""
+    from imagebot.environments import kept_versions, registered, vetted_in
+
+    environments = registered(config)
+    if not environments:
+        return
+    vetted = vetted_in(config)
+    for environment in environments:
+        for pin in kept_versions(environment, vetted):
+            console.info(
+                f"{environment.path}:{pin.line}: {pin.name}=={pin.version} is kept for this "
+                "environment (the locks moved on; the index still serves it)"
+            )
+    console.info(f"ok: {len(environments)} registered environments")
 
 
 def _check_r_sources(config: Config, sets: Mapping[str, RequirementSet]) -> None:

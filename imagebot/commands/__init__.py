@@ -5,6 +5,6 @@ Each module's `register(app)` adds its module-level command functions, one line 
 are imported inside the functions, so each command pays only for what it uses.
 """
 
-from imagebot.commands import audit, core, gitops, images, index, release, review
+from imagebot.commands import audit, core, gitops, images, impact, index, release, review
 
-ALL = (core, images, gitops, release, index, review, audit)
+ALL = (core, images, gitops, release, index, review, audit, impact)

@@ -1,0 +1,342 @@
+"""Registered environments: the pinned environments teams keep working, named in this repository.
+
+A team registers an environment by committing `environments/<team>/<name>.txt`, an environment
+file in the format `imagebot env check` reads (one `name==version` per line, pip-compile output
+accepted), with one owner line:
+
+    # owner: @kari.nordmann
+    # The 2024 labour force survey's replay environment (env script).
+    numpy==2.4.6
+    pandas==3.1.1
+
+The owner is who must move when a pinned version can no longer be served: a GitHub handle
+(`@user`) or team (`@org/team`). `imagebot check` validates every registered file (path, owner,
+pins) and that every pin is vetted; `imagebot impact`, `review` and each promotion commit name
+the owner of every registered environment that an upgrade changes or breaks, and the index
+keeps serving every version a registered environment pins (its manifest names the environment).
+
+"Vetted" here, without a built index: the package is pinned in a set's lock or listed in
+`index-only.toml`. The exact version must be one of those, or one that the locks no longer pin
+(an upgrade moved on): such a version is *kept*, served for the environment, and reported as
+differing from the image, so an upgrade never has to wait for every team to move.
+
+Parsing is pure (`parse_environment`); `load_environments` reads the directory. Standard library
+only at module level (`imagebot check` imports this).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from imagebot import validate
+from imagebot.errors import EnvFileError, Problem
+
+if TYPE_CHECKING:
+    from imagebot.config import Config
+
+ENVIRONMENTS_DIR = "environments"
+SUFFIX = ".txt"
+OWNER_PREFIX = "# owner:"
+# A GitHub user (@name) or team (@org/team): ASCII, one word.
+_OWNER = re.compile(
+    r"@[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?(?:/[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)?",
+    re.ASCII,
+)
+_SIMPLE_PIN = re.compile(
+    r"([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*==\s*([A-Za-z0-9.+!_-]+)", re.ASCII
+)
+_PART = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?", re.ASCII)
+OWNER_HINT = "add a line `# owner: @github-handle` (or `@org/team`): who moves when a pin breaks"
+
+
+@dataclass(frozen=True, order=True)
+class EnvironmentPin:
+    name: str  # PEP 503 normalised
+    version: str
+    line: int
+
+
+@dataclass(frozen=True)
+class RegisteredEnvironment:
+    path: str  # relative to the repository root, POSIX: environments/<team>/<name>.txt
+    team: str
+    name: str
+    owner: str
+    pins: tuple[EnvironmentPin, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.team}/{self.name}"
+
+    def pinned(self, package: str) -> EnvironmentPin | None:
+        return next((pin for pin in self.pins if pin.name == package), None)
+
+
+@dataclass(frozen=True)
+class Vetted:
+    """What `check` counts as vetted without a built index."""
+
+    locked: Mapping[str, frozenset[str]]  # package -> versions pinned in a set's lock
+    index_only: Mapping[str, frozenset[str]]  # package -> versions listed in index-only.toml
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self.locked) | frozenset(self.index_only)
+
+    def versions(self, name: str) -> frozenset[str]:
+        return self.locked.get(name, frozenset()) | self.index_only.get(name, frozenset())
+
+
+def relative_parts(path: str) -> tuple[str, str] | Problem:
+    """(team, name) of `environments/<team>/<name>.txt`; a Problem for any other shape."""
+    parts = path.split("/")
+    hint = f"register it as {ENVIRONMENTS_DIR}/<team>/<name>{SUFFIX} (lower-case letters, digits, . _ -)"
+    if (
+        len(parts) != 3
+        or parts[0] != ENVIRONMENTS_DIR
+        or not parts[2].endswith(SUFFIX)
+        or not _PART.fullmatch(parts[1])
+        or not _PART.fullmatch(parts[2][: -len(SUFFIX)])
+    ):
+        return Problem(_shown(path), 0, "not a registered environment's path", hint)
+    return parts[1], parts[2][: -len(SUFFIX)]
+
+
+def _normalize(name: str) -> str:
+    from imagebot.requirements import normalize
+
+    return normalize(name)
+
+
+def _shown(path: str) -> str:
+    """A path for a message: printable, or its repr (a name with a newline stays one line)."""
+    return path if path.isprintable() else repr(path)[1:-1]
+
+
+def owner_of(path: str, text: str) -> str | Problem:
+    """The one `# owner:` line's value, validated."""
+    found: list[tuple[int, str]] = [
+        (number, line[len(OWNER_PREFIX) :].strip())
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.startswith(OWNER_PREFIX)
+    ]
+    if not found:
+        return Problem(path, 0, "no owner line", OWNER_HINT)
+    if len(found) > 1:
+        return Problem(
+            path,
+            found[1][0],
+            f"a second owner line (first at line {found[0][0]})",
+            "keep one `# owner:` line; name a team for several people",
+        )
+    number, value = found[0]
+    if not _OWNER.fullmatch(value):
+        shown = repr(value) if len(value) <= 60 else repr(value[:60]) + "..."
+        return Problem(path, number, f"owner {shown} is not a GitHub handle or team", OWNER_HINT)
+    return value
+
+
+def _simple_pins(text: str) -> list[EnvironmentPin] | None:
+    """The pins of a file of plain `name==version` lines and `#` comments; None for anything
+    else (which `imagebot.envfile` parses). `check` reads registered files on its fast path,
+    and the full parser costs more than the rest of `check` together."""
+    pins: list[EnvironmentPin] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
+        if not line:
+            continue
+        match = _SIMPLE_PIN.fullmatch(line)
+        if match is None:
+            return None
+        pins.append(EnvironmentPin(_normalize(match.group(1)), match.group(2), number))
+    return pins
+
+
+def parse_environment(
+    path: str, text: str, python: str, platform: str
+) -> tuple[RegisteredEnvironment | None, list[Problem]]:
+    """One registered environment from its path (relative, POSIX) and text; every problem."""
+    parts = relative_parts(path)
+    if isinstance(parts, Problem):
+        return None, [parts]
+    owner = owner_of(path, text)
+    simple = _simple_pins(text)
+    problems: list[Problem] = []
+    if simple is None:  # extras, markers, hashes, continuations: envfile's whole parser
+        from imagebot.envfile import parse_env_file
+        from imagebot.index_pages import Target
+
+        requirements, problems = parse_env_file(path, text, Target(python, platform))
+        simple = [EnvironmentPin(r.name, r.version, r.line) for r in requirements]
+    if isinstance(owner, Problem):
+        problems.insert(0, owner)
+    if not simple and not problems:
+        problems.append(Problem(path, 0, "no pinned packages", "add name==version lines"))
+    pins: list[EnvironmentPin] = []
+    seen: dict[str, int] = {}
+    for pin in simple:
+        try:
+            validate.python_version(pin.version)
+        except validate.InvalidValue as exc:
+            problems.append(Problem(path, pin.line, exc.message, exc.hint))
+            continue
+        if pin.name in seen:
+            problems.append(
+                Problem(
+                    path,
+                    pin.line,
+                    f"{pin.name} is listed twice (first at line {seen[pin.name]})",
+                    "keep one line per package",
+                )
+            )
+            continue
+        seen[pin.name] = pin.line
+        pins.append(pin)
+    if problems or isinstance(owner, Problem):
+        return None, problems
+    team, name = parts
+    return RegisteredEnvironment(path, team, name, owner, tuple(pins)), []
+
+
+def vetting_problems(environment: RegisteredEnvironment, vetted: Vetted) -> list[Problem]:
+    """A pin of a package that no lock pins and index-only.toml does not list."""
+    return [
+        Problem(
+            environment.path,
+            pin.line,
+            f"{pin.name}=={pin.version} is not vetted: no set's lock pins {pin.name} and "
+            "index-only.toml does not list it",
+            "ask for it in requirements/ first (a set or index-only.toml), then register it",
+        )
+        for pin in environment.pins
+        if pin.name not in vetted.names()
+    ]
+
+
+def kept_versions(environment: RegisteredEnvironment, vetted: Vetted) -> list[EnvironmentPin]:
+    """Pins of vetted packages at a version that no lock or index-only entry pins (any more)."""
+    return [
+        pin
+        for pin in environment.pins
+        if pin.name in vetted.names() and pin.version not in vetted.versions(pin.name)
+    ]
+
+
+def environment_files(root: Path) -> tuple[list[str], list[Problem]]:
+    """Every `environments/**` file (relative POSIX paths, sorted), and problems with the tree:
+    a symlink (its target could be any file) or a file outside `<team>/<name>.txt`."""
+    base = root / ENVIRONMENTS_DIR
+    if base.is_symlink():
+        return [], [Problem(ENVIRONMENTS_DIR, 0, "is a symbolic link", "make it a directory")]
+    if not base.is_dir():
+        return [], []
+    found: list[str] = []
+    problems: list[Problem] = []
+    for path in sorted(base.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            problems.append(
+                Problem(_shown(relative), 0, "is a symbolic link", "commit the file itself")
+            )
+        elif path.is_file():
+            if path.parent == base and not path.name.endswith(SUFFIX):
+                continue  # a README beside the team directories
+            found.append(relative)
+    return found, problems
+
+
+def load_environments(
+    root: Path, python: str, platform: str
+) -> tuple[list[RegisteredEnvironment], list[Problem]]:
+    """Every registered environment under `root/environments`, and every problem found."""
+    from imagebot.files import Unreadable, read_text
+
+    paths, problems = environment_files(root)
+    environments: list[RegisteredEnvironment] = []
+    for relative in paths:
+        parts = relative_parts(relative)
+        if isinstance(parts, Problem):
+            problems.append(parts)
+            continue
+        try:
+            text = read_text(root / relative)
+        except Unreadable as exc:
+            problems.append(Problem(relative, 0, exc.reason, "save it as UTF-8 text"))
+            continue
+        environment, found = parse_environment(relative, text, python, platform)
+        problems.extend(found)
+        if environment is not None:
+            environments.append(environment)
+    return environments, problems
+
+
+def vetted_from(
+    lock_pins: Iterable[tuple[str, str]], index_only: Iterable[tuple[str, str]]
+) -> Vetted:
+    def grouped(pairs: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]]:
+        result: dict[str, set[str]] = {}
+        for name, version in pairs:
+            result.setdefault(name, set()).add(version)
+        return {name: frozenset(versions) for name, versions in result.items()}
+
+    return Vetted(grouped(lock_pins), grouped(index_only))
+
+
+def check_environments(
+    environments: Sequence[RegisteredEnvironment], problems: Sequence[Problem], vetted: Vetted
+) -> None:
+    """Raise EnvFileError (exit 14) listing every problem of every registered environment."""
+    found = list(problems)
+    for environment in environments:
+        found.extend(vetting_problems(environment, vetted))
+    if found:
+        raise EnvFileError(
+            sorted(found, key=lambda p: (p.file, p.line)),
+            f"{ENVIRONMENTS_DIR}/",
+            "fix the registered environments above, then run imagebot check again",
+        )
+
+
+def target_of(config: Config) -> tuple[str, str]:
+    """The Python and platform pods run: the rendered (JupyterLab) image's."""
+    images = config.rendered_images or config.locked_images
+    if not images:
+        return "3.11", "x86_64-manylinux_2_36"
+    return images[0].python, images[0].platform
+
+
+def vetted_in(config: Config) -> Vetted:
+    """Every lock pin of every configured set, and index-only.toml's Python entries."""
+    from imagebot.files import Unreadable, read_text
+    from imagebot.lockfile import lock_path, pins
+    from imagebot.requirements import INDEX_ONLY, parse_set, set_path
+
+    locked: list[tuple[str, str]] = []
+    names = dict.fromkeys(n for image in config.locked_images for n in image.sets)
+    for name in names:
+        try:
+            text = read_text(lock_path(config.requirements_dir, name))
+        except Unreadable:
+            continue  # `lock --check` reports a missing or unreadable lock
+        locked.extend((pin.name, pin.version) for pin in pins(text))
+    index_only: list[tuple[str, str]] = []
+    path = set_path(config.requirements_dir, INDEX_ONLY)
+    try:
+        parsed, _ = parse_set(path, read_text(path))
+    except Unreadable:
+        parsed = None
+    if parsed is not None:
+        index_only = [(entry.key, entry.version) for entry in parsed.python]
+    return vetted_from(locked, index_only)
+
+
+def registered(config: Config) -> list[RegisteredEnvironment]:
+    """Every registered environment of the repository, checked: raises EnvFileError (exit 14)
+    listing every problem (path, owner, pins, vetting) of every file."""
+    environments, problems = load_environments(config.root, *target_of(config))
+    if environments or problems:
+        check_environments(environments, problems, vetted_in(config))
+    return environments
