@@ -320,3 +320,16 @@ def test_upload_summary_is_a_real_command_with_the_path_escaped(
     monkeypatch.delenv("TF_BUILD")
     console.upload_summary(summary)
     assert capsys.readouterr().err == ""
+
+
+def test_command_modules_never_import_the_app() -> None:
+    """cli imports the command modules; they take `state` from imagebot.state (no cycle)."""
+    import ast
+
+    for path in sorted((REPO_ROOT / "imagebot" / "commands").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module != "imagebot.cli", f"{path.name} imports imagebot.cli"
+            if isinstance(node, ast.Import):
+                assert all(a.name != "imagebot.cli" for a in node.names), path.name
