@@ -39,6 +39,7 @@ _KIND_HARM = {"removal": 5, "major": 4, "downgrade": 3, "change": 2, "minor": 1,
 BREAKS, WORKS, MATCHES = "breaks", "works", "matches"
 _STATUS_HARM = {BREAKS: 2, WORKS: 1, MATCHES: 0}
 NOTHING = "nothing that an entry or a registered environment needs changes or leaves"
+PROMOTION_LIMIT = 15  # packages named in a commit message; the rest are counted
 
 
 # --- who needs what --------------------------------------------------------------------------
@@ -480,3 +481,32 @@ def load_snapshot(config: Config) -> Snapshot:
             except Unreadable:
                 continue  # `check` reports it
     return snapshot(files, config.requirements_dir.relative_to(root).as_posix())
+
+
+def image_pins(listing: Mapping[str, str]) -> dict[str, str]:
+    """An image manifest's Python packages as {normalised name: version}."""
+    return {normalize(name): version for name, version in listing.items()}
+
+
+def promotion_impact(config: Config, old: object, new: object, env: Mapping[str, str]) -> str:
+    """Best effort, plain text: who the move from image `old` to `new` may hurt, from the two
+    images' Python packages (the manifests the package diff read, cached by digest), the
+    working tree's locks and the registered environments. Never fails a promotion."""
+    try:
+        from imagebot.environments import load_environments, target_of
+        from imagebot.manifest import read_manifest
+
+        before = read_manifest(config, str(old), env=env).packages.get("python", {})
+        after = read_manifest(config, str(new), env=env).packages.get("python", {})
+        environments, _ = load_environments(config.root, *target_of(config))
+        result = assess(
+            image_pins(before),
+            image_pins(after),
+            load_snapshot(config),
+            environments=environments,
+            labels=(str(old), str(new)),
+        )
+        return render_text(result, limit=PROMOTION_LIMIT)
+    except Exception as exc:  # a report is nice to have: never fail a promotion over it
+        reason = getattr(exc, "message", "") or type(exc).__name__
+        return f"impact unavailable: {str(reason).splitlines()[0][:160]}\n"

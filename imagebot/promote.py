@@ -232,10 +232,12 @@ def resolve_refs(
 
 
 def _describer(config: Config, env: Mapping[str, str]) -> PackageDiff:
+    from imagebot.impact import promotion_impact
     from imagebot.manifest import package_diff
 
     def describe(old: ImageRef, new: ImageRef) -> str:
-        return package_diff(old, new, config=config, env=env).rstrip("\n")
+        diff = package_diff(old, new, config=config, env=env)
+        return promote_plan.with_impact(diff, promotion_impact(config, old, new, env))
 
     return describe
 

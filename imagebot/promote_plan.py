@@ -2,6 +2,7 @@
 
     plan(text, environment, {"jupyterlab": ref}, origin)  -> Plan (new text, changes, diff)
     commit_message("promote", "staging", changes, diffs, revision) -> str
+    with_impact(package_diff, impact)                     -> a diff and who it may hurt
     read_refs(text, environment, origin)                  -> {"jupyterlab": ImageRef, ...}
 
 The dry run and the real run both print or commit what `plan` and `commit_message` return.
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 SKIP_CI = "[skip ci]"
 NO_PACKAGE_DIFF = "package diff unavailable"
+IMPACT_HEADING = "Who this may hurt:"
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,12 @@ def commit_message(
         body += [one_line(line) for line in diff.rstrip("\n").split("\n")]
     body += ["", f"Source revision: {one_line(source_revision)}"]
     return subject + "\n\n" + "\n".join(body).rstrip() + "\n"
+
+
+def with_impact(package_diff: str, impact: str) -> str:
+    """A package diff followed by its impact section (`imagebot.impact.render_text`): what
+    each promotion commit says under "Package diff for IMAGE:"."""
+    return f"{package_diff.rstrip(chr(10))}\n\n{IMPACT_HEADING}\n{impact.rstrip(chr(10))}"
 
 
 def parse_ref(text: str) -> ImageRef:
