@@ -15,6 +15,8 @@ Layout of OUT (any static host can serve it; production uses a bucket):
     OUT/simple/<project>/index.html  one page per project, links carry #sha256=...
     OUT/simple/<project>/index.json
     OUT/files/<wheel>                the distributions, verified against PyPI's sha256
+    OUT/cran/src/contrib/PACKAGES[.gz]   the vetted CRAN-like repository, when R is vetted:
+    OUT/cran/src/contrib/<pkg>_<v>.tar.gz and Archive/<pkg>/ (see imagebot.cran)
 
 Five modules share the work:
   - `imagebot.index_pages` (pure): the model, wheel selection, pages, manifest, planning;
@@ -44,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from imagebot.cran import CRAN_DIR, RManifest, RRoot
 from imagebot.errors import PackageIndexError, RequirementsError
 from imagebot.files import Unreadable, read_text
 from imagebot.index_pages import (
@@ -102,6 +105,10 @@ class BuildResult:
     resolutions: int  # uv runs
     seconds: float
     phases: Mapping[str, float] = field(default_factory=dict)  # seconds per stage
+    r_packages: int = 0  # files of OUT/cran
+    r_downloaded: int = 0
+    r_reused: int = 0
+    r_bytes_downloaded: int = 0
 
 
 # --- resolving with uv -------------------------------------------------------------------------
@@ -388,6 +395,7 @@ def build_index(
     progress: Progress,
     options: IndexBuildOptions | None = None,
     locks: ImageLocks | None = None,
+    cran: CranInputs | None = None,
 ) -> BuildResult:
     """Resolve, fetch and write the index into a staging directory, then swap it in as OUT.
 
@@ -411,7 +419,10 @@ def build_index(
             roots, target, resolver, previous, options, locks, source, stager, chooser, laps
         )
         packages = index_packages(roots, closures, chooser.releases, chooser.chosen, locks.pins)
-        manifest = IndexManifest(target, tuple(roots), closures, tuple(packages))
+        r = _build_cran(staging, out, cran, options)
+        laps.lap("R repository")
+        r_manifest = r.manifest if r else RManifest()
+        manifest = IndexManifest(target, tuple(roots), closures, tuple(packages), r_manifest)
         _write_pages(staging, packages, manifest)
         swap_in(staging, out)
         laps.lap("pages and swap")
@@ -428,6 +439,38 @@ def build_index(
         resolutions=getattr(resolver, "runs", 0),
         seconds=time.monotonic() - laps.started,
         phases=laps.phases,
+        r_packages=len(r.manifest.packages) if r else 0,
+        r_downloaded=r.downloaded if r else 0,
+        r_reused=r.reused if r else 0,
+        r_bytes_downloaded=r.bytes_downloaded if r else 0,
+    )
+
+
+@dataclass(frozen=True)
+class CranInputs:
+    """The vetted R packages and the CRAN-like upstreams they come from (first: current)."""
+
+    roots: Sequence[RRoot]
+    upstreams: Sequence[Any]  # imagebot.cran_upstream.CranUpstream, or a fake
+
+
+def _build_cran(
+    staging: Path, out: Path, cran: CranInputs | None, options: IndexBuildOptions
+) -> Any:
+    """OUT/cran in the staging directory, or None when no R package is vetted."""
+    if cran is None or not cran.roots:
+        return None
+    if not cran.upstreams:
+        raise PackageIndexError(
+            f"{len(cran.roots)} R packages are vetted, but no CRAN-like upstream is configured",
+            "set [index] cran_upstream in imagebot.toml, e.g. "
+            '"https://packagemanager.posit.co/cran/2025-10-01"',
+        )
+    from imagebot.cran_upstream import build_repository
+
+    options.echo(f"R: {len(cran.roots)} vetted packages from {cran.upstreams[0].url}")
+    return build_repository(
+        staging / CRAN_DIR, out / CRAN_DIR, cran.roots, cran.upstreams, options.jobs
     )
 
 
@@ -601,24 +644,43 @@ def _write_pages(
 
 def load_roots(requirements_dir: Path) -> list[Root]:
     """Every vetted Python requirement: all sets plus requirements/index-only.toml."""
-    from imagebot.requirements import load_sets, parse_set
+    from imagebot.requirements import load_sets
 
     sets = load_sets(requirements_dir)
-    index_only_path = requirements_dir / f"{INDEX_ONLY_SET}.toml"
-    index_only: Sequence[Any] = ()
-    if index_only_path.exists():
-        parsed, problems = parse_set(index_only_path, _read_input(index_only_path))
-        if problems or parsed is None:
-            raise RequirementsError(problems, str(index_only_path), "fix the entries above")
-        if parsed.r or parsed.apt:
-            raise PackageIndexError(
-                f"{index_only_path}: only [python] packages can be vetted for self-install",
-                "move R and apt packages to a requirement set",
-            )
-        index_only = parsed.python
+    index_only = _index_only(requirements_dir, sets)
     return collect_roots(
-        [(s.name, s.python) for s in sets], index_only, index_only_path=str(index_only_path)
+        [(s.name, s.python) for s in sets],
+        index_only.python if index_only else (),
+        index_only_path=str(requirements_dir / f"{INDEX_ONLY_SET}.toml"),
     )
+
+
+def load_r_roots(requirements_dir: Path) -> list[RRoot]:
+    """Every vetted R package from a CRAN-like repository: the R entries of sets with
+    r_source = "cran", and index-only.toml's [r]. Sets with Debian's r-cran-* are not served
+    (their packages are in the image only)."""
+    from imagebot.requirements import load_sets
+
+    sets = load_sets(requirements_dir)
+    index_only = _index_only(requirements_dir, sets)
+    entries = [(s.name, e) for s in sets if s.r_source == "cran" for e in s.r]
+    entries += [(INDEX_ONLY_SET, e) for e in (index_only.r if index_only else ())]
+    return [RRoot(e.name, e.version, source, e.reason, e.requested_by) for source, e in entries]
+
+
+def _index_only(requirements_dir: Path, sets: Sequence[Any]) -> Any:
+    """requirements/index-only.toml, validated, or None when there is none."""
+    from imagebot.requirements import index_only_problems, parse_set
+
+    path = requirements_dir / f"{INDEX_ONLY_SET}.toml"
+    if not path.exists():
+        return None
+    parsed, problems = parse_set(path, _read_input(path))
+    if parsed is not None:
+        problems += index_only_problems(parsed, sets)
+    if problems or parsed is None:
+        raise RequirementsError(problems, str(path), "fix the entries above")
+    return parsed
 
 
 def _read_input(path: Path) -> str:

@@ -21,20 +21,21 @@ import html
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from imagebot.cran import RManifest
 from imagebot.errors import PackageIndexError, Problem, RequirementsError
 from imagebot.lockfile import Pin as Pin
 from imagebot.lockfile import pins as lock_pins
-from imagebot.requirements import normalize
+from imagebot.requirements import INDEX_ONLY, normalize
 
 MANIFEST_NAME = "imagebot-index.json"
 MANIFEST_FORMAT = 1
 GENERATED_BY = "imagebot index build"  # what marks OUT as an index imagebot wrote
 SIMPLE_DIR = "simple"
 FILES_DIR = "files"
-INDEX_ONLY_SET = "index-only"
+INDEX_ONLY_SET = INDEX_ONLY
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 _PLATFORM = re.compile(r"^(?P<arch>[a-z0-9_]+)-manylinux_(?P<major>\d+)_(?P<minor>\d+)$")
 # Pins of a lock or of `uv pip compile` output: the one lock parser, under its index name.
@@ -139,6 +140,7 @@ class IndexManifest:
     roots: tuple[Root, ...]
     closures: Mapping[str, tuple[Pin, ...]]  # root pin -> resolved closure (root included)
     packages: tuple[IndexedPackage, ...]  # sorted by (name, version)
+    r: RManifest = field(default_factory=RManifest)  # the CRAN-like repository under OUT/cran, when R is vetted
 
     def versions(self, name: str) -> dict[str, IndexedPackage]:
         key = normalize(name)
@@ -512,6 +514,8 @@ def manifest_to_json(manifest: IndexManifest) -> str:
             for p in manifest.packages
         ],
     }
+    if manifest.r.roots:
+        document["r"] = manifest.r.to_json()
     return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
 
@@ -547,12 +551,15 @@ def manifest_from_json(text: str, where: str) -> IndexManifest:
             )
             for p in raw["packages"]
         )
+        r = RManifest.from_json(raw["r"]) if "r" in raw else RManifest()
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise PackageIndexError(
             f"{where}: not a readable imagebot index manifest ({str(exc)[:200]})",
             "rebuild the index with imagebot index build",
         ) from None
-    return IndexManifest(target=target, roots=tuple(roots), closures=closures, packages=packages)
+    return IndexManifest(
+        target=target, roots=tuple(roots), closures=closures, packages=packages, r=r
+    )
 
 
 def image_target(images: Iterable[Any]) -> Target:

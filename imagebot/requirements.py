@@ -17,6 +17,13 @@ inline table on one line, so that a pull request adding a package is a one-line 
     [apt]
     libpq5 = { version = "15.*", reason = "postgres client lib", requested_by = "@platform" }
 
+`requirements/index-only.toml` (vetted for self-install, not in the image) has the same form
+for [python] and [r], and may vet several versions of one package: each further version is
+one line of its own, keyed `"name==version"`, with its own reason, requester and confirmation:
+
+    tabulate = { version = "0.9.0", reason = "tables in reports", requested_by = "@anna" }
+    "tabulate==0.8.10" = { reason = "the 2019 survey pipeline pins it", requested_by = "@ola" }
+
 Validation reports every problem at once with file:line and a hint (see `check_sets`).
 """
 
@@ -52,6 +59,7 @@ ENTRY_KEYS = {
 REQUIRED_ENTRY_KEYS = ("version", "reason", "requested_by")
 
 _PEP503 = re.compile(r"[-_.]+")
+VERSION_IN_KEY = "=="  # `"name==version" = {...}`: one more vetted version of a package
 _SET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*", re.ASCII)
 _NAME_RULES: dict[str, tuple[Callable[[object], str], str, str]] = {
     # ecosystem -> (rule, what the message calls it, hint)
@@ -277,13 +285,37 @@ def _parse_table(
         problem(0, f"[{ecosystem}] must be a table", f"write [{ecosystem}] on its own line")
         return ()
     entries: list[Requirement] = []
-    for name, entry in _flatten(table):
-        line = lines.get((ecosystem, name), 0)
+    for key, entry in _flatten(table):
+        line = lines.get((ecosystem, key), 0)
+        name, keyed_version = split_key(key)
+        if keyed_version is not None and isinstance(entry, Mapping):
+            entry = _with_keyed_version(name, keyed_version, entry, line, problem)
         requirement = _parse_entry(ecosystem, name, entry, line, problem)
         if requirement is not None:
             entries.append(requirement)
     _check_sorted(entries, ecosystem, problem)
     return tuple(entries)
+
+
+def split_key(key: str) -> tuple[str, str | None]:
+    """`"tabulate==0.8.10"` -> ("tabulate", "0.8.10"); a plain key has no version."""
+    name, sep, version = key.partition(VERSION_IN_KEY)
+    return (name, version) if sep else (key, None)
+
+
+def _with_keyed_version(
+    name: str, version: str, entry: Mapping[str, Any], line: int, problem: ProblemSink
+) -> Mapping[str, Any]:
+    """The entry with the key's version; a `version` field beside it must say the same."""
+    written = entry.get("version", version)
+    if written != version:
+        problem(
+            line,
+            f"{_bare(name)}: the key says version {_shown(version)}, "
+            f"the version field {_shown(written)}",
+            f'write the version once: "{_bare(name)}=={_bare(version)}" = {{ reason = ... }}',
+        )
+    return {**entry, "version": version}
 
 
 def _table_line(text: str, table: str) -> int:
@@ -428,6 +460,18 @@ def check_sets(sets: Sequence[RequirementSet]) -> list[Problem]:
             ident = (entry.ecosystem, entry.key)
             if ident in seen:
                 first_set, first = seen[ident]
+                if first_set is req_set:
+                    problems.append(
+                        Problem(
+                            str(req_set.path),
+                            entry.line,
+                            f"{entry.ecosystem} package {entry.name!r} is twice in set "
+                            f"{req_set.name!r} (line {first.line})",
+                            "an image installs one version of a package; vet other versions "
+                            "in requirements/index-only.toml",
+                        )
+                    )
+                    continue
                 problems.append(
                     Problem(
                         str(req_set.path),
@@ -488,7 +532,9 @@ def load_sets(requirements_dir: Path, names: Sequence[str] | None = None) -> lis
 
 # --- imagebot add: one new line, in sorted position -----------------------------------------
 
-NOT_SETS = frozenset({"index-only", "waivers"})  # requirements/*.toml that are not layer sets
+INDEX_ONLY = "index-only"  # requirements/index-only.toml: vetted for self-install only
+INDEX_ONLY_ECOSYSTEMS = ("python", "r")
+NOT_SETS = frozenset({INDEX_ONLY, "waivers"})  # requirements/*.toml that are not layer sets
 # Pattern strings used by `imagebot add` only; `re` compiles and caches them on first use,
 # so `imagebot check` does not pay for them.
 _BARE_KEY = r"^[A-Za-z0-9_-]+$"
@@ -502,6 +548,54 @@ def known_set_names(requirements_dir: Path) -> list[str]:
     return sorted(p.stem for p in requirements_dir.glob("*.toml") if p.stem not in NOT_SETS)
 
 
+def add_targets(requirements_dir: Path) -> list[str]:
+    """Where `imagebot add --set` may write: every set, and index-only when the file exists."""
+    extra = [INDEX_ONLY] if set_path(requirements_dir, INDEX_ONLY).is_file() else []
+    return known_set_names(requirements_dir) + extra
+
+
+def index_only_problems(
+    index_only: RequirementSet, sets: Sequence[RequirementSet] = ()
+) -> list[Problem]:
+    """index-only.toml's own rules: [python] and [r] only, each name==version once, and not
+    a version that a set already vets (every set package is served anyway)."""
+    problems: list[Problem] = []
+    path = str(index_only.path)
+    for entry in index_only.apt:
+        problems.append(
+            Problem(
+                path,
+                entry.line,
+                f"apt package {entry.name!r} cannot be vetted for self-install",
+                "pods install no system packages; ask for it in a requirement set",
+            )
+        )
+    in_sets = {(e.ecosystem, e.key, e.version): s.name for s in sets for e in s.all_entries()}
+    seen: dict[tuple[str, str, str], int] = {}
+    for entry in index_only.python + index_only.r:
+        ident = (entry.ecosystem, entry.key, entry.version)
+        if ident in seen:
+            problems.append(
+                Problem(
+                    path,
+                    entry.line,
+                    f"{entry.name}=={entry.version} is vetted twice (line {seen[ident]})",
+                    "keep one line per version",
+                )
+            )
+        elif ident in in_sets:
+            problems.append(
+                Problem(
+                    path,
+                    entry.line,
+                    f"{entry.name}=={entry.version} is already vetted in set {in_sets[ident]!r}",
+                    "remove it from index-only.toml; every set package is in the index",
+                )
+            )
+        seen.setdefault(ident, entry.line)
+    return problems
+
+
 @dataclass(frozen=True)
 class NewEntry:
     """A package that `imagebot add` is about to write."""
@@ -513,10 +607,16 @@ class NewEntry:
     reason: str = ""
     requested_by: str = ""
     import_name: str | None = None
+    versioned_key: bool = False  # written as "name==version" (one more vetted version)
+
+    @property
+    def key(self) -> str:
+        """The TOML key: the name, or "name==version" for one more version of a package."""
+        return f"{self.name}{VERSION_IN_KEY}{self.version}" if self.versioned_key else self.name
 
     @property
     def sort_key(self) -> str:
-        return (normalize(self.name) if self.ecosystem == "python" else self.name).lower()
+        return _sort_key(self.ecosystem, self.key)
 
     @property
     def description(self) -> str:
@@ -525,19 +625,34 @@ class NewEntry:
         return f"{self.ecosystem} {self.name}{extras}{sep}{self.version}"
 
     def with_metadata(self, reason: str, requested_by: str, import_name: str | None) -> NewEntry:
-        return NewEntry(
-            self.ecosystem, self.name, self.version, self.extras, reason, requested_by, import_name
+        import dataclasses
+
+        return dataclasses.replace(
+            self, reason=reason, requested_by=requested_by, import_name=import_name
         )
 
     def toml_line(self) -> str:
-        fields = [f"version = {_toml_string(self.version)}"]
+        if self.versioned_key:
+            return self._line(_toml_string(self.key), [])
+        return self._line(
+            _toml_key(self.ecosystem, self.name), [f"version = {_toml_string(self.version)}"]
+        )
+
+    def _line(self, key: str, fields: list[str]) -> str:
         if self.extras:
             fields.append(f"extras = [{', '.join(_toml_string(x) for x in self.extras)}]")
         if self.import_name:
             fields.append(f"import = {_toml_string(self.import_name)}")
         fields.append(f"reason = {_toml_string(self.reason)}")
         fields.append(f"requested_by = {_toml_string(self.requested_by)}")
-        return f"{_toml_key(self.ecosystem, self.name)} = {{ {', '.join(fields)} }}"
+        return f"{key} = {{ {', '.join(fields)} }}"
+
+
+def _sort_key(ecosystem: str, key: str) -> str:
+    """Entries sort by name (PEP 503 for Python), then further versions after the plain key."""
+    name, version = split_key(key)
+    name = normalize(name) if ecosystem == "python" else name
+    return (name + (VERSION_IN_KEY + version if version is not None else "")).lower()
 
 
 def _toml_string(value: str) -> str:
@@ -621,8 +736,7 @@ def _sorted_position(lines: Sequence[str], header: int, end: int, entry: NewEntr
         if match is None or lines[i].lstrip().startswith("#"):
             continue
         name = next(g for g in match.groups() if g is not None)
-        key = (normalize(name) if entry.ecosystem == "python" else name).lower()
-        if key > entry.sort_key:
+        if _sort_key(entry.ecosystem, name) > entry.sort_key:
             while i - 1 > header and lines[i - 1].lstrip().startswith("#"):
                 i -= 1
             return i
@@ -640,6 +754,8 @@ class AddedEntry:
 def add_entry(requirements_dir: Path, set_name: str, entry: NewEntry) -> AddedEntry:
     """Validate every set, refuse duplicates, insert the entry, re-validate. Writes nothing."""
     sets = load_sets(requirements_dir)  # raises on problems that were there before
+    if set_name == INDEX_ONLY:
+        return _add_index_only(requirements_dir, sets, entry)
     for req_set in sets:
         for existing in req_set.entries(entry.ecosystem):
             if existing.key.lower() == entry.sort_key:
@@ -669,3 +785,39 @@ def add_entry(requirements_dir: Path, set_name: str, entry: NewEntry) -> AddedEn
             "fix the package spec or options; nothing was written",
         )
     return AddedEntry(text, line, entry.description)
+
+
+def _add_index_only(
+    requirements_dir: Path, sets: Sequence[RequirementSet], entry: NewEntry
+) -> AddedEntry:
+    """One more vetted package or version in index-only.toml; a name it already lists gets
+    a `"name==version"` line of its own, with its own reason and requester."""
+    path = set_path(requirements_dir, INDEX_ONLY)
+    text = read_text(path)
+    current, problems = parse_set(path, text)
+    if current is not None:
+        problems += index_only_problems(current, sets)
+    if problems or current is None:
+        raise RequirementsError(problems, str(path), "fix the entries above, then add again")
+    if entry.ecosystem not in INDEX_ONLY_ECOSYSTEMS:
+        raise RequirementsError(
+            [Problem(str(path), 0, f"{entry.description}: index-only.toml vets Python and R", "")],
+            f"set {INDEX_ONLY!r}",
+            "pods install no system packages; add apt packages to a requirement set",
+        )
+    listed = {e.key.lower() for e in current.entries(entry.ecosystem)}
+    if _sort_key(entry.ecosystem, entry.name) in listed:
+        import dataclasses
+
+        entry = dataclasses.replace(entry, versioned_key=True)
+    new_text, line = insert_entry(text, entry)
+    new, problems = parse_set(path, new_text)
+    if new is not None:
+        problems += index_only_problems(new, sets)
+    if problems or new is None:
+        raise RequirementsError(
+            problems,
+            f"the new entry for {INDEX_ONLY!r}",
+            "fix the package spec; nothing was written",
+        )
+    return AddedEntry(new_text, line, entry.description)

@@ -17,7 +17,7 @@ from imagebot.state import state
 
 if TYPE_CHECKING:
     from imagebot.config import Config
-    from imagebot.index import BuildResult, ImageLocks
+    from imagebot.index import BuildResult, CranInputs, ImageLocks
     from imagebot.index_pages import Root, Target
 
 index_app = typer.Typer(
@@ -67,6 +67,7 @@ def build(
             progress,
             options,
             inputs.locks,
+            inputs.cran,
         )
     _print_build(result, as_json)
 
@@ -76,17 +77,25 @@ class _BuildInputs:
     target: Target
     roots: list[Root]
     locks: ImageLocks
+    cran: CranInputs
 
 
 def _build_inputs(config: Config) -> _BuildInputs:
     """What the index serves, from imagebot.toml, the sets and the image's locks."""
-    from imagebot.index import load_locks, load_roots
+    from imagebot.cran_upstream import CranUpstream
+    from imagebot.index import CranInputs, load_locks, load_r_roots, load_roots
     from imagebot.index_pages import image_target
 
     target = image_target(config.images.values())
     roots = load_roots(config.requirements_dir)
     image_sets = [name for image in config.locked_images for name in image.sets]
-    return _BuildInputs(target, roots, load_locks(config.requirements_dir, image_sets))
+    index = config.index
+    urls = [u for u in (index.cran_upstream, *index.cran_snapshots) if u]
+    cran = CranInputs(
+        load_r_roots(config.requirements_dir),
+        [CranUpstream(url, index.r_user_agent) for url in urls],
+    )
+    return _BuildInputs(target, roots, load_locks(config.requirements_dir, image_sets), cran)
 
 
 def _print_build(result: BuildResult, as_json: bool) -> None:
@@ -97,6 +106,12 @@ def _print_build(result: BuildResult, as_json: bool) -> None:
         f"({result.downloaded} downloaded, {result.reused} reused, "
         f"{result.bytes_downloaded / 1e6:.1f} MB) in {result.seconds:.1f}s"
     )
+    if result.r_packages:
+        console.info(
+            f"{result.out}/cran: {result.r_packages} R packages "
+            f"({result.r_downloaded} downloaded, {result.r_reused} reused, "
+            f"{result.r_bytes_downloaded / 1e6:.1f} MB)"
+        )
     if as_json:
         summary = asdict(result)
         summary["out"] = str(result.out)
