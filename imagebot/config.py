@@ -179,6 +179,21 @@ class IndexConfig:
     request_url: str = key(
         "where users ask for a package that is not vetted", "", rule=_optional_url
     )
+    cran_upstream: str = key(
+        "CRAN-like repository the vetted R packages come from (a dated snapshot)",
+        "",
+        rule=_optional_url,
+    )
+    cran_snapshots: tuple[str, ...] = key(
+        "older CRAN-like snapshots for older vetted R versions, searched in order",
+        (),
+        rule=validate.url,
+    )
+    r_user_agent: str = key(
+        "User-Agent of the image's R, which picks binaries on Posit Package Manager",
+        "R (4.2.2 x86_64-pc-linux-gnu x86_64 linux-gnu)",
+        rule=validate.one_line,
+    )
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def add(
     ),
 ) -> None:
     """Add one package to a set, in sorted position, keeping the file's comments and layout."""
-    from imagebot.requirements import add_entry, known_set_names, parse_add_spec, set_path
+    from imagebot.requirements import add_entry, add_targets, parse_add_spec, set_path
 
     entry = parse_add_spec(ecosystem, package)
     options = {"--set": set_name, "--reason": reason, "--requested-by": requested_by}
@@ -73,7 +73,7 @@ def add(
         )
     set_name = given["--set"]
     config = state(ctx).config
-    known = known_set_names(config.requirements_dir)
+    known = add_targets(config.requirements_dir)
     if set_name not in known:
         raise UsageError(
             f"unknown set {set_name!r}",
