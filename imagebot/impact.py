@@ -15,8 +15,9 @@ through `requires`. A registered environment (`imagebot.environments`) that pins
 package either still works (the index keeps serving its version, which now differs from the
 image's) or breaks (no longer served, or blocked by an advisory): its owner must move.
 Harm orders the report: packages that break an environment first, then removals, major
-upgrades, downgrades, minor and patch changes; within a package, owners of environments
-first, then direct requesters, then those who need it through a dependency.
+upgrades, downgrades, minor and patch changes, and last what nobody needs or pins; within a
+package, owners of environments first, then direct requesters, then those who need it
+through a dependency.
 """
 
 from __future__ import annotations
@@ -299,8 +300,10 @@ class PackageImpact:
     def harm(self) -> tuple[object, ...]:
         """Sort key: worst first."""
         direct = sum(1 for n in self.needs if n.direct)
+        nobody = not self.needs and not self.environments
         return (
             -self.breaks,
+            nobody,
             -_KIND_HARM[self.kind],
             -self.differs,
             -direct,
