@@ -150,7 +150,6 @@ def test_hostile_impact_input_is_refused(
     run_cli: Callable[..., Result],
 ) -> None:
     import imagebot.lock
-
     from tests.unit.conftest import FakeResolver
 
     monkeypatch.setattr(imagebot.lock, "UvResolver", lambda: FakeResolver())
