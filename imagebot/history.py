@@ -75,14 +75,12 @@ class History:
     package: str
     events: tuple[Event, ...]  # oldest first
     commits_read: int
-    git_commands: int
 
     def to_json(self) -> dict[str, object]:
         return {
             "package": self.package,
             "events": [e.to_json() for e in self.events],
             "commits_read": self.commits_read,
-            "git_commands": self.git_commands,
         }
 
     def lines(self) -> list[str]:
@@ -237,7 +235,6 @@ def history(
     repo_log: str,
     promotion_logs: Iterable[str],
     requirements_dir: str = "requirements",
-    git_commands: int = 0,
 ) -> History:
     """PURE: the whole history of `package` from the logs read by `read_history`."""
     events = parse_repo_log(repo_log, package, requirements_dir)
@@ -247,7 +244,7 @@ def history(
         events += parse_promotion_log(log, package)
         commits += len(split_log(log))
     ordered = sorted(events, key=lambda e: (_instant(e.date), e.where == INDEX))  # stable
-    return History(normalize(package), tuple(ordered), commits, git_commands)
+    return History(normalize(package), tuple(ordered), commits)
 
 
 def _instant(date: str) -> float:
@@ -314,5 +311,4 @@ def read_history(
     requirements_dir = config.requirements_dir.relative_to(config.root).as_posix()
     log = repo_log(config.root, requirements_dir)
     logs = promotion_logs(config, env) if deployments else []
-    commands = 1 + 2 * len(logs)  # each GitOps repository: its clone and its log
-    return history(package, log, logs, requirements_dir, commands)
+    return history(package, log, logs, requirements_dir)

@@ -92,4 +92,4 @@ def history(
         console.print_json(result.to_json())
         return
     sys.stdout.write("\n".join(result.lines()) + "\n")
-    console.info(f"read {result.commits_read} commits with {result.git_commands} git commands")
+    console.info(f"read {result.commits_read} commits")
