@@ -3,6 +3,7 @@
     snapshot(files)                         -> Snapshot (pins, dependency graph, entries)
     who_needs(snapshot, "numpy")            -> (Need, ...): every entry that needs numpy
     assess(old_pins, new_pins, new, old, environments, served) -> Impact
+    section(base_files, head_files, "requirements", environments) -> Impact of a pull request
     impact.render_text(impact)              -> the lines of "Who this may hurt"
 
 The dependency graph comes from the locks alone: uv's `# via` lines within a lock and the
@@ -404,6 +405,21 @@ def package_report(
         who_needs(snapshot, key),
         affected(key, target, environments, served),
     )
+
+
+def section(
+    base_files: Mapping[str, str],
+    head_files: Mapping[str, str],
+    requirements_dir: str,
+    environments: Sequence[RegisteredEnvironment] = (),
+    labels: tuple[str, str] = ("base", "head"),
+) -> Impact:
+    """`imagebot review`'s "Who this may hurt": the impact of a pull request, from the
+    `{path: text}` of the base's and the head's requirement files and locks (what
+    `review.state_from_files` reads) and the head's registered environments. Local and pure."""
+    base = snapshot(base_files, requirements_dir)
+    head = snapshot(head_files, requirements_dir)
+    return assess(base.pins, head.pins, head, base, environments, labels=labels)
 
 
 # --- rendering -------------------------------------------------------------------------------
