@@ -170,24 +170,29 @@ INDEX_OPTION_HELP = (
 @env_app.command("check")
 def check(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="The environment file (name==version per line)."),
+    file: Path = typer.Argument(..., help="name==version per line, or an R renv.lock."),
     index: str | None = typer.Option(None, "--index", help=INDEX_OPTION_HELP),
 ) -> None:
     """Check that every line of FILE is pinned and vetted; report every problem."""
     from imagebot import console
-    from imagebot.envfile import check_env_file
+    from imagebot.envfile import check_env_file, check_renv_lock, is_renv_lock
     from imagebot.index import load_manifest
 
     manifest = load_manifest(_index_location(ctx, index))
     request_url = state(ctx).config.index.request_url
-    requirements = check_env_file(str(file), _read(file), manifest, request_url)
+    text = _read(file)
+    if is_renv_lock(text):
+        lock = check_renv_lock(str(file), text, manifest, request_url)
+        console.info(f"{file}: {len(lock.packages)} R packages, all vetted at these versions")
+        return
+    requirements = check_env_file(str(file), text, manifest, request_url)
     console.info(f"{file}: {len(requirements)} packages, all pinned and vetted")
 
 
 @env_app.command("script")
 def script(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="The environment file (name==version per line)."),
+    file: Path = typer.Argument(..., help="name==version per line, or an R renv.lock."),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write the script here (default: stdout)."
     ),
@@ -200,16 +205,19 @@ def script(
 ) -> None:
     """Write a bash script that reinstalls FILE's environment, pinned with hashes."""
     from imagebot import console
-    from imagebot.envfile import env_script, uv_index_url
+    from imagebot.envfile import env_script, is_renv_lock, r_repo_url, renv_script, uv_index_url
     from imagebot.index import load_manifest
 
     config = state(ctx).config
     location = _index_location(ctx, index)
     manifest = load_manifest(location)
     install_url = index_url or config.index.url or uv_index_url(location)
-    result = env_script(
-        file, _read(file), location, manifest, install_url, config.index.request_url
-    )
+    text = _read(file)
+    if is_renv_lock(text):
+        repo = r_repo_url(index_url or config.index.url or location)
+        result = renv_script(file, text, manifest, repo, config.index.request_url)
+    else:
+        result = env_script(file, text, location, manifest, install_url, config.index.request_url)
     if output is None:
         sys.stdout.write(result.text)
         return

@@ -9,6 +9,9 @@ r-cran-r6 source package, served on 127.0.0.1, and the build reaches it over the
 from __future__ import annotations
 
 import gzip
+import json
+import os
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,3 +57,197 @@ def test_r_package_installs_at_exact_version_and_passes_smoke(stack: Stack, cran
     assert "ok   r: 1/1 passed" in run.stderr
     manifest = run_imagebot(["manifest", ref], env, config=CRAN_CONFIG)
     assert "\nR6 2.5.1\n" in manifest.stdout
+
+
+# --- the vetted index's R side: OUT/cran from real CRAN sources, installed in a pod ----------
+
+RINDEX = FIXTURES / "cran" / "rindex"
+RINDEX_CONFIG = RINDEX / "imagebot.toml"
+R_POD_IMAGE = "imagebot-itest/r-pod:latest"
+# Real CRAN tarballs from Debian's sources: here imports rprojroot (both pure R), and R6 comes
+# in two versions, 2.6.1 (trixie) in the current snapshot and 2.5.1 (bookworm) in an older one.
+CURRENT = [("r-cran-r6", "trixie"), ("r-cran-here", "bookworm"), ("r-cran-rprojroot", "bookworm")]
+OLD = [("r-cran-r6", "bookworm")]
+
+
+def _tarballs(sources: list[tuple[str, str]]) -> list[Path]:
+    try:
+        return [download_orig_tarball(name, CACHE, suite) for name, suite in sources]
+    except Exception as exc:  # no deb-src reachable: the repo cannot be built from real sources
+        pytest.fail(f"cannot fetch R sources with apt-get source: {exc}")
+
+
+@pytest.fixture(scope="module")
+def r_upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """(base URL, root): root/current, root/old and root/tampered served on loopback."""
+    root = tmp_path_factory.mktemp("r-upstreams")
+    build_repo(root / "current", _tarballs(CURRENT))
+    build_repo(root / "old", _tarballs(OLD))
+    build_repo(root / "tampered", _tarballs(CURRENT))
+    here = root / "tampered" / "src" / "contrib" / "here_1.0.1.tar.gz"
+    here.write_bytes(here.read_bytes() + b"\0")  # PACKAGES still carries the real MD5sum
+    with serve(root) as url:
+        yield url, root
+
+
+def _r_env(url: str, current: str = "current") -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEBOT_", "DOCKER_"))}
+    return {
+        **env,
+        "IMAGEBOT_TEST_CRAN_URL": f"{url}/{current}",
+        "IMAGEBOT_TEST_CRAN_OLD": f"{url}/old",
+    }
+
+
+@pytest.fixture(scope="module")
+def r_index(r_upstreams: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("r-index") / "out"
+    run = run_imagebot(
+        ["index", "build", str(out), "--json"], _r_env(r_upstreams[0]), config=RINDEX_CONFIG
+    )
+    assert run.returncode == 0, run.output
+    summary = json.loads(run.stdout)
+    assert (summary["r_packages"], summary["r_downloaded"]) == (4, 4)
+    return out
+
+
+def test_r_index_is_a_cran_like_repository(r_index: Path, r_upstreams: tuple[str, Path]) -> None:
+    contrib = r_index / "cran" / "src" / "contrib"
+    packages = (contrib / "PACKAGES").read_text()
+    assert gzip.decompress((contrib / "PACKAGES.gz").read_bytes()).decode() == packages
+    stanzas = [s.split("\n", 2)[:2] for s in packages.strip().split("\n\n")]
+    assert stanzas == [
+        ["Package: R6", "Version: 2.6.1"],
+        ["Package: here", "Version: 1.0.1"],
+        ["Package: rprojroot", "Version: 2.0.3"],
+    ]
+    files = sorted(str(p.relative_to(r_index / "cran")) for p in contrib.rglob("*.tar.gz"))
+    assert files == [
+        "src/contrib/Archive/R6/R6_2.5.1.tar.gz",
+        "src/contrib/R6_2.6.1.tar.gz",
+        "src/contrib/here_1.0.1.tar.gz",
+        "src/contrib/rprojroot_2.0.3.tar.gz",
+    ]
+    manifest = json.loads((r_index / "imagebot-index.json").read_text())
+    why = {
+        (p["name"], p["version"]): (p["vetted_in"], p["dependency_of"])
+        for p in manifest["r"]["packages"]
+    }
+    assert why == {
+        ("R6", "2.5.1"): (["index-only"], []),
+        ("R6", "2.6.1"): (["index-only"], []),
+        ("here", "1.0.1"): (["rcran"], []),
+        ("rprojroot", "2.0.3"): ([], ["here==1.0.1"]),
+    }
+    # A second build downloads nothing: every kept file matches the upstream's MD5sum.
+    again = run_imagebot(
+        ["index", "build", str(r_index), "--json"], _r_env(r_upstreams[0]), config=RINDEX_CONFIG
+    )
+    assert again.returncode == 0, again.output
+    assert (json.loads(again.stdout)["r_downloaded"], json.loads(again.stdout)["r_reused"]) == (
+        0,
+        4,
+    )
+    assert (contrib / "PACKAGES").read_text() == packages
+
+
+def test_tampered_tarball_is_refused_at_build_time(
+    r_upstreams: tuple[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    run = run_imagebot(
+        ["index", "build", str(out)], _r_env(r_upstreams[0], "tampered"), config=RINDEX_CONFIG
+    )
+    assert run.returncode == 13, run.output
+    assert "here_1.0.1.tar.gz" in run.stderr and "does not match the MD5sum" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def _r_pod_image(tmp_path: Path) -> str:
+    """bookworm + r-base-core (the layer test_cran's image shares) + the Rprofile.site that
+    `imagebot render` writes, pointed at the index mounted under /srv/index."""
+    from imagebot.cran import r_site_dockerfile
+
+    tmp_path.mkdir()
+    (tmp_path / "Dockerfile").write_text(
+        (FIXTURES / "cran" / "Dockerfile").read_text().split("ARG R_REPO", 1)[0]
+        + "ARG IMAGEBOT_INDEX_URL=file:///srv/index/simple\n"
+        + r_site_dockerfile("https://github.com/statisticsnorway/imagebot#asking-for-a-package")
+        + "RUN useradd --uid 1000 --gid 100 --create-home jovyan\nUSER 1000:100\n"
+    )
+    build = subprocess.run(
+        ["docker", "build", "-q", "-t", R_POD_IMAGE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    return R_POD_IMAGE
+
+
+def test_pod_installs_vetted_r_packages_offline_and_replays_renv_lock(
+    r_index: Path, tmp_path: Path
+) -> None:
+    script = tmp_path / "install-r.sh"
+    env = _r_env("http://127.0.0.1:1")  # env script reads only the built index
+    check = run_imagebot(
+        ["env", "check", str(RINDEX / "renv.lock"), "--index", str(r_index)],
+        env,
+        config=RINDEX_CONFIG,
+    )
+    assert check.returncode == 0, check.output
+    written = run_imagebot(
+        ["env", "script", str(RINDEX / "renv.lock"), "--index", str(r_index), "-o", str(script)],
+        env,
+        config=RINDEX_CONFIG,
+    )
+    assert written.returncode == 0, written.output
+    image = _r_pod_image(tmp_path / "context")
+    pod = (
+        # install.packages() takes the current vetted version and its dependency, from the
+        # repository that Rprofile.site names, into the user's library.
+        'Rscript -e \'install.packages("here"); '
+        'stopifnot(packageVersion("here") == "1.0.1", packageVersion("rprojroot") == "2.0.3"); '
+        'stopifnot(startsWith(find.package("here"), Sys.getenv("R_LIBS_USER") |> path.expand()))\' '
+        "&& echo INSTALLED-HERE "
+        # An unvetted package fails, with the pod's explanation.
+        "&& { Rscript -e 'install.packages(\"ggplot2\")' 2>&1 | tee /tmp/unvetted; true; } "
+        # renv.lock replays exactly: the older R6 from Archive/, verified by MD5.
+        "&& bash /srv/install-r.sh /tmp/replayed "
+        '&& Rscript -e \'v <- function(p) as.character(packageVersion(p, lib.loc = "/tmp/replayed")); '
+        'cat("REPLAYED", v("R6"), v("here"), v("rprojroot"), "\\n")\''
+    )
+    run = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            f"{r_index}:/srv/index:ro",
+            "-v",
+            f"{script}:/srv/install-r.sh:ro",
+            "-e",
+            "IMAGEBOT_CRAN_URL=file:///srv/index/cran",
+            image,
+            "bash",
+            "-c",
+            pod,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-4000:]
+    assert "INSTALLED-HERE" in output
+    assert "ggplot2" in output and "is not available" in output
+    assert (
+        "Only vetted packages are served by file:///srv/index/cran. Ask for one at "
+        "https://github.com/statisticsnorway/imagebot#asking-for-a-package"
+    ) in output
+    assert "REPLAYED 2.5.1 1.0.1 2.0.3" in output
