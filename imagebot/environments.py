@@ -37,6 +37,7 @@ from imagebot.errors import EnvFileError, Problem
 
 if TYPE_CHECKING:
     from imagebot.config import Config
+    from imagebot.index_pages import Root
 
 ENVIRONMENTS_DIR = "environments"
 SUFFIX = ".txt"
@@ -340,3 +341,41 @@ def registered(config: Config) -> list[RegisteredEnvironment]:
     if environments or problems:
         check_environments(environments, problems, vetted_in(config))
     return environments
+
+
+def source_of(environment: RegisteredEnvironment) -> str:
+    """What the index manifest names as the reason a registered environment's pin is served."""
+    return f"environment {environment.label}"
+
+
+def index_roots(
+    environments: Sequence[RegisteredEnvironment],
+    served: Iterable[tuple[str, str]],
+    blocked: Iterable[tuple[str, str]] = (),
+) -> list[Root]:
+    """The roots the index adds so that it keeps serving every version a registered
+    environment pins: one per pin that `served` (the sets' and index-only roots, as
+    (normalised name, version)) does not already serve, with the environment as the reason and
+    its owner as the requester. A pin in `blocked` (an unwaived advisory) gets no root: the
+    impact report names the owner who must move."""
+    from imagebot.index_pages import Root
+
+    have = set(served)
+    refused = set(blocked)
+    roots: list[Root] = []
+    for environment in environments:
+        for pin in environment.pins:
+            ident = (pin.name, pin.version)
+            if ident in have or ident in refused:
+                continue
+            have.add(ident)
+            roots.append(
+                Root(
+                    name=pin.name,
+                    version=pin.version,
+                    source=source_of(environment),
+                    reason=f"pinned by the registered environment {environment.path}",
+                    requested_by=environment.owner,
+                )
+            )
+    return roots

@@ -166,3 +166,16 @@ def test_impact_of_an_unknown_package_is_an_error(
     result = run_cli("--config", locked_project.config, "impact", "nump")
     assert result.code == 1
     assert result.error_lines == ["error: nump is in no lock, entry or registered environment"]
+
+
+def test_the_index_keeps_serving_registered_pins_with_the_environment_as_reason() -> None:
+    found, _ = parse(SURVEY + "pandas==3.1.1\n")
+    assert isinstance(found, environments.RegisteredEnvironment)
+    served = {("jupyterlab", "4.6.6")}
+
+    roots = environments.index_roots([found], served, blocked={("pandas", "3.1.1")})
+
+    assert [(r.key, r.version, r.source, r.requested_by) for r in roots] == [
+        ("numpy", "2.4.6", "environment methods/survey", "@kari.nordmann")
+    ]
+    assert roots[0].reason == "pinned by the registered environment environments/methods/survey.txt"
