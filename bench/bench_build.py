@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
-"""Build speed on the local stack (run by hand; figures go in docs/images.md).
+"""Build speed and pull cost on the local stack (run by hand; figures go in docs/images.md).
 
 Works on a copy of the project (imagebot.toml, requirements/, jupyter/, jupyterhub/) with the
-real default sets plus one small last set, `bench`, holding one package. Steps:
+real default sets plus one small last set, `bench`, pushing under its own registry namespace.
 
-  cold   empty build cache, the image built from scratch (then pushed: the registry cache)
-  noop   `imagebot build --push` again: the tag exists, nothing is built     target < 3 s
-  (a)    one package changed in the last set, rebuilt with the local cache    target <= 25% of cold
-  (b)    the same change on an empty engine (build cache pruned, bench and jupyter images
-         removed), with `--cache-from` the registry only                     target <= 35% of cold
+  cold    empty engine (build cache pruned, the bench's images removed), then
+          `imagebot build` and `imagebot push` of the user image
+  noop    `imagebot build --push` again: the tag exists, nothing is built     target < 3 s
+  first   one package added to the first set (jupyterhub)
+  middle  one package added to a middle set (datascience)
+  last    one package bumped in the last set (bench)
+
+For each change: the build's and the push's seconds against the cold build's, the compressed
+bytes the build and push sent to the registry, and the new compressed layer bytes a node pulls
+(layer digests of the new manifest that the old one lacks, read from the registry) against the
+changed wheels' size (read from PyPI, the files whose hashes the lock lists).
+Targets (issue 16): build <= 0.10x cold; new layer bytes <= 2x the wheels + 5 MB.
 
 Usage: scripts/stack up && eval "$(scripts/stack env)" && python3 bench/bench_build.py
-It prunes the engine's build cache (`docker builder prune -af`) and removes the images that
-share layers with the bench image (see empty_engine); the local base image stays.
 Results: printed as a table and written to bench/results/bench_build.json.
 """
 
@@ -28,44 +33,59 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+import urllib.request
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-COPIED = ("imagebot.toml", "requirements", "jupyter", "jupyterhub")
-BENCH_SET = """\
-[set]
-description = "Benchmark: the last, most volatile layer"
+sys.path.insert(0, str(REPO))
 
-[python]
-{package} = {{ version = "{version}", reason = "benchmark change", requested_by = "@bench" }}
-"""
+from imagebot.config import load_config  # noqa: E402
+from imagebot.lockfile import lock_path, parse_lock  # noqa: E402
+from imagebot.registry import open_registry  # noqa: E402
+from imagebot.tags import ImageRef  # noqa: E402
+
+COPIED = ("imagebot.toml", "requirements", "jupyter", "jupyterhub")
+IMAGE = "jupyterlab"
+ENTRY = (
+    '{name} = {{ version = "{version}", reason = "benchmark change", requested_by = "@bench" }}\n'
+)
+BENCH_SET = '[set]\ndescription = "Benchmark: the last set"\n\n[python]\n' + ENTRY
+# (step, set, package, version before or None when added, version after)
+CHANGES = (
+    ("first", "jupyterhub", "tabulate", None, "0.9.0"),
+    ("middle", "datascience", "termcolor", None, "2.4.0"),
+    ("last", "bench", "humanize", "4.8.0", "4.9.0"),
+)
 
 
 @dataclass
 class Figure:
     step: str
-    seconds: float
-    ratio: float | None = None
-    target: str = ""
-    ok: bool | None = None
+    build_s: float
+    push_s: float
+    uploaded_mb: float = 0.0  # compressed bytes the build and push sent
+    new_layer_mb: float = 0.0  # what a node pulls
+    wheels_mb: float = 0.0  # the changed packages' wheels
+    of_cold: float | None = None
+    ok: dict[str, bool] = field(default_factory=dict)
 
 
-def sh(argv: list[str], *, cwd: Path, env: dict[str, str], quiet: bool = True) -> str:
-    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=quiet, text=True, check=False)
+def sh(argv: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        sys.stderr.write((result.stdout or "") + (result.stderr or ""))
+        sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
         raise SystemExit(f"bench: {' '.join(argv)} failed with {result.returncode}")
-    return result.stdout or ""
+    return result
 
 
-def timed(argv: list[str], *, cwd: Path, env: dict[str, str]) -> tuple[float, str]:
+def imagebot(work: Path, env: dict[str, str], *args: str) -> tuple[float, str, str]:
     start = time.monotonic()
-    out = sh(argv, cwd=cwd, env=env)
-    return time.monotonic() - start, out
+    result = sh([sys.executable, "-m", "imagebot", "--profile", "local", *args], cwd=work, env=env)
+    return time.monotonic() - start, result.stdout, result.stderr
 
 
-def prepare(work: Path, namespace: str, image: str, package: str, version: str) -> None:
+def prepare(work: Path, namespace: str) -> None:
     for name in COPIED:
         source = REPO / name
         if source.is_dir():
@@ -74,7 +94,7 @@ def prepare(work: Path, namespace: str, image: str, package: str, version: str) 
             shutil.copy2(source, work / name)
     config = (work / "imagebot.toml").read_text()
     config = re.sub(
-        rf"(\[images\.{re.escape(image)}\][^\[]*?sets = \[)([^\]]*)\]",
+        rf"(\[images\.{IMAGE}\][^\[]*?sets = \[)([^\]]*)\]",
         lambda m: f'{m.group(1)}{m.group(2)}, "bench"]',
         config,
         count=1,
@@ -82,107 +102,139 @@ def prepare(work: Path, namespace: str, image: str, package: str, version: str) 
     )
     config = config.replace('url = "127.0.0.1:5555/jupyter"', f'url = "{namespace}"')
     (work / "imagebot.toml").write_text(config)
-    set_bench(work, package, version)
-
-
-def set_bench(work: Path, package: str, version: str) -> None:
     (work / "requirements" / "bench.toml").write_text(
-        BENCH_SET.format(package=package, version=version)
+        BENCH_SET.format(name=CHANGES[2][2], version=CHANGES[2][3])
     )
 
 
-def relock(work: Path, env: dict[str, str]) -> None:
-    sh([sys.executable, "-m", "imagebot", "--profile", "local", "lock"], cwd=work, env=env)
-    sh([sys.executable, "-m", "imagebot", "--profile", "local", "render"], cwd=work, env=env)
+def change(work: Path, set_name: str, package: str, before: str | None, after: str) -> None:
+    path = work / "requirements" / f"{set_name}.toml"
+    text = path.read_text()
+    if before is None:
+        text = text.rstrip("\n") + "\n" + ENTRY.format(name=package, version=after)
+    else:
+        text = text.replace(f'version = "{before}"', f'version = "{after}"')
+    path.write_text(text)
 
 
-def empty_engine(docker: str, env: dict[str, str], namespace: str, image: str) -> None:
-    """Drop the build cache and every image sharing layers with the bench image.
-
-    Those are the bench namespace's images and other builds of the same image (e.g.
-    127.0.0.1:5555/jupyter/jupyterlab); the local base image stays, as it would on a CI agent
-    that starts from the production base.
-    """
+def empty_engine(env: dict[str, str], namespace: str) -> None:
+    docker = env.get("IMAGEBOT_DOCKER", "/usr/bin/docker")
     sh([docker, "builder", "prune", "-af"], cwd=REPO, env=env)
     listing = sh([docker, "images", "--format", "{{.Repository}}:{{.Tag}}"], cwd=REPO, env=env)
-    refs = [
-        r
-        for r in listing.split()
-        if r.startswith(f"{namespace}/") or r.rsplit(":", 1)[0].endswith(f"/{image}")
-    ]
+    refs = [r for r in listing.stdout.split() if r.startswith(f"{namespace}/")]
     if refs:
         subprocess.run([docker, "rmi", "-f", *refs], capture_output=True, check=False, env=env)
 
 
+def uploaded_mb(stderr: str) -> float:
+    return sum(float(m) for m in re.findall(r"uploaded ([0-9.]+) MB", stderr))
+
+
+def layers(work: Path, env: dict[str, str], ref: ImageRef) -> dict[str, int]:
+    config = load_config(work / "imagebot.toml", "local", env)
+    found = open_registry(config, env).get_manifest(ref.repository, ref.digest or ref.tag or "")
+    assert found is not None, ref
+    return {x["digest"]: int(x["size"]) for x in json.loads(found[1])["layers"]}
+
+
+def wheel_bytes(work: Path, env: dict[str, str], names: set[str]) -> int:
+    """The sizes of the locked wheels of `names`, from PyPI's JSON API."""
+    config = load_config(work / "imagebot.toml", "local", env)
+    total = 0
+    for set_name in config.image(IMAGE).sets:
+        path = lock_path(config.requirements_dir, set_name)
+        lock = parse_lock(set_name, path.read_text())
+        for package in lock.packages if lock else ():
+            if package.name not in names:
+                continue
+            url = f"https://pypi.org/pypi/{package.name}/{package.version}/json"
+            with urllib.request.urlopen(url, timeout=30) as response:
+                files = json.load(response)["urls"]
+            sizes = [
+                f["size"]
+                for f in files
+                if f"sha256:{f['digests']['sha256']}" in package.hashes
+                and f["filename"].endswith(".whl")
+            ]
+            total += min(sizes) if sizes else 0
+    return total
+
+
+def pinned(work: Path, env: dict[str, str]) -> ImageRef:
+    _, out, _ = imagebot(work, env, "push", IMAGE)
+    return ImageRef.parse(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image", default="jupyterlab")
-    parser.add_argument("--package", default="tabulate")
-    parser.add_argument("--versions", default="0.8.10,0.9.0", help="before,after")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
-    before, after = args.versions.split(",")
-    docker = os.environ.get("IMAGEBOT_DOCKER", "/usr/bin/docker")
     env = {**os.environ, "IMAGEBOT_RETRY_SECONDS": "60"}
     namespace = f"127.0.0.1:5555/bench-{secrets.token_hex(3)}"
     work = Path(tempfile.mkdtemp(prefix="imagebot-bench-"))
-    build = [sys.executable, "-m", "imagebot", "--profile", "local", "build"]
     figures: list[Figure] = []
     try:
-        prepare(work, namespace, args.image, args.package, before)
-        relock(work, env)
+        prepare(work, namespace)
+        imagebot(work, env, "lock")
+        imagebot(work, env, "render")
 
-        empty_engine(docker, env, namespace, args.image)
-        cold, _ = timed([*build, args.image], cwd=work, env=env)
-        figures.append(Figure("cold build (empty build cache)", cold))
-        push, _ = timed(
-            [sys.executable, "-m", "imagebot", "--profile", "local", "push", args.image],
-            cwd=work,
-            env=env,
-        )
-        figures.append(Figure("push of the cold build (not part of any ratio)", push))
+        empty_engine(env, namespace)
+        cold_build, _, err = imagebot(work, env, "build", IMAGE)
+        start = time.monotonic()
+        previous = pinned(work, env)
+        cold_push = time.monotonic() - start
+        cold = Figure("cold", cold_build, cold_push, uploaded_mb(err))
+        cold.new_layer_mb = sum(layers(work, env, previous).values()) / 1e6
+        figures.append(cold)
 
-        noop, _ = timed([*build, "--push", args.image], cwd=work, env=env)
-        figures.append(Figure("no-op build --push (tag exists)", noop, None, "< 3 s", noop < 3))
+        noop, _, _ = imagebot(work, env, "build", "--push", IMAGE)
+        figures.append(Figure("noop build --push", noop, 0.0, ok={"< 3 s": noop < 3}))
 
-        set_bench(work, args.package, after)
-        relock(work, env)
-        warm, _ = timed([*build, args.image], cwd=work, env=env)
-        figures.append(
-            Figure(
-                f"(a) {args.package} {before} -> {after} in the last set, local cache",
-                warm,
-                warm / cold,
-                "<= 25%",
-                warm / cold <= 0.25,
+        for step, set_name, package, before, after in CHANGES:
+            change(work, set_name, package, before, after)
+            imagebot(work, env, "lock")
+            imagebot(work, env, "render")
+            build, _, err = imagebot(work, env, "build", IMAGE)
+            start = time.monotonic()
+            ref = pinned(work, env)
+            push = time.monotonic() - start
+            old = layers(work, env, previous)
+            new = layers(work, env, ref)
+            figure = Figure(
+                f"{step}: {package} {before or '(added)'} -> {after} in {set_name}",
+                build,
+                push,
+                uploaded_mb(err),
             )
-        )
-
-        empty_engine(docker, env, namespace, args.image)
-        remote, _ = timed([*build, args.image], cwd=work, env=env)
-        figures.append(
-            Figure(
-                "(b) same change, empty engine, --cache-from registry",
-                remote,
-                remote / cold,
-                "<= 35%",
-                remote / cold <= 0.35,
-            )
-        )
+            figure.new_layer_mb = sum(s for d, s in new.items() if d not in old) / 1e6
+            figure.wheels_mb = wheel_bytes(work, env, {package}) / 1e6
+            figure.of_cold = build / cold_build
+            figure.ok = {
+                "build <= 0.10x cold": figure.of_cold <= 0.10,
+                "new layers <= 2x wheels + 5 MB": figure.new_layer_mb <= 2 * figure.wheels_mb + 5,
+            }
+            figures.append(figure)
+            previous = ref
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    print("| step | seconds | of cold | target | met |\n|---|---:|---:|---|---|")
+    print(
+        "| step | build s | of cold | push s | uploaded MB | new layers MB | wheels MB | met |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---|"
+    )
     for f in figures:
-        ratio = f"{f.ratio:.0%}" if f.ratio is not None else ""
-        met = "" if f.ok is None else ("yes" if f.ok else "NO")
-        print(f"| {f.step} | {f.seconds:.1f} | {ratio} | {f.target} | {met} |")
+        ratio = f"{f.of_cold:.3f}x" if f.of_cold is not None else ""
+        met = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in f.ok.items())
+        print(
+            f"| {f.step} | {f.build_s:.1f} | {ratio} | {f.push_s:.1f} | {f.uploaded_mb:.1f} "
+            f"| {f.new_layer_mb:.2f} | {f.wheels_mb:.3f} | {met} |"
+        )
     results = REPO / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / "bench_build.json").write_text(
         json.dumps(
-            {"image": args.image, "cpus": os.cpu_count(), "figures": [asdict(f) for f in figures]},
+            {"image": IMAGE, "cpus": os.cpu_count(), "figures": [asdict(f) for f in figures]},
             indent=2,
         )
     )

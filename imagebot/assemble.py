@@ -283,6 +283,11 @@ def split_archive(
     dir_modes: dict[str, int] = {}
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
         for member in tar:
+            if member.name.startswith("/") or ".." in member.name.split("/"):
+                raise EngineError(
+                    f"the archive of {root} names {member.name!r}, outside {root}",
+                    "this image's engine sent a malformed archive; rebuild on a clean engine",
+                )
             path = f"{parent}/{member.name}".strip("/") if parent else member.name.strip("/")
             if member.isdir():
                 dir_modes[path] = member.mode

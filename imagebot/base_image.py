@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from imagebot.errors import EngineError, RegistryAuthError, RegistryError, UsageError
+from imagebot import validate
+from imagebot.errors import ConfigError, EngineError, RegistryAuthError, RegistryError, UsageError
 from imagebot.tags import ImageRef, dockerfile_instructions, image_ref
 
 if TYPE_CHECKING:
@@ -61,6 +62,14 @@ def resolve(config: Config, image_name: str, env: Mapping[str, str] | None = Non
     reference = base_reference(config, image_name)
     if not reference:
         return BaseImage("", None, None)
+    if reference == config.image(image_name).build_args.get("BASE_IMAGE"):
+        try:
+            validate.image_reference(reference)
+        except validate.InvalidValue as exc:
+            raise ConfigError(
+                f"{config.path.name}: images.{image_name}.build_args.BASE_IMAGE: {exc.message}",
+                exc.hint,
+            ) from None
     key = (reference, config.registry.host)
     if key not in _RESOLVED:
         _RESOLVED[key] = _lookup(config, reference, env)

@@ -87,7 +87,9 @@ def previous_layers(manifest: Mapping[str, object]) -> list[Layer]:
     for item in manifest.get("layers") or ():  # type: ignore[attr-defined]
         if not isinstance(item, dict):
             continue
-        annotations = item.get("annotations") or {}
+        annotations = item.get("annotations")
+        if not isinstance(annotations, dict):
+            continue
         keys = str(annotations.get(PACKAGES_ANNOTATION, "")).split()
         diff_id = str(annotations.get(DIFF_ID_ANNOTATION, ""))
         if keys and diff_id.startswith("sha256:"):

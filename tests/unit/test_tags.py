@@ -180,3 +180,13 @@ def test_image_ref_is_registry_url_name_and_tag(project: Path) -> None:
     assert ref.tag == content_tag(config, "lab")
     assert ref.registry == "registry.example.org"
     assert ref.repository == "jupyter/lab"
+
+
+def test_the_base_image_digest_changes_the_tag(project: Path) -> None:
+    config = load_config(project / "imagebot.toml", None, {})
+    plain = content_tag(config, "lab")
+    one = content_tag(config, "lab", "sha256:" + "1" * 64)
+    two = content_tag(config, "lab", "sha256:" + "2" * 64)
+    assert len({plain, one, two}) == 3
+    assert image_ref(config, "lab", "sha256:" + "1" * 64).tag == one
+    assert content_tag(config, "lab", "sha256:" + "1" * 64) == one  # stable
