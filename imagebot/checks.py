@@ -138,6 +138,38 @@ def shown(path: Path, config: Config) -> str:
         return str(path)
 
 
+def run_impact(app_state: AppState, package: str, *, as_json: bool) -> None:
+    """`imagebot impact PACKAGE[==VERSION]`: who needs it and who pins it (local and pure)."""
+    import sys
+
+    from imagebot.environments import registered
+    from imagebot.errors import ImagebotError
+    from imagebot.impact import load_snapshot, package_lines, package_report, parse_package
+
+    name, version = parse_package(package)
+    config = app_state.config
+    environments = registered(config)
+    snapshot = load_snapshot(config)
+    report = package_report(name, version, snapshot, environments)
+    if report.old is None and not report.needs and not report.environments:
+        raise ImagebotError(
+            f"{report.name} is in no lock, entry or registered environment",
+            "check the spelling (PEP 503 names: imagebot impact NAME)",
+        )
+    if as_json:
+        console.print_json({**report.to_json(), "set": snapshot.layer.get(report.name)})
+    else:
+        sys.stdout.write("\n".join(package_lines(report)) + "\n")
+
+
+def _impact_args(rest: Sequence[str]) -> Callable[[AppState], None] | None:
+    """`impact PACKAGE [--json]` in either order; anything else (--help, options) -> None."""
+    words = [word for word in rest[1:] if word != "--json"]
+    if rest[:1] != ["impact"] or len(words) != 1 or len(rest) > 3 or words[0].startswith("-"):
+        return None
+    return lambda st: run_impact(st, words[0], as_json="--json" in rest)
+
+
 _FAST: dict[tuple[str, ...], Callable[[AppState], None]] = {
     ("check",): lambda st: run_check(st),
     ("lock", "--check"): lambda st: run_lock_check(st),
@@ -146,10 +178,11 @@ _FAST: dict[tuple[str, ...], Callable[[AppState], None]] = {
 
 
 def fast_path(argv: Sequence[str]) -> bool:
-    """Run `check`, `lock --check` or `render --check` without typer's option parsing.
+    """Run `check`, `lock --check`, `render --check` or `impact PACKAGE [--json]` without
+    typer's option parsing.
 
     typer 0.29 builds pydantic TypeAdapters for every non-bool option on every invocation
-    (about 150 ms of imports). These three read-only checks run on every pull request and in
+    (about 150 ms of imports). These read-only checks run on every pull request and in
     pre-commit hooks, so the entry point tries this first; anything else (including --help)
     returns False and goes through typer as usual. Errors propagate to the same boundary.
     """
@@ -169,7 +202,7 @@ def fast_path(argv: Sequence[str]) -> bool:
                 profile = value or None
         elif flag not in ("--verbose", "-v"):
             return False
-    command = _FAST.get(tuple(rest))
+    command = _FAST.get(tuple(rest)) or _impact_args(rest)
     if command is None:
         return False
     command(AppState(config_path=Path(config), profile=profile))

@@ -44,6 +44,22 @@ NOTHING = "nothing that an entry or a registered environment needs changes or le
 PROMOTION_LIMIT = 15  # packages named in a commit message; the rest are counted
 
 
+def parse_package(argument: str) -> tuple[str, str | None]:
+    """A command line's `NAME` or `NAME==VERSION`, each part by its rule; a UsageError
+    otherwise (the value reaches nothing before this)."""
+    from imagebot import validate
+    from imagebot.errors import UsageError
+
+    name, sep, version = argument.partition("==")
+    try:
+        validate.python_name(name)
+        if sep:
+            validate.python_version(version)
+    except validate.InvalidValue as exc:
+        raise UsageError(f"PACKAGE: {exc.message}", "write NAME or NAME==VERSION") from None
+    return name, (version if sep else None)
+
+
 # --- who needs what --------------------------------------------------------------------------
 
 

@@ -292,3 +292,22 @@ def test_promotion_impact_reads_both_images_and_never_fails(
     assert impact.promotion_impact(config, "r/lab:1", "r/lab:2", {}) == (
         "impact unavailable: RuntimeError\n"
     )
+
+
+def test_impact_takes_the_fast_path_and_imports_no_heavy_library() -> None:
+    import json
+    import subprocess
+    import sys
+
+    heavy = ("typer", "docker", "git", "ruamel", "tomlkit", "rich", "uv", "pydantic")
+    code = (
+        "import sys\nfrom imagebot.main import main\n"
+        "try:\n    main(['impact', 'numpy==2.5.0', '--json'])\nexcept SystemExit:\n    pass\n"
+        f"print(__import__('json').dumps([m for m in {heavy!r} if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    report, _, loaded = done.stdout.rpartition("\n[")
+    assert json.loads("[" + loaded) == []
+    assert json.loads(report)["kind"] == "minor"
