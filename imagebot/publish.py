@@ -217,9 +217,11 @@ class IndexChanges:
     versions_added: tuple[str, ...] = ()
     versions_removed: tuple[str, ...] = ()
 
-    def summary(self) -> str:
+    def summary(self, shown: int = 8) -> str:
+        """One line: counts, then the first `shown` versions added and removed."""
         parts = [
-            f"{label} {', '.join(items)}"
+            f"{label} {', '.join(items[:shown])}"
+            + (f" and {len(items) - shown} more" if len(items) > shown else "")
             for label, items in (
                 ("+", self.versions_added),
                 ("-", self.versions_removed),
@@ -354,7 +356,8 @@ class PublishResult:
 class PublishOptions:
     dry_run: bool = False
     jobs: int = 8
-    echo: Callable[[str], None] = lambda line: None
+    echo: Callable[[str], None] = lambda line: None  # retries, and each step if log_steps
+    log_steps: bool = True
     attempts: int = STEP_ATTEMPTS
     backoff: float = 0.5
 
@@ -482,7 +485,8 @@ def execute(
                 f"{options.attempts} attempts: {exc.message}",
                 "run the publish again: it is idempotent and finishes what is left",
             ) from None
-        options.echo(f"{step.action:<7}{step.key}")
+        if options.log_steps:
+            options.echo(f"{step.action:<7}{step.key}")
 
     from concurrent.futures import ThreadPoolExecutor
 
