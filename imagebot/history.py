@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from imagebot.promote_plan import IMPACT_HEADING
 from imagebot.requirements import normalize
 
 if TYPE_CHECKING:
@@ -207,6 +208,9 @@ def parse_promotion_log(
         for line in commit.body.splitlines():
             if (diff := _PACKAGE_DIFF.fullmatch(line.strip())) is not None:
                 image, ecosystem = diff.group(1), ""
+                continue
+            if line.strip() == IMPACT_HEADING:  # who it may hurt: no diff lines until the next
+                ecosystem = ""
                 continue
             head = line.split(":", 1)[0]
             if not line.startswith(" ") and head in ("python", "r", "dpkg"):

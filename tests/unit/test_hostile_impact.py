@@ -158,3 +158,23 @@ def test_hostile_impact_input_is_refused(
     assert "PWNED" not in {p.name for p in Path(project.root).iterdir()}
     for line in result.err.splitlines():
         assert not line.startswith("##vso["), line  # no value starts a log command
+
+
+def test_a_reason_with_a_log_command_is_neutralised_in_pipelines(
+    project: Project, monkeypatch: pytest.MonkeyPatch, run_cli: Callable[..., Result]
+) -> None:
+    import imagebot.lock
+    from tests.unit.conftest import FakeResolver
+
+    path = project.path("requirements/extra.toml")
+    path.write_text(
+        path.read_text().replace(
+            'reason = "arrays"', 'reason = "##vso[task.setvariable variable=x]1"'
+        )
+    )
+    monkeypatch.setattr(imagebot.lock, "UvResolver", lambda: FakeResolver())
+    assert run_cli("--config", project.config, "lock").code == 0
+    monkeypatch.setenv("TF_BUILD", "True")
+    result = run_cli("--config", project.config, "impact", "numpy==2.5.0")
+    assert result.code == 0, result.err
+    assert "##vso[" not in result.out and "**vso[task.setvariable" in result.out
