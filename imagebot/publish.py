@@ -386,10 +386,12 @@ def publish(local: LocalIndex, destination: Destination, options: PublishOptions
     plan = plan_publish(local.entries, remote)
     phases["plan"] = time.monotonic() - start
     retries = 0
-    if not options.dry_run and plan.batches:
-        retries = execute(plan, local, destination, options)
-        phases["upload"] = time.monotonic() - start - phases["plan"]
-    destination.close()
+    try:
+        if not options.dry_run and plan.batches:
+            retries = execute(plan, local, destination, options)
+            phases["upload"] = time.monotonic() - start - phases["plan"]
+    finally:
+        destination.close()  # records what was written, also when a step failed
     return PublishResult(
         source=str(local.root),
         destination=destination.url,
