@@ -36,8 +36,12 @@ from imagebot import validate
 from imagebot.errors import EnvFileError, Problem
 
 if TYPE_CHECKING:
+    from datetime import date
+
     from imagebot.config import Config
     from imagebot.index_pages import Root
+    from imagebot.osv import AdvisorySource
+    from imagebot.waivers import Waiver
 
 ENVIRONMENTS_DIR = "environments"
 SUFFIX = ".txt"
@@ -379,3 +383,22 @@ def index_roots(
                 )
             )
     return roots
+
+
+def blocked_pins(
+    roots: Sequence[Root], source: AdvisorySource, waivers: Sequence[Waiver], today: date
+) -> dict[tuple[str, str], tuple[str, ...]]:
+    """The registered pins (`index_roots` without `blocked`) that an advisory not waived
+    affects: {(name, version): advisory ids}. The index serves none of them; the impact report
+    names their owners as the ones who must move. `imagebot audit`'s operation decides."""
+    from imagebot.advisories import PYPI, Package
+    from imagebot.audit import audit
+
+    if not roots:
+        return {}
+    packages = [Package(PYPI, root.key, root.version, (root.source,)) for root in roots]
+    found: dict[tuple[str, str], list[str]] = {}
+    for finding in audit(packages, source, waivers, today).findings:
+        ident = (finding.package.name, finding.package.version)
+        found.setdefault(ident, []).append(finding.advisory.id)
+    return {ident: tuple(ids) for ident, ids in found.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -179,3 +180,35 @@ def test_the_index_keeps_serving_registered_pins_with_the_environment_as_reason(
         ("numpy", "2.4.6", "environment methods/survey", "@kari.nordmann")
     ]
     assert roots[0].reason == "pinned by the registered environment environments/methods/survey.txt"
+
+
+def test_a_pin_an_unwaived_advisory_affects_is_blocked(tmp_path: Path) -> None:
+    from datetime import date
+
+    from imagebot.osv import DirectorySource
+
+    record = {
+        "id": "PYSEC-2099-7",
+        "modified": "2099-01-01T00:00:00Z",
+        "affected": [
+            {
+                "package": {"ecosystem": "PyPI", "name": "numpy"},
+                "ranges": [
+                    {"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.5.0"}]}
+                ],
+            }
+        ],
+    }
+    (tmp_path / "vulns" / "numpy").mkdir(parents=True)
+    (tmp_path / "vulns" / "numpy" / "PYSEC-2099-7.json").write_text(json.dumps(record))
+    found, _ = parse(SURVEY)
+    assert isinstance(found, environments.RegisteredEnvironment)
+    candidates = environments.index_roots([found], served=set())
+
+    blocked = environments.blocked_pins(
+        candidates, DirectorySource(tmp_path), [], date(2026, 11, 30)
+    )
+
+    assert blocked == {("numpy", "2.4.6"): ("PYSEC-2099-7",)}
+    kept = environments.index_roots([found], set(), blocked)
+    assert [(r.key, r.version) for r in kept] == [("jupyterlab", "4.6.6")]
