@@ -446,19 +446,25 @@ def _walk(
                 continue
             choices = list(vetted.get(dep.name, ()))
             upstream_current = available.current.get(dep.name)
-            if upstream_current is not None and upstream_current not in choices:
+            fits = _fitting(dep, choices)
+            if not fits and upstream_current is not None:
                 choices.append(upstream_current)
-            fits = sorted(
-                (c for c in choices if dep.allows(c.version)),
-                key=lambda c: version_key(c.version),
-                reverse=True,
-            )
+                fits = _fitting(dep, [upstream_current])
             if not fits:
-                offered = choices[0].version if choices else None
+                offered = choices[-1].version if choices else None
                 raise _unmet(root, package, dep, offered)
             seen[dep.name] = fits[0]
             todo.append(fits[0])
     return (top, *sorted((p for n, p in seen.items() if n != top.name), key=lambda p: p.name))
+
+
+def _fitting(dep: Dependency, choices: Sequence[RPackage]) -> list[RPackage]:
+    """The choices that satisfy dep, highest version first."""
+    return sorted(
+        (c for c in choices if dep.allows(c.version)),
+        key=lambda c: version_key(c.version),
+        reverse=True,
+    )
 
 
 def _unmet(

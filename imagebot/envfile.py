@@ -486,7 +486,7 @@ def _renv_package(
     try:
         version = validate.r_version(record.get("Version"))
     except validate.InvalidValue as exc:
-        problem(f"{name}: Version {_shown_value(record.get('Version'))}: {exc.message}", exc.hint)
+        problem(f"{name}: Version: {exc.message}", exc.hint)
         return None
     return RenvPackage(line, name, version)
 

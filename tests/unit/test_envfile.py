@@ -10,13 +10,18 @@ import pytest
 
 from imagebot.envfile import (
     check_env_file,
+    check_renv_lock,
+    install_order,
+    is_renv_lock,
     lock_problems,
     logical_lines,
     parse_env_file,
+    r_repo_url,
     render_script,
+    renv_script,
     uv_index_url,
 )
-from imagebot.errors import EnvFileError
+from imagebot.errors import EnvFileError, UsageError
 from imagebot.index_pages import (
     MANIFEST_NAME,
     DistFile,
@@ -360,3 +365,124 @@ def test_an_index_url_with_shell_metacharacters_is_refused() -> None:
 
     with pytest.raises(UsageError, match="shell metacharacters"):
         render_script("env.txt", LOCK, "http://x/simple}; rm -rf ~")
+
+
+# --- renv.lock -----------------------------------------------------------------------------------
+
+
+def r_manifest() -> IndexManifest:
+    from imagebot.cran import RIndexed, RManifest, RPackage, RRoot
+
+    def indexed(name: str, version: str, current: bool = True, imports: str = "") -> RIndexed:
+        fields = {"Imports": imports} if imports else {}
+        md5 = hashlib.md5(f"{name}{version}".encode()).hexdigest()
+        base = "src/contrib" if current else f"src/contrib/Archive/{name}"
+        package = RPackage(name, version, md5, fields, "https://up")
+        return RIndexed(package, f"{base}/{name}_{version}.tar.gz", "0" * 64, 1, (), (), current)
+
+    packages = (
+        indexed("R6", "2.6.1"),
+        indexed("R6", "2.5.1", current=False),
+        indexed("here", "1.0.1", imports="rprojroot (>= 2.0.2), utils"),
+        indexed("rprojroot", "2.0.3"),
+    )
+    roots = (RRoot("R6", "2.6.1", "index-only", "classes", "@a"),)
+    return IndexManifest(TARGET, (), {}, (), RManifest(roots, packages, ("https://up",)))
+
+
+def renv_lock(packages: dict[str, object], r_version: str = "4.2.2") -> str:
+    import json
+
+    return json.dumps({"R": {"Version": r_version}, "Packages": packages}, indent=2)
+
+
+def rec(name: str, version: str, **extra: object) -> dict[str, object]:
+    return {"Package": name, "Version": version, "Source": "Repository", **extra}
+
+
+GOOD_RENV = renv_lock(
+    {
+        "R6": rec("R6", "2.5.1"),
+        "here": rec("here", "1.0.1"),
+        "rprojroot": rec("rprojroot", "2.0.3"),
+        "Matrix": rec("Matrix", "1.5-3"),
+    }
+)
+
+
+def test_renv_lock_is_told_apart_from_a_requirements_file() -> None:
+    assert is_renv_lock(GOOD_RENV) and is_renv_lock("\ufeff  {}")
+    assert not is_renv_lock("# pins\nsix==1.16.0\n")
+
+
+def test_renv_lock_checks_and_orders_dependencies_first() -> None:
+    lock = check_renv_lock("renv.lock", GOOD_RENV, r_manifest())
+    assert lock.r_version == "4.2.2" and lock.with_r == ("Matrix",)
+    assert install_order(lock, r_manifest()) == [
+        ("R6", "2.5.1", "src/contrib/Archive/R6/R6_2.5.1.tar.gz", hashlib.md5(b"R62.5.1").hexdigest()),
+        ("rprojroot", "2.0.3", "src/contrib/rprojroot_2.0.3.tar.gz", hashlib.md5(b"rprojroot2.0.3").hexdigest()),
+        ("here", "1.0.1", "src/contrib/here_1.0.1.tar.gz", hashlib.md5(b"here1.0.1").hexdigest()),
+    ]  # fmt: skip
+
+
+def renv_problems_of(text: str) -> list[str]:
+    with pytest.raises(EnvFileError) as caught:
+        check_renv_lock("renv.lock", text, r_manifest(), "https://ask.example/")
+    assert caught.value.exit_code == 14
+    return caught.value.detail_lines()
+
+
+@pytest.mark.parametrize(
+    ("packages", "expected"),
+    [
+        ({"ggplot2": rec("ggplot2", "3.4.1")}, "renv.lock:6: R package ggplot2 is not vetted (hint: ask for it at https://ask.example/)"),
+        ({"R6": rec("R6", "2.4.0")}, "R package R6 2.4.0 is not vetted (hint: vetted versions: 2.5.1, 2.6.1"),
+        ({"here": rec("here", "1.0.1")}, "here needs rprojroot (>= 2.0.2), which renv.lock does not list"),
+        ({"R6": rec("R6", "2.6.1", Source="GitHub", RemoteRepo="x/R6")}, "Source 'GitHub' installs from outside the vetted repository"),
+        ({"R6": rec("R6", "2.6.1", Source="Local", RemoteUrl="/home/x/R6")}, "Source 'Local'"),
+        ({"../R6": rec("../R6", "2.6.1")}, "'../R6': "),
+        ({"R6": rec("R6", "2.6.1\nsystem('x')")}, "is not a valid R version"),
+        ({"R6": rec("R6'); system('x'); ('", "2.6.1")}, "\"Package\" says"),
+        ({"R6": "2.6.1"}, "R6: not an object"),
+    ],
+)  # fmt: skip
+def test_renv_lock_problems(packages: dict[str, object], expected: str) -> None:
+    problems = renv_problems_of(renv_lock(packages))
+    assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{\n  \"Packages\": {,\n}", "renv.lock:2: not JSON"),
+        ("[]", "no \"Packages\" object"),
+        (renv_lock({}), "no packages in renv.lock"),
+        ("[" * 100_000 + "]" * 100_000, "renv.lock"),
+        (renv_lock({"R6": rec("R6", "2.6.1")}, r_version="4.2; q()"), "R: Version"),
+    ],
+)  # fmt: skip
+def test_bad_renv_lock_files(text: str, expected: str) -> None:
+    problems = renv_problems_of(text)
+    assert any(expected in p for p in problems), problems
+
+
+def test_renv_script_installs_exactly_the_lock_and_checks_md5(tmp_path: Path) -> None:
+    script = renv_script(
+        Path("renv.lock"),
+        GOOD_RENV,
+        r_manifest(),
+        "https://idx.example/cran",
+        "https://ask.example/",
+    )
+    assert script.packages == 3
+    text = script.text
+    assert 'repo="${IMAGEBOT_CRAN_URL:-https://idx.example/cran}"' in text
+    assert '  c("R6", "2.5.1", "src/contrib/Archive/R6/R6_2.5.1.tar.gz", "' in text
+    assert "tools::md5sum(dest)" in text and "with R itself (not installed): Matrix" in text
+    path = tmp_path / "s.sh"
+    path.write_text(text)
+    assert subprocess.run(["bash", "-n", str(path)], check=False).returncode == 0
+    assert r_repo_url("https://idx.example/simple") == "https://idx.example/cran"
+    assert r_repo_url(str(tmp_path)) == (tmp_path / "cran").as_uri()
+    with pytest.raises(UsageError):
+        renv_script(Path("renv\n.lock"), GOOD_RENV, r_manifest(), "https://idx.example/cran")

@@ -10,7 +10,9 @@ from imagebot.errors import RequirementsError, UsageError
 from imagebot.requirements import (
     NewEntry,
     add_entry,
+    add_targets,
     check_sets,
+    index_only_problems,
     insert_entry,
     load_sets,
     normalize,
@@ -267,3 +269,91 @@ def test_add_entry_validates_and_refuses_duplicates(tmp_path: Path) -> None:
     assert "already in set 'a' at version 1.0" in caught.value.detail_lines()[0]
     with pytest.raises(RequirementsError, match="the new entry"):
         add_entry(tmp_path, "b", new("r", "data.table", "newest"))
+
+
+# --- several vetted versions: "name==version" keys in index-only.toml ------------------------
+
+INDEX_ONLY = """\
+[python]
+tabulate = { version = "0.9.0", reason = "tables", requested_by = "@anna" }
+"tabulate==0.8.10" = { reason = "the 2019 pipeline pins it", requested_by = "@ola" }
+
+[r]
+"data.table==1.14.8" = { reason = "tables", requested_by = "@kari" }
+R6 = { version = "2.6.1", reason = "classes", requested_by = "@kari" }
+"R6==2.5.1" = { reason = "an older project", requested_by = "@kari" }
+"""
+
+
+def test_versioned_keys_give_each_version_its_own_line() -> None:
+    parsed, problems = parse_set(Path("requirements/index-only.toml"), INDEX_ONLY)
+    assert problems == [] and parsed is not None
+    assert [(e.name, e.version, e.line, e.requested_by) for e in parsed.python] == [
+        ("tabulate", "0.9.0", 2, "@anna"),
+        ("tabulate", "0.8.10", 3, "@ola"),
+    ]
+    assert [(e.name, e.version) for e in parsed.r] == [
+        ("data.table", "1.14.8"),
+        ("R6", "2.6.1"),
+        ("R6", "2.5.1"),
+    ]
+    assert index_only_problems(parsed) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('"x==1.0" = { version = "2.0", reason = "r", requested_by = "@x" }',
+         "the key says version '1.0', the version field '2.0'"),
+        ('"x==" = { reason = "r", requested_by = "@x" }', "missing version"),
+        ('"x==1.0; rm" = { reason = "r", requested_by = "@x" }', "is not an exact pin"),
+        ('"==1.0" = { reason = "r", requested_by = "@x" }', "is not a valid Python project name"),
+    ],
+)  # fmt: skip
+def test_bad_versioned_keys(line: str, expected: str) -> None:
+    problems = problems_of(f"[python]\n{line}\n", name="index-only")
+    assert any(expected in p for p in problems), problems
+
+
+def test_index_only_rules(tmp_path: Path) -> None:
+    text = (
+        INDEX_ONLY
+        + '"R6==2.5.1.0" = { reason = "again", requested_by = "@x" }\n'
+        + '\n[apt]\ngit = { version = "1", reason = "r", requested_by = "@x" }\n'
+    )
+    parsed, problems = parse_set(tmp_path / "index-only.toml", text)
+    assert problems == [] and parsed is not None
+    (tmp_path / "s.toml").write_text("[python]\n" + entry("tabulate", "0.8.10"))
+    found = [p.render() for p in index_only_problems(parsed, load_sets(tmp_path))]
+    assert any("apt package 'git' cannot be vetted for self-install" in p for p in found)
+    assert any("tabulate==0.8.10 is already vetted in set 's'" in p for p in found)
+    assert len(found) == 2  # 2.5.1.0 is another version string: R itself tells them apart
+
+
+def test_a_set_installs_one_version_of_a_package() -> None:
+    text = '[r]\nR6 = { version = "2.6.1", reason = "r", requested_by = "@x" }\n"R6==2.5.1" = { reason = "r", requested_by = "@x" }\n'
+    parsed, _ = parse_set(Path("requirements/r.toml"), text)
+    assert parsed is not None
+    problems = [p.render() for p in check_sets([parsed])]
+    assert problems and "is twice in set 'r'" in problems[0] and "index-only.toml" in problems[0]
+
+
+def test_add_to_index_only_writes_a_versioned_line_for_a_known_name(tmp_path: Path) -> None:
+    (tmp_path / "index-only.toml").write_text(INDEX_ONLY)
+    (tmp_path / "base.toml").write_text("[python]\n" + entry("numpy"))
+    assert add_targets(tmp_path) == ["base", "index-only"]
+    more = new("python", "tabulate", "0.8.9")
+    added = add_entry(tmp_path, "index-only", more)
+    assert added.line == 4
+    assert added.text.splitlines()[3] == (
+        '"tabulate==0.8.9" = { reason = "why", requested_by = "@me" }'
+    )
+    fresh = add_entry(tmp_path, "index-only", new("r", "here", "1.0.1"))
+    assert 'here = { version = "1.0.1", reason = "why", requested_by = "@me" }' in fresh.text
+    with pytest.raises(RequirementsError):
+        add_entry(tmp_path, "index-only", new("python", "tabulate", "0.9.0"))
+    with pytest.raises(RequirementsError):
+        add_entry(tmp_path, "index-only", new("python", "numpy", "1.0"))
+    with pytest.raises(RequirementsError) as caught:
+        add_entry(tmp_path, "index-only", new("apt", "git", "1"))
+    assert "pods install no system packages" in caught.value.hint
