@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -113,9 +114,11 @@ def test_the_assembled_image_is_the_same_environment_as_a_plain_build(
             plain,
             "--build-arg",
             f"BASE_IMAGE={BASE}",
+            "--secret",
+            "id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt",
             str(project),
         ],
-        env={"DOCKER_BUILDKIT": "1", "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "DOCKER_BUILDKIT": "1"},
         check=True,
         capture_output=True,
     )

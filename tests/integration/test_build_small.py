@@ -10,7 +10,8 @@ import docker
 
 from imagebot.config import load_config
 from imagebot.registry import open_registry
-from imagebot.tags import ImageRef, image_ref
+from imagebot.base_image import content_ref
+from imagebot.tags import ImageRef
 
 from .conftest import SMALL_CONFIG, Run, Stack, run_imagebot
 
@@ -26,7 +27,8 @@ def test_build_push_reports_the_digest_the_registry_has(stack: Stack, small_push
     ref = ImageRef.parse(str(outcome["ref"]))
     assert ref.name == f"{stack.namespace}/small"
     config = load_config(SMALL_CONFIG, None, stack.env())
-    assert ref.tag == image_ref(config, "small").tag  # the content tag
+    # The content tag, the base image's digest included (the local base: its image ID).
+    assert ref.tag == content_ref(config, "small", stack.env()).tag
     assert open_registry(config, stack.env()).digest(ref) == outcome["digest"]
     # The moving cache tag (next build's --cache-from) points at the same manifest.
     assert open_registry(config, stack.env()).digest(ref.with_tag("cache")) == outcome["digest"]
