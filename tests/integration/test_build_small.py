@@ -8,9 +8,9 @@ from pathlib import Path
 
 import docker
 
+from imagebot.base_image import content_ref
 from imagebot.config import load_config
 from imagebot.registry import open_registry
-from imagebot.base_image import content_ref
 from imagebot.tags import ImageRef
 
 from .conftest import SMALL_CONFIG, Run, Stack, run_imagebot
