@@ -73,6 +73,7 @@ def render_dockerfile(spec: DockerfileSpec) -> str:
         *(_r_layer(spec, layer, i + 1) for i, layer in enumerate(spec.layers)),
         _r_kernel(spec),
         _index_config(spec),
+        _r_site(spec),
         _user_and_cmd(),
         _packages_stage(),
         *(_python_layer(layer, i + 1) for i, layer in enumerate(spec.layers)),
@@ -363,6 +364,15 @@ def _index_config(spec: DockerfileSpec) -> str:
         "    && mkdir -p /etc/uv \\\n"
         f"    && printf '%s\\n' {_quoted_lines(uv_toml)} > /etc/uv/uv.toml\n"
     )
+
+
+def _r_site(spec: DockerfileSpec) -> str:
+    """R's site profile points at the vetted CRAN-like repository beside the index."""
+    if not (spec.index_url and _any_r(spec)):
+        return ""
+    from imagebot.cran import r_site_dockerfile
+
+    return r_site_dockerfile(spec.request_url)
 
 
 def _quoted_lines(lines: Sequence[str]) -> str:

@@ -58,6 +58,24 @@ RUN printf '%s\n' "# Only vetted packages are served by this index. Ask for one 
     && mkdir -p /etc/uv \
     && printf '%s\n' "# Only vetted packages are served by this index. Ask for one at https://example.org/stats/images#asking-for-a-package" "[[index]]" "url = \"${IMAGEBOT_INDEX_URL}\"" "default = true" > /etc/uv/uv.toml
 
+# R in the running image installs from the vetted CRAN-like repository only, into the
+# user's library (R_LIBS_USER); pure-R source packages need nothing but R to install.
+RUN printf '%s\n' \
+    "# Only vetted packages are served by ${IMAGEBOT_INDEX_URL%/simple}/cran. Ask for one at https://example.org/stats/images#asking-for-a-package" \
+    "local({" \
+    "  options(repos = c(CRAN = \"${IMAGEBOT_INDEX_URL%/simple}/cran\"))" \
+    "  lib <- Sys.getenv(\"R_LIBS_USER\")" \
+    "  if (nzchar(lib)) {" \
+    "    dir.create(lib, recursive = TRUE, showWarnings = FALSE)" \
+    "    if (dir.exists(lib)) .libPaths(c(lib, .libPaths()))" \
+    "  }" \
+    "})" \
+    "globalCallingHandlers(warning = function(w) {" \
+    "  if (grepl(\"is not available\", conditionMessage(w), fixed = TRUE))" \
+    "    message(\"Only vetted packages are served by ${IMAGEBOT_INDEX_URL%/simple}/cran. Ask for one at https://example.org/stats/images#asking-for-a-package\")" \
+    "})" \
+    > /etc/R/Rprofile.site
+
 RUN useradd --uid 1000 --gid 100 --no-log-init --create-home --shell /bin/bash jovyan
 USER 1000:100
 WORKDIR /home/jovyan
