@@ -59,7 +59,8 @@ def _check_registered_environments(config: Config) -> None:
                 f"{environment.path}:{pin.line}: {pin.name}=={pin.version} is kept for this "
                 "environment (the locks moved on; the index still serves it)"
             )
-    console.info(f"ok: {len(environments)} registered environments")
+    noun = "environment" if len(environments) == 1 else "environments"
+    console.info(f"ok: {len(environments)} registered {noun}")
 
 
 def _check_r_sources(config: Config, sets: Mapping[str, RequirementSet]) -> None:

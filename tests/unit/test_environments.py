@@ -120,7 +120,7 @@ def test_check_validates_registered_environments(
     assert (
         "environments/methods/survey.txt:3: numpy==2.3.0 is kept for this environment" in result.err
     )
-    assert "ok: 1 registered environments" in result.err
+    assert "ok: 1 registered environment\n" in result.err
 
     register(locked_project, SURVEY + "leftpad==1.0\n", "environments/web/app.txt")
     result = run_cli("--config", locked_project.config, "check")
