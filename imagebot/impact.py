@@ -36,8 +36,16 @@ if TYPE_CHECKING:
     from imagebot.config import Config
     from imagebot.environments import RegisteredEnvironment
 
-KINDS = ("removal", "major", "downgrade", "minor", "patch", "change")
-_KIND_HARM = {"removal": 5, "major": 4, "downgrade": 3, "change": 2, "minor": 1, "patch": 0}
+# "none": `imagebot impact NAME` without a version; "change": a version that is not PEP 440
+_KIND_HARM = {
+    "removal": 5,
+    "major": 4,
+    "downgrade": 3,
+    "change": 2,
+    "minor": 1,
+    "patch": 0,
+    "none": -1,
+}
 BREAKS, WORKS, MATCHES = "breaks", "works", "matches"
 _STATUS_HARM = {BREAKS: 2, WORKS: 1, MATCHES: 0}
 NOTHING = "nothing that an entry or a registered environment needs changes or leaves"
