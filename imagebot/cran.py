@@ -93,6 +93,7 @@ _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.@/-]*", re.ASCII)
 _DEPENDENCY = re.compile(
     r"\s*(?P<name>[^\s(]+)\s*(?:\(\s*(?P<op>>=|<=|==|>|<|!=)\s*(?P<version>[^\s)]+)\s*\))?\s*"
 )
+MAX_FIELD = 20_000  # characters of one PACKAGES value (long Suggests lists exist)
 _MD5 = re.compile(r"[0-9a-f]{32}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -142,7 +143,7 @@ def write_dcf(stanzas: Iterable[Mapping[str, str]]) -> str:
             if not _FIELD_NAME.fullmatch(name):
                 raise PackageIndexError(f"refusing DCF field name {name!r}", "this is a bug")
             try:
-                validate.one_line(value, limit=20_000)
+                validate.one_line(value, limit=MAX_FIELD)
             except validate.InvalidValue as exc:
                 raise PackageIndexError(
                     f"refusing to write {stanza.get('Package', '?')}'s {name}: {exc.message}",
@@ -271,6 +272,14 @@ def packages_from_dcf(text: str, where: str, repository: str = "") -> list[RPack
         if sha256 is not None and not _SHA256.fullmatch(sha256):
             raise PackageIndexError(f"{where}: {name} {version}: bad SHA256", "check the upstream")
         kept = {k: stanza[k] for k in PACKAGES_FIELDS if k in stanza}
+        for key, value in kept.items():
+            try:
+                validate.one_line(value, limit=MAX_FIELD)
+            except validate.InvalidValue as exc:
+                raise PackageIndexError(
+                    f"{where}: {name} {version}: {key}: {exc.message}",
+                    "the upstream's PACKAGES has a value that would change the file's shape",
+                ) from None
         packages.append(RPackage(name, version, md5, kept, repository, sha256))
     return packages
 
