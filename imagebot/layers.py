@@ -12,14 +12,17 @@ change therefore costs that package (plus its small group) in build time, push a
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import json
 import posixpath
-import tarfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from imagebot.render import SOURCE_DATE_EPOCH as EPOCH
+
+if TYPE_CHECKING:
+    import tarfile
 
 FORMAT = "imagebot-package-layer-v1"
 PACKAGES_ANNOTATION = "org.imagebot.packages"  # the keys of a layer's packages, space-separated
@@ -29,7 +32,6 @@ DOCKER_LAYER_MEDIA_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 DOCKER_MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
-EPOCH = 0  # SOURCE_DATE_EPOCH for installs (hash-checked .pyc) and every entry's mtime
 BIG_PACKAGE = 4 << 20  # installed bytes from which a package gets a layer of its own
 SMALL_GROUP = 4 << 20  # small packages share a layer up to this many installed bytes
 MAX_LAYERS = 100  # the whole image; overlayfs stacks at most 128 layers
@@ -155,6 +157,8 @@ class Entry:
     target: str = ""  # symlink target
 
     def tarinfo(self) -> tarfile.TarInfo:
+        import tarfile  # not at the top: render --check, a fast command, imports this module
+
         info = tarfile.TarInfo(self.path)
         info.mtime = EPOCH
         info.uid = info.gid = 0
@@ -195,6 +199,10 @@ class Blob:
 
 def layer_blob(entries: Sequence[Entry]) -> Blob:
     """The same entries always give the same bytes: sorted, fixed times and owners, no names."""
+    import gzip
+    import io
+    import tarfile
+
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for entry in sorted(entries, key=lambda e: e.path):

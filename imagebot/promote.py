@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from imagebot import gitops, promote_plan
+from imagebot.base_image import content_ref
 from imagebot.errors import GitOpsError, RegistryError, UsageError, YamlEditError
 from imagebot.files import Unreadable, read_text
 from imagebot.promote_plan import NO_PACKAGE_DIFF, ImageChange, Plan
 from imagebot.redaction import redact
-from imagebot.tags import ImageRef, image_ref
+from imagebot.tags import ImageRef
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -159,7 +160,7 @@ def _build_refs(
     """The current build's content-tag refs, pinned to the digest the registry has."""
     refs = {}
     for image in images:
-        ref = image_ref(config, image)
+        ref = content_ref(config, image)  # the base image's digest included
         digest = registry.digest(ref)
         if digest is None:
             raise RegistryError(

@@ -25,7 +25,6 @@ from pathlib import Path
 from imagebot import validate
 from imagebot.config import Config, ImageConfig
 from imagebot.errors import ConfigError, ImagebotError, StaleError
-from imagebot.layers import EPOCH
 from imagebot.lockfile import lock_path, parse_lock
 from imagebot.requirements import Requirement, RequirementSet
 
@@ -35,6 +34,9 @@ LOCK_MOUNT_DIR = "/tmp/imagebot"
 NB_UID = 1000
 NB_GID = 100  # Debian's `users` group, as in the Jupyter docker-stacks images
 SYSTEM_STAGE = "system"  # the stage `imagebot build` builds; the Python packages go on top
+# pip writes hash-checked .pyc files when it is set: the same bytes on every build. Also the
+# mtime of every entry of the package layers (imagebot.layers).
+SOURCE_DATE_EPOCH = 0
 # A build-context path in a --mount option: no ',' '=' or whitespace, which would split it.
 _MOUNT_PATH = re.compile(r"[A-Za-z0-9._/-]+", re.ASCII)
 
@@ -280,7 +282,7 @@ def _python_layer(layer: SetLayer, number: int) -> str:
         NETRC_SECRET,
     ]
     step = (
-        f"{CA_ENV} SOURCE_DATE_EPOCH={EPOCH} \\\n    python -m pip install --no-cache-dir "
+        f"{CA_ENV} SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH} \\\n    python -m pip install --no-cache-dir "
         f"--require-hashes --no-deps --only-binary :all: \\\n        -r {target}"
     )
     return f"{_title(req_set, number)}.\nRUN {_continued(mounts)} \\\n    {step}\n"

@@ -185,3 +185,30 @@ def test_the_fixture_lock_and_dockerfile_are_current() -> None:
             check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_a_new_base_under_the_same_tag_is_a_new_content_tag(stack: Stack, project: Path) -> None:
+    base = f"imagebot-local/layering-base-{stack.namespace.rsplit('-', 1)[-1]}:1"
+    subprocess.run([DOCKER, "tag", BASE, base], check=True)
+    config = project / "imagebot.toml"
+    config.write_text(config.read_text().replace(f'base = "{BASE}"', f'base = "{base}"'))
+    _imagebot(project, stack, "render")
+    try:
+        first = _imagebot(project, stack, "build", "lab").strip()
+        assert _imagebot(project, stack, "build", "lab").strip() == first  # same base: same tag
+        subprocess.run(
+            [DOCKER, "build", "-q", "-t", base, "-"],
+            input=f"FROM {BASE}\nRUN echo two > /etc/base-release\n",
+            text=True,
+            env={**os.environ, "DOCKER_BUILDKIT": "1"},
+            check=True,
+            capture_output=True,
+        )
+        second = _imagebot(project, stack, "build", "lab").strip()
+        assert second != first
+        labels = docker.from_env().images.get(second).labels
+        assert labels[BASE_DIGEST_LABEL] == docker.from_env().images.get(base).id
+        assert _run(second, "cat", "/etc/base-release").strip() == "two"
+    finally:
+        subprocess.run([DOCKER, "rmi", "-f", base], capture_output=True, check=False)
