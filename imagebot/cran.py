@@ -20,6 +20,7 @@ The adapter that fetches and verifies files is `imagebot.cran_upstream`.
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -534,6 +535,108 @@ def packages_text(indexed: Iterable[RIndexed]) -> str:
         | {"MD5sum": p.package.md5}
         for p in current
     )
+
+
+# --- Meta/archive.rds: older versions, as remotes::install_version() looks them up -------------
+#
+# remotes reads src/contrib/Meta/archive.rds: a named list, one data.frame per package whose
+# row names are "<pkg>/<pkg>_<version>.tar.gz" under Archive/. R's serialization format
+# (version 2, XDR) is written here directly: the build machine needs no R.
+
+_NILVALUE, _SYMSXP, _LISTSXP, _CHARSXP, _REALSXP, _INTSXP, _STRSXP, _VECSXP = (
+    254,
+    1,
+    2,
+    9,
+    14,
+    13,
+    16,
+    19,
+)
+_ASCII_LEVEL = 64  # CHARSXP levels: ASCII_MASK
+
+
+def _int(value: int) -> bytes:
+    return value.to_bytes(4, "big", signed=True)
+
+
+def _flags(kind: int, *, obj: bool = False, attr: bool = False, tag: bool = False) -> bytes:
+    levels = _ASCII_LEVEL if kind == _CHARSXP else 0
+    return _int(kind | obj << 8 | attr << 9 | tag << 10 | levels << 12)
+
+
+def _chars(text: str) -> bytes:
+    data = text.encode("ascii")  # names and versions are ASCII (validate.r_name/r_version)
+    return _flags(_CHARSXP) + _int(len(data)) + data
+
+
+def _strings(values: Sequence[str]) -> bytes:
+    return _flags(_STRSXP) + _int(len(values)) + b"".join(_chars(v) for v in values)
+
+
+def _attributes(pairs: Sequence[tuple[str, bytes]]) -> bytes:
+    out = b""
+    for name, value in pairs:
+        out += _flags(_LISTSXP, tag=True) + _flags(_SYMSXP) + _chars(name) + value
+    return out + _int(_NILVALUE)
+
+
+def _data_frame(rows: Sequence[tuple[str, int]]) -> bytes:
+    """data.frame(size, mtime) with row names <pkg>/<file>; mtime orders the versions."""
+    sizes = _flags(_INTSXP) + _int(len(rows)) + b"".join(_int(size) for _, size in rows)
+    mtime = (
+        _flags(_REALSXP, attr=True)
+        + _int(len(rows))
+        + b"".join(struct.pack(">d", float(i)) for i in range(len(rows)))
+        + _attributes([("class", _strings(["POSIXct", "POSIXt"]))])
+    )
+    return (
+        _flags(_VECSXP, obj=True, attr=True)
+        + _int(2)
+        + sizes
+        + mtime
+        + _attributes(
+            [
+                ("names", _strings(["size", "mtime"])),
+                ("class", _strings(["data.frame"])),
+                ("row.names", _strings([path for path, _ in rows])),
+            ]
+        )
+    )
+
+
+def archive_rds(archived: Mapping[str, Sequence[tuple[str, int]]]) -> bytes:
+    """gzip'd RDS of {package: data.frame} for the files under Archive/ (oldest first)."""
+    import gzip
+
+    names = sorted(archived)
+    body = (
+        b"X\n"
+        + _int(2)
+        + _int(0x040202)  # written as by R 4.2.2
+        + _int(0x020300)  # readable by R >= 2.3.0
+        + _flags(_VECSXP, attr=True)
+        + _int(len(names))
+        + b"".join(_data_frame(archived[name]) for name in names)
+        + _attributes([("names", _strings(names))])
+    )
+    return gzip.compress(body, mtime=0)
+
+
+def archived_files(indexed: Iterable[RIndexed]) -> dict[str, list[tuple[str, int]]]:
+    """Package -> [(<pkg>/<file>, size)] of its Archive/ files, oldest version first."""
+    found: dict[str, list[tuple[RIndexed, str, int]]] = {}
+    for p in indexed:
+        if not p.current:
+            name = p.package.name
+            found.setdefault(name, []).append((p, f"{name}/{p.package.filename}", p.size))
+    return {
+        name: [
+            (path, size)
+            for _, path, size in sorted(rows, key=lambda r: version_key(r[0].package.version))
+        ]
+        for name, rows in found.items()
+    }
 
 
 def cran_url(index_url: str) -> str:

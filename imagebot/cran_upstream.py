@@ -35,6 +35,8 @@ from imagebot.cran import (
     RManifest,
     RPackage,
     RRoot,
+    archive_rds,
+    archived_files,
     closure,
     layout,
     packages_from_dcf,
@@ -230,6 +232,10 @@ def build_repository(
     contrib.mkdir(parents=True, exist_ok=True)
     (contrib / "PACKAGES").write_text(text, encoding="utf-8")
     (contrib / "PACKAGES.gz").write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
+    archived = archived_files(indexed)
+    if archived:
+        (contrib / "Meta").mkdir(exist_ok=True)
+        (contrib / "Meta" / "archive.rds").write_bytes(archive_rds(archived))
     manifest = RManifest(tuple(roots), tuple(indexed), tuple(u.url for u in upstreams))
     return RepositoryResult(
         manifest,

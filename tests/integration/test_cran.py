@@ -128,6 +128,7 @@ def test_r_index_is_a_cran_like_repository(r_index: Path, r_upstreams: tuple[str
         "src/contrib/here_1.0.1.tar.gz",
         "src/contrib/rprojroot_2.0.3.tar.gz",
     ]
+    assert (contrib / "Meta" / "archive.rds").is_file()
     manifest = json.loads((r_index / "imagebot-index.json").read_text())
     why = {
         (p["name"], p["version"]): (p["vetted_in"], p["dependency_of"])
@@ -164,6 +165,27 @@ def test_tampered_tarball_is_refused_at_build_time(
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+# What a user does in the pod (no network; the index mounted where Rprofile.site points).
+POD_SCRIPT = r"""set -euo pipefail
+# install.packages() takes the current vetted version and its dependency, from the repository
+# that Rprofile.site names, into the user's library.
+Rscript -e 'install.packages("here")
+stopifnot(packageVersion("here") == "1.0.1", packageVersion("rprojroot") == "2.0.3")
+stopifnot(startsWith(find.package("here"), path.expand(Sys.getenv("R_LIBS_USER"))))'
+echo INSTALLED-HERE
+# An unvetted package fails, with the pod's explanation.
+Rscript -e 'install.packages("ggplot2")' 2>&1 || true
+# renv.lock replays exactly: the older R6 from Archive/, each file checked by MD5.
+bash /srv/install-r.sh /tmp/replayed
+Rscript -e 'v <- function(p) as.character(packageVersion(p, lib.loc = "/tmp/replayed"))
+cat("REPLAYED", v("R6"), v("here"), v("rprojroot"), "\n")'
+# remotes::install_version() finds the older vetted version through Meta/archive.rds.
+mkdir -p /tmp/old
+Rscript -e 'remotes::install_version("R6", "2.5.1", lib = "/tmp/old", upgrade = "never")
+cat("INSTALL-VERSION", as.character(packageVersion("R6", lib.loc = "/tmp/old")), "\n")'
+"""
+
+
 def _r_pod_image(tmp_path: Path) -> str:
     """bookworm + r-base-core (the layer test_cran's image shares) + the Rprofile.site that
     `imagebot render` writes, pointed at the index mounted under /srv/index."""
@@ -172,6 +194,8 @@ def _r_pod_image(tmp_path: Path) -> str:
     tmp_path.mkdir()
     (tmp_path / "Dockerfile").write_text(
         (FIXTURES / "cran" / "Dockerfile").read_text().split("ARG R_REPO", 1)[0]
+        + "RUN apt-get update && apt-get install -y --no-install-recommends r-cran-remotes \\\n"
+        + "    && rm -rf /var/lib/apt/lists/*\n"
         + "ARG IMAGEBOT_INDEX_URL=file:///srv/index/simple\n"
         + r_site_dockerfile("https://github.com/statisticsnorway/imagebot#asking-for-a-package")
         + "RUN useradd --uid 1000 --gid 100 --create-home jovyan\nUSER 1000:100\n"
@@ -205,20 +229,7 @@ def test_pod_installs_vetted_r_packages_offline_and_replays_renv_lock(
     )
     assert written.returncode == 0, written.output
     image = _r_pod_image(tmp_path / "context")
-    pod = (
-        # install.packages() takes the current vetted version and its dependency, from the
-        # repository that Rprofile.site names, into the user's library.
-        'Rscript -e \'install.packages("here"); '
-        'stopifnot(packageVersion("here") == "1.0.1", packageVersion("rprojroot") == "2.0.3"); '
-        'stopifnot(startsWith(find.package("here"), Sys.getenv("R_LIBS_USER") |> path.expand()))\' '
-        "&& echo INSTALLED-HERE "
-        # An unvetted package fails, with the pod's explanation.
-        "&& { Rscript -e 'install.packages(\"ggplot2\")' 2>&1 | tee /tmp/unvetted; true; } "
-        # renv.lock replays exactly: the older R6 from Archive/, verified by MD5.
-        "&& bash /srv/install-r.sh /tmp/replayed "
-        '&& Rscript -e \'v <- function(p) as.character(packageVersion(p, lib.loc = "/tmp/replayed")); '
-        'cat("REPLAYED", v("R6"), v("here"), v("rprojroot"), "\\n")\''
-    )
+    (tmp_path / "pod.sh").write_text(POD_SCRIPT)
     run = subprocess.run(
         [
             "docker",
@@ -230,12 +241,13 @@ def test_pod_installs_vetted_r_packages_offline_and_replays_renv_lock(
             f"{r_index}:/srv/index:ro",
             "-v",
             f"{script}:/srv/install-r.sh:ro",
+            "-v",
+            f"{tmp_path / 'pod.sh'}:/srv/pod.sh:ro",
             "-e",
             "IMAGEBOT_CRAN_URL=file:///srv/index/cran",
             image,
             "bash",
-            "-c",
-            pod,
+            "/srv/pod.sh",
         ],
         capture_output=True,
         text=True,
@@ -251,3 +263,4 @@ def test_pod_installs_vetted_r_packages_offline_and_replays_renv_lock(
         "https://github.com/statisticsnorway/imagebot#asking-for-a-package"
     ) in output
     assert "REPLAYED 2.5.1 1.0.1 2.0.3" in output
+    assert "INSTALL-VERSION 2.5.1" in output

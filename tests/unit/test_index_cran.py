@@ -287,3 +287,14 @@ def test_vetted_r_without_an_upstream_is_one_error(tmp_path: Path) -> None:
     with pytest.raises(PackageIndexError, match="no CRAN-like upstream is configured"):
         build_r(tmp_path / "out", cran)
     assert not (tmp_path / "out").exists()
+
+
+def test_archive_rds_is_deterministic_gzip_of_an_xdr_rds() -> None:
+    from imagebot.cran import archive_rds
+
+    rows = {"R6": [("R6/R6_2.4.0.tar.gz", 10), ("R6/R6_2.5.1.tar.gz", 20)]}
+    data = archive_rds(rows)
+    assert data == archive_rds(rows)
+    body = gzip.decompress(data)
+    assert body.startswith(b"X\n\x00\x00\x00\x02") and b"R6/R6_2.4.0.tar.gz" in body
+    assert b"row.names" in body and b"data.frame" in body
