@@ -24,10 +24,11 @@ if TYPE_CHECKING:
 
 def run_check(app_state: AppState) -> None:
     from imagebot.lock import lock_statuses, plan_layers, read_text_or_none
-    from imagebot.requirements import load_sets
+    from imagebot.requirements import load_index_only, load_sets
 
     config = app_state.config
     sets = {s.name: s for s in load_sets(config.requirements_dir)}
+    load_index_only(config.requirements_dir, list(sets.values()))  # raises on its problems
     _check_r_sources(config, sets)
     in_images = {name for image in config.locked_images for name in image.sets}
     for name in sorted(set(sets) - in_images):

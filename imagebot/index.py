@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from imagebot.cran import CRAN_DIR, RManifest, RRoot
-from imagebot.errors import PackageIndexError, RequirementsError
+from imagebot.errors import PackageIndexError
 from imagebot.files import Unreadable, read_text
 from imagebot.index_pages import (
     FILES_DIR,
@@ -670,17 +670,12 @@ def load_r_roots(requirements_dir: Path) -> list[RRoot]:
 
 def _index_only(requirements_dir: Path, sets: Sequence[Any]) -> Any:
     """requirements/index-only.toml, validated, or None when there is none."""
-    from imagebot.requirements import index_only_problems, parse_set
+    from imagebot.requirements import parse_index_only
 
     path = requirements_dir / f"{INDEX_ONLY_SET}.toml"
     if not path.exists():
         return None
-    parsed, problems = parse_set(path, _read_input(path))
-    if parsed is not None:
-        problems += index_only_problems(parsed, sets)
-    if problems or parsed is None:
-        raise RequirementsError(problems, str(path), "fix the entries above")
-    return parsed
+    return parse_index_only(path, _read_input(path), sets)
 
 
 def _read_input(path: Path) -> str:

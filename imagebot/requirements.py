@@ -554,6 +554,32 @@ def add_targets(requirements_dir: Path) -> list[str]:
     return known_set_names(requirements_dir) + extra
 
 
+def load_index_only(
+    requirements_dir: Path, sets: Sequence[RequirementSet]
+) -> RequirementSet | None:
+    """requirements/index-only.toml, validated with its own rules, or None when there is none.
+
+    Raises RequirementsError listing every problem."""
+    path = set_path(requirements_dir, INDEX_ONLY)
+    if not path.exists():
+        return None
+    try:
+        text = read_text(path)
+    except Unreadable as exc:
+        raise RequirementsError([_unreadable(exc)], str(path), "fix the file") from None
+    return parse_index_only(path, text, sets)
+
+
+def parse_index_only(path: Path, text: str, sets: Sequence[RequirementSet]) -> RequirementSet:
+    """index-only.toml's text, parsed and checked; raises RequirementsError on any problem."""
+    parsed, problems = parse_set(path, text)
+    if parsed is not None:
+        problems += index_only_problems(parsed, sets)
+    if problems or parsed is None:
+        raise RequirementsError(problems, str(path), "fix the entries above")
+    return parsed
+
+
 def index_only_problems(
     index_only: RequirementSet, sets: Sequence[RequirementSet] = ()
 ) -> list[Problem]:

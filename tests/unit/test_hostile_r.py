@@ -382,3 +382,32 @@ def test_the_good_renv_lock_passes(
         'c("R6", "2.5.1", "src/contrib/R6_2.5.1.tar.gz", "'
         in project.path("install.sh").read_text()
     )
+
+
+CHECK_ROWS = [
+    Hostile(
+        "check-index-only-bad-r-key",
+        lambda p, m: p.write("requirements/index-only.toml", r_line('"R6==2.5.1\\n"')),
+        ("check",),
+        4,
+        "1 problem in",
+    ),
+    Hostile(
+        "check-index-only-set-pin-again",
+        lambda p, m: p.write(
+            "requirements/index-only.toml",
+            '[python]\nnumpy = { version = "2.4.6", reason = "r", requested_by = "@x" }\n',
+        ),
+        ("check",),
+        4,
+        "1 problem in",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CHECK_ROWS, ids=lambda c: c.id)
+def test_check_validates_index_only(
+    case: Hostile, project: Project, monkeypatch: pytest.MonkeyPatch, run_cli: Run
+) -> None:
+    result = assert_refused(case, project, monkeypatch, run_cli)
+    assert "index-only.toml:" in result.err
