@@ -57,6 +57,8 @@ def build(
     progress = RichProgress() if console.stderr_is_tty() else PlainProgress(console.info)
     options = IndexBuildOptions(jobs=jobs, refresh=refresh, echo=console.info)
     title = f"index build: {len(inputs.roots)} vetted packages for {inputs.target.describe()}"
+    if inputs.cran.roots:
+        title += f", {len(inputs.cran.roots)} vetted R packages"
     with console.group(title):
         result = build_index(
             out,
