@@ -138,7 +138,7 @@ def layers(work: Path, env: dict[str, str], ref: ImageRef) -> dict[str, int]:
 
 
 def wheel_bytes(work: Path, env: dict[str, str], names: set[str]) -> int:
-    """The sizes of the locked wheels of `names`, from PyPI's JSON API."""
+    """The sizes of the locked wheels of `names`, from PyPI's simple JSON API (PEP 691/700)."""
     config = load_config(work / "imagebot.toml", "local", env)
     total = 0
     for set_name in config.image(IMAGE).sets:
@@ -147,17 +147,27 @@ def wheel_bytes(work: Path, env: dict[str, str], names: set[str]) -> int:
         for package in lock.packages if lock else ():
             if package.name not in names:
                 continue
-            url = f"https://pypi.org/pypi/{package.name}/{package.version}/json"
-            with urllib.request.urlopen(url, timeout=30) as response:
-                files = json.load(response)["urls"]
+            request = urllib.request.Request(
+                f"https://pypi.org/simple/{package.name}/",
+                headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                files = json.load(response)["files"]
             sizes = [
-                f["size"]
+                int(f["size"])
                 for f in files
-                if f"sha256:{f['digests']['sha256']}" in package.hashes
-                and f["filename"].endswith(".whl")
+                if f"sha256:{f['hashes']['sha256']}" in package.hashes
+                and installable(f["filename"])
             ]
             total += min(sizes) if sizes else 0
     return total
+
+
+def installable(filename: str) -> bool:
+    """A wheel pip picks for CPython 3.11 on x86_64 glibc (the image's platform)."""
+    if filename.endswith("-none-any.whl"):
+        return True
+    return "cp311" in filename and "manylinux" in filename and filename.endswith("x86_64.whl")
 
 
 def pinned(work: Path, env: dict[str, str]) -> ImageRef:
@@ -186,6 +196,7 @@ def main() -> None:
         cold = Figure("cold", cold_build, cold_push, uploaded_mb(err))
         cold.new_layer_mb = sum(layers(work, env, previous).values()) / 1e6
         figures.append(cold)
+        print(asdict(cold), flush=True)
 
         noop, _, _ = imagebot(work, env, "build", "--push", IMAGE)
         figures.append(Figure("noop build --push", noop, 0.0, ok={"< 3 s": noop < 3}))
@@ -214,6 +225,7 @@ def main() -> None:
                 "new layers <= 2x wheels + 5 MB": figure.new_layer_mb <= 2 * figure.wheels_mb + 5,
             }
             figures.append(figure)
+            print(asdict(figure), flush=True)
             previous = ref
     finally:
         if not args.keep:
