@@ -109,14 +109,16 @@ def assemble(
     ca_bundle: Path | None,
     network: str | None,
     reporter: Reporter,
+    reuse: bool = True,
 ) -> AssemblyStats:
-    """See the module docstring. `system` is the pushed system stage; `ref` the content ref."""
+    """See the module docstring. `system` is the pushed system stage; `ref` the content ref;
+    without `reuse` (`build --no-cache`) every package is installed and packed afresh."""
     from imagebot.engine import pull_image, tag_image
 
     repository = ref.repository
     frame = _read_frame(registry, repository, system)
     wanted = wanted_packages(config, image_name)
-    previous = registry.get_manifest(repository, PACKAGES_TAG)
+    previous = registry.get_manifest(repository, PACKAGES_TAG) if reuse else None
     old = layers.previous_layers(json.loads(previous[1])) if previous else []
     frame_layers = len(frame.manifest.get("layers") or ())  # type: ignore[arg-type]
     plan = layers.plan(wanted, installed_on, old, frame_layers)

@@ -368,6 +368,7 @@ class _Build:
             ca_bundle=ca_bundle_path(self.options, self.session.env),
             network=build_network(self.image.build_args),
             reporter=self.reporter,
+            reuse=not self.options.no_cache,
         )
 
 
