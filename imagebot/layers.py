@@ -19,7 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from imagebot.render import SOURCE_DATE_EPOCH as EPOCH
+from imagebot.render import SOURCE_DATE_EPOCH
+
+EPOCH = SOURCE_DATE_EPOCH  # every entry's mtime; installs run with it (hash-checked .pyc)
 
 if TYPE_CHECKING:
     import tarfile
