@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FIXTURES, Stack, run_imagebot
+from .conftest import FIXTURES, REPO_ROOT, Stack, run_imagebot
 from .fixtures.cran.cran_repo import build_repo, download_orig_tarball, serve
 
 CRAN_CONFIG = FIXTURES / "cran" / "imagebot.toml"
@@ -183,6 +183,12 @@ cat("REPLAYED", v("R6"), v("here"), v("rprojroot"), "\n")'
 mkdir -p /tmp/old
 Rscript -e 'remotes::install_version("R6", "2.5.1", lib = "/tmp/old", upgrade = "never")
 cat("INSTALL-VERSION", as.character(packageVersion("R6", lib.loc = "/tmp/old")), "\n")'
+# Over HTTP from imagebot's own static server (no PACKAGES.rds: R falls back to PACKAGES.gz).
+PYTHONPATH=/src python3 -c 'from pathlib import Path; from imagebot.index_server import make_server; make_server(Path("/srv/index"), "127.0.0.1", 5556, quiet=True).serve_forever()' &
+for _ in $(seq 50); do python3 -c 'import socket; socket.create_connection(("127.0.0.1", 5556), 1)' 2>/dev/null && break; sleep 0.1; done
+mkdir -p /tmp/http
+Rscript -e 'options(warn = 2); install.packages("R6", repos = "http://127.0.0.1:5556/cran", lib = "/tmp/http")
+cat("OVER-HTTP", as.character(packageVersion("R6", lib.loc = "/tmp/http")), "\n")'
 """
 
 
@@ -243,6 +249,8 @@ def test_pod_installs_vetted_r_packages_offline_and_replays_renv_lock(
             f"{script}:/srv/install-r.sh:ro",
             "-v",
             f"{tmp_path / 'pod.sh'}:/srv/pod.sh:ro",
+            "-v",
+            f"{REPO_ROOT / 'imagebot'}:/src/imagebot:ro",
             "-e",
             "IMAGEBOT_CRAN_URL=file:///srv/index/cran",
             image,
@@ -264,3 +272,4 @@ def test_pod_installs_vetted_r_packages_offline_and_replays_renv_lock(
     ) in output
     assert "REPLAYED 2.5.1 1.0.1 2.0.3" in output
     assert "INSTALL-VERSION 2.5.1" in output
+    assert "OVER-HTTP 2.6.1" in output
