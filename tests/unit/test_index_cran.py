@@ -298,3 +298,37 @@ def test_archive_rds_is_deterministic_gzip_of_an_xdr_rds() -> None:
     body = gzip.decompress(data)
     assert body.startswith(b"X\n\x00\x00\x00\x02") and b"R6/R6_2.4.0.tar.gz" in body
     assert b"row.names" in body and b"data.frame" in body
+
+
+def test_loaders_give_every_vetted_version_python_and_r(tmp_path: Path) -> None:
+    from imagebot.index import load_r_roots, load_roots
+
+    req = tmp_path / "requirements"
+    req.mkdir()
+    (req / "base.toml").write_text(
+        '[python]\nsix = { version = "1.17.0", reason = "r", requested_by = "@a" }\n'
+    )
+    (req / "rcran.toml").write_text(
+        '[set]\nr_source = "cran"\n\n[r]\nhere = { version = "1.0.1", reason = "r", requested_by = "@a" }\n'
+    )
+    (req / "rdeb.toml").write_text(
+        '[r]\ndata.table = { version = "1.14.8", reason = "r", requested_by = "@a" }\n'
+    )
+    (req / "index-only.toml").write_text(
+        '[python]\n"six==1.16.0" = { reason = "old", requested_by = "@b" }\n'
+        'tabulate = { version = "0.9.0", reason = "r", requested_by = "@a" }\n'
+        '"tabulate==0.8.10" = { reason = "old", requested_by = "@b" }\n\n'
+        '[r]\nR6 = { version = "2.6.1", reason = "r", requested_by = "@a" }\n'
+        '"R6==2.5.1" = { reason = "old", requested_by = "@b" }\n'
+    )
+    assert [(r.key, r.version, r.source, r.requested_by) for r in load_roots(req)] == [
+        ("six", "1.17.0", "base", "@a"),
+        ("six", "1.16.0", "index-only", "@b"),
+        ("tabulate", "0.9.0", "index-only", "@a"),
+        ("tabulate", "0.8.10", "index-only", "@b"),
+    ]
+    assert [(r.name, r.version, r.source) for r in load_r_roots(req)] == [
+        ("here", "1.0.1", "rcran"),
+        ("R6", "2.6.1", "index-only"),
+        ("R6", "2.5.1", "index-only"),
+    ]
