@@ -88,8 +88,7 @@ def review(
         from imagebot.files import write_atomically
 
         write_atomically({summary: render_markdown(result)})
-        if console.in_pipeline():
-            _upload_summary(summary)
+        console.upload_summary(summary)
     if result.problems:
         raise RequirementsError(
             result.problems,
@@ -110,16 +109,6 @@ def _tempdir() -> str:
     import tempfile
 
     return tempfile.gettempdir()
-
-
-def _upload_summary(path: Path) -> None:
-    from imagebot import console
-
-    upload = getattr(console, "upload_summary", None)
-    if callable(upload):
-        upload(path)
-    else:
-        console.info(f"##vso[task.uploadsummary]{path.resolve()}")
 
 
 # --- the operation ---------------------------------------------------------------------------
