@@ -41,9 +41,12 @@ class Listed:
     entry: Requirement
 
     @property
-    def identity(self) -> tuple[str, str, bool]:
-        # index-only may vet another version of a package a set pins: a separate entry.
-        return (self.entry.ecosystem, self.entry.key, self.source == INDEX_ONLY)
+    def identity(self) -> tuple[str, str, str]:
+        # index-only vets versions, several per package and apart from the sets' pins: each
+        # version is an entry of its own there (a new version is added, an old one removed).
+        if self.source == INDEX_ONLY:
+            return (self.entry.ecosystem, self.entry.key, f"{INDEX_ONLY}=={self.entry.version}")
+        return (self.entry.ecosystem, self.entry.key, "")
 
 
 @dataclass(frozen=True)

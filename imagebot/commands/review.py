@@ -120,7 +120,7 @@ def run_review(
     """Read both states, compare them, look up facts and advisories; the Review (no output)."""
     from imagebot.errors import Problem, RequirementsError
     from imagebot.package_facts import PYPI_SIMPLE_URL, PackageFactsSource
-    from imagebot.requirements import check_sets, parse_set
+    from imagebot.requirements import check_sets, index_only_problems, parse_set
     from imagebot.review import (
         Review,
         compare,
@@ -137,14 +137,16 @@ def run_review(
     head_files = _read_working_tree(config, names)
     base_state, _ = state_from_files(base_files, directory)
     head_state, problems = state_from_files(head_files, directory)
-    sets = [
-        s
+    parsed = {
+        path: parse_set(Path(path), text)[0]
         for path, text in head_files.items()
-        if path.endswith(".toml") and not path.endswith("/index-only.toml")
-        for s in [parse_set(Path(path), text)[0]]
-        if s is not None
-    ]
+        if path.endswith(".toml")
+    }
+    index_only = parsed.pop(f"{directory}/index-only.toml", None)
+    sets = [s for s in parsed.values() if s is not None]
     problems.extend(check_sets(sets))
+    if index_only is not None:
+        problems.extend(index_only_problems(index_only, sets))
     if problems:
         raise RequirementsError(
             problems, str(config.requirements_dir), "fix the entries above, then review again"

@@ -157,6 +157,17 @@ def test_moving_an_entry_to_another_set_is_a_change() -> None:
     assert len(confirmation_problems(compare(base, head))) == 1
 
 
+def test_index_only_versions_are_entries_of_their_own() -> None:
+    base = State(listed(INDEX_ONLY, entry("tabulate", "0.8.10"), entry("tabulate", "0.9.0")), ())
+    head = State(
+        listed(INDEX_ONLY, entry("tabulate", "0.9.0"), entry("tabulate", "0.9.1", safe="ok")), ()
+    )
+    changes = compare(base, head)
+    got = [(c.kind, c.old_version, c.new_version) for c in changes.entries]
+    assert got == [("added", None, "0.9.1"), ("removed", "0.8.10", None)]
+    assert confirmation_problems(changes) == []
+
+
 def test_a_blank_confirmation_is_no_confirmation() -> None:
     head = State(listed("ds", entry("numpy", "2.0.0", safe="   ")), ())
     assert len(confirmation_problems(compare(State((), ()), head))) == 1
