@@ -639,6 +639,32 @@ def archived_files(indexed: Iterable[RIndexed]) -> dict[str, list[tuple[str, int
     }
 
 
+_TARBALL = re.compile(
+    r"([A-Za-z][A-Za-z0-9.]*[A-Za-z0-9])_[0-9]+(?:[.-][0-9]+)+\.tar\.gz", re.ASCII
+)
+REPOSITORY_INDEX_FILES = ("PACKAGES", "PACKAGES.gz", "Meta/archive.rds")
+
+
+def repository_object(key: str) -> str | None:
+    """What a key under OUT (`cran/src/contrib/...`) is: "file" (a package tarball, immutable
+    by name), "index" (PACKAGES, PACKAGES.gz, Meta/archive.rds: publish them after the files
+    they list), or None for anything `index build` never writes there."""
+    prefix = f"{CRAN_DIR}/{CONTRIB}/"
+    if not key.startswith(prefix):
+        return None
+    rest = key[len(prefix) :]
+    if rest in REPOSITORY_INDEX_FILES:
+        return "index"
+    parts = rest.split("/")
+    if len(parts) == 1 and _TARBALL.fullmatch(parts[0]):
+        return "file"
+    if len(parts) == 3 and parts[0] == "Archive":
+        match = _TARBALL.fullmatch(parts[2])
+        if match and match[1] == parts[1]:
+            return "file"
+    return None
+
+
 def cran_url(index_url: str) -> str:
     """The vetted repository sits beside simple/: <root>/cran."""
     base = index_url.rstrip("/")

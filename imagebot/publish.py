@@ -27,6 +27,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from imagebot.cran import CRAN_DIR, repository_object
 from imagebot.errors import PackageIndexError, TransientError
 from imagebot.index_pages import FILES_DIR, MANIFEST_NAME, SIMPLE_DIR, IndexManifest
 
@@ -58,6 +59,9 @@ def phase_of(key: str) -> Phase | None:
     parts = key.split("/")
     if parts == [MANIFEST_NAME]:
         return Phase.MANIFEST
+    if parts[0] == CRAN_DIR:  # the R repository: tarballs first, then the PACKAGES listing them
+        kind = repository_object(key)
+        return None if kind is None else (Phase.FILES if kind == "file" else Phase.ROOT)
     if len(parts) == 2 and parts[0] == FILES_DIR and _NAME.fullmatch(parts[1]):
         return Phase.FILES
     if len(parts) == 2 and parts[0] == SIMPLE_DIR and parts[1] in _PAGES:

@@ -332,3 +332,28 @@ def test_loaders_give_every_vetted_version_python_and_r(tmp_path: Path) -> None:
         ("R6", "2.6.1", "index-only"),
         ("R6", "2.5.1", "index-only"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("key", "kind"),
+    [
+        ("cran/src/contrib/R6_2.6.1.tar.gz", "file"),
+        ("cran/src/contrib/data.table_1.14-8.tar.gz", "file"),
+        ("cran/src/contrib/Archive/R6/R6_2.5.1.tar.gz", "file"),
+        ("cran/src/contrib/PACKAGES", "index"),
+        ("cran/src/contrib/PACKAGES.gz", "index"),
+        ("cran/src/contrib/Meta/archive.rds", "index"),
+        ("cran/src/contrib/Archive/here/R6_2.5.1.tar.gz", None),
+        ("cran/src/contrib/PACKAGES.rds", None),
+        ("cran/src/contrib/../x_1.0.tar.gz", None),
+        ("cran/src/contrib/.R6_2.6.1.tar.gz", None),
+        ("cran/index.html", None),
+    ],
+)
+def test_repository_objects_and_their_publish_order(key: str, kind: str | None) -> None:
+    from imagebot.cran import repository_object
+    from imagebot.publish import Phase, phase_of
+
+    assert repository_object(key) == kind
+    expected = {None: None, "file": Phase.FILES, "index": Phase.ROOT}[kind]
+    assert phase_of(key) == expected
