@@ -831,8 +831,22 @@ def _add_index_only(
             f"set {INDEX_ONLY!r}",
             "pods install no system packages; add apt packages to a requirement set",
         )
-    listed = {e.key.lower() for e in current.entries(entry.ecosystem)}
-    if _sort_key(entry.ecosystem, entry.name) in listed:
+    key = _sort_key(entry.ecosystem, entry.name)
+    same = [e for e in current.entries(entry.ecosystem) if e.key.lower() == key]
+    if again := next((e for e in same if e.version == entry.version), None):
+        raise RequirementsError(
+            [
+                Problem(
+                    str(path),
+                    again.line,
+                    f"{entry.description} is already vetted here",
+                    "nothing to add; edit that line to change its reason or requester",
+                )
+            ],
+            f"set {INDEX_ONLY!r}",
+            "imagebot add does not add a version twice",
+        )
+    if same:
         import dataclasses
 
         entry = dataclasses.replace(entry, versioned_key=True)

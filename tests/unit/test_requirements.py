@@ -350,8 +350,9 @@ def test_add_to_index_only_writes_a_versioned_line_for_a_known_name(tmp_path: Pa
     )
     fresh = add_entry(tmp_path, "index-only", new("r", "here", "1.0.1"))
     assert 'here = { version = "1.0.1", reason = "why", requested_by = "@me" }' in fresh.text
-    with pytest.raises(RequirementsError):
+    with pytest.raises(RequirementsError) as twice:
         add_entry(tmp_path, "index-only", new("python", "tabulate", "0.9.0"))
+    assert "python tabulate==0.9.0 is already vetted here" in twice.value.detail_lines()[0]
     with pytest.raises(RequirementsError):
         add_entry(tmp_path, "index-only", new("python", "numpy", "1.0"))
     with pytest.raises(RequirementsError) as caught:
