@@ -140,7 +140,8 @@ class IndexManifest:
     roots: tuple[Root, ...]
     closures: Mapping[str, tuple[Pin, ...]]  # root pin -> resolved closure (root included)
     packages: tuple[IndexedPackage, ...]  # sorted by (name, version)
-    r: RManifest = field(default_factory=RManifest)  # the CRAN-like repository under OUT/cran, when R is vetted
+    # The CRAN-like repository under OUT/cran, when R is vetted.
+    r: RManifest = field(default_factory=RManifest)
 
     def versions(self, name: str) -> dict[str, IndexedPackage]:
         key = normalize(name)
