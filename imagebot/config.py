@@ -180,7 +180,8 @@ class IndexConfig:
         "where users ask for a package that is not vetted", "", rule=_optional_url
     )
     cran_upstream: str = key(
-        "CRAN-like repository the vetted R packages come from (a dated snapshot)",
+        "CRAN-like repository the vetted R packages come from (a dated snapshot); "
+        "default: the images' r_repo",
         "",
         rule=_optional_url,
     )

@@ -92,7 +92,10 @@ def _build_inputs(config: Config) -> _BuildInputs:
     roots = load_roots(config.requirements_dir)
     image_sets = [name for image in config.locked_images for name in image.sets]
     index = config.index
-    urls = [u for u in (index.cran_upstream, *index.cran_snapshots) if u]
+    # Without cran_upstream, the snapshot the image installs its cran sets from (r_repo).
+    image_repos = sorted({i.r_repo for i in config.images.values() if i.sets and i.r_repo})
+    current = index.cran_upstream or (image_repos[0] if len(image_repos) == 1 else "")
+    urls = [u for u in (current, *index.cran_snapshots) if u]
     cran = CranInputs(
         load_r_roots(config.requirements_dir),
         [CranUpstream(url, index.r_user_agent) for url in urls],
