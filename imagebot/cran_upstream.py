@@ -17,6 +17,7 @@ file kept from the previous OUT is reused only when it matches the upstream's ch
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -76,7 +77,7 @@ class CranUpstream:
         for name in ("PACKAGES.gz", "PACKAGES"):
             url = f"{self.url}/{CONTRIB}/{name}"
             got = retry_transient(
-                lambda url=url: self._get(url),  # type: ignore[misc]
+                functools.partial(self._get, url),
                 what=f"reading {url}",
                 attempts=ATTEMPTS,
                 backoff=self.backoff,
