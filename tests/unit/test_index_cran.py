@@ -357,3 +357,58 @@ def test_repository_objects_and_their_publish_order(key: str, kind: str | None) 
     assert repository_object(key) == kind
     expected = {None: None, "file": Phase.FILES, "index": Phase.ROOT}[kind]
     assert phase_of(key) == expected
+
+
+def test_upstream_adapter_reads_archive_retries_and_verifies(tmp_path: Path) -> None:
+    """CranUpstream over real HTTP: PACKAGES.gz, a version only under Archive/, a 503 retried."""
+    import http.server
+
+    from imagebot.cran_upstream import CranUpstream
+
+    body = b"R6 2.5.1 tarball"
+    md5 = hashlib.md5(body).hexdigest()
+    served = {
+        "/cran/src/contrib/PACKAGES.gz": gzip.compress(
+            f"Package: R6\nVersion: 2.5.1\nMD5sum: {md5}\n".encode()
+        ),
+        "/cran/src/contrib/Archive/R6/R6_2.5.1.tar.gz": body,
+    }
+    failures = {"/cran/src/contrib/PACKAGES.gz": 1}
+    seen: list[tuple[str, str]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("User-Agent", "")))
+            if failures.get(self.path, 0):
+                failures[self.path] -= 1
+                self.send_response(503)
+                self.end_headers()
+                return
+            data = served.get(self.path)
+            self.send_response(200 if data is not None else 404)
+            self.send_header("Content-Length", str(len(data or b"")))
+            self.end_headers()
+            self.wfile.write(data or b"")
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        upstream = CranUpstream(
+            f"http://127.0.0.1:{server.server_address[1]}/cran", "R (4.2.2 test)", backoff=0
+        )
+        (package,) = upstream.packages()
+        sha256, size = upstream.download(package, tmp_path / "R6.tar.gz")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (sha256, size) == (hashlib.sha256(body).hexdigest(), len(body))
+    assert [path for path, _ in seen] == [
+        "/cran/src/contrib/PACKAGES.gz",
+        "/cran/src/contrib/PACKAGES.gz",
+        "/cran/src/contrib/R6_2.5.1.tar.gz",
+        "/cran/src/contrib/Archive/R6/R6_2.5.1.tar.gz",
+    ]
+    assert {agent for _, agent in seen} == {"R (4.2.2 test)"}
