@@ -501,7 +501,7 @@ def renv_problems(
 ) -> list[Problem]:
     """One problem per package the vetted repository does not serve at that version, and per
     dependency (Depends, Imports, LinkingTo) that renv.lock lacks or pins out of range."""
-    from imagebot.cran import same_r_version
+    from imagebot.cran import same_r_version, version_key
 
     ask = f"ask for it at {request_url}" if request_url else _REQUEST_HINT_FALLBACK
     problems: list[Problem] = []
@@ -520,7 +520,8 @@ def renv_problems(
                     file,
                     package.line,
                     f"R package {package.name} {package.version} is not vetted",
-                    f"vetted versions: {', '.join(sorted(vetted))}; use one of them, or {ask}",
+                    f"vetted versions: {', '.join(sorted(vetted, key=version_key))}; "
+                    f"use one of them, or {ask}",
                 )
             )
             continue
