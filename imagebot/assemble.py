@@ -266,9 +266,12 @@ class _Installed:
 def _installed(output: str) -> _Installed:
     for line in reversed(output.splitlines()):
         if line.startswith(MARKER):
-            data = json.loads(line[len(MARKER) :])
-            if isinstance(data, dict):
-                return _Installed(dict(data["owners"]), list(data["removed"]))
+            try:
+                data = json.loads(line[len(MARKER) :])
+                owners = {str(k): [str(p) for p in v] for k, v in data["owners"].items()}
+                return _Installed(owners, [str(p) for p in data["removed"]])
+            except (ValueError, KeyError, TypeError, AttributeError):
+                break
     raise EngineError("the package installer printed no result", "read its output above")
 
 

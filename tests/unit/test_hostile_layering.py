@@ -99,3 +99,19 @@ def test_a_previous_manifest_layer_without_imagebot_keys_is_never_reused(
 ) -> None:
     manifest = {"layers": [{"digest": "sha256:x", "size": 1, "annotations": annotations}]}
     assert layers.previous_layers(manifest) == []
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "pip said nothing",
+        'IMAGEBOT-INSTALLED {"owners": 1, "removed": []}',
+        "IMAGEBOT-INSTALLED not json",
+        'IMAGEBOT-INSTALLED ["a"]',
+    ],
+)
+def test_an_installer_result_that_is_not_imagebot_s_is_an_engine_error(output: str) -> None:
+    from imagebot.assemble import _installed
+
+    with pytest.raises(EngineError, match="no result"):
+        _installed(output)
