@@ -119,7 +119,7 @@ def assemble(
     frame = _read_frame(registry, repository, system)
     wanted = wanted_packages(config, image_name)
     previous = registry.get_manifest(repository, PACKAGES_TAG) if reuse else None
-    old = layers.previous_layers(json.loads(previous[1])) if previous else []
+    old = _previous_layers(previous[1], reporter) if previous else []
     frame_layers = len(frame.manifest.get("layers") or ())  # type: ignore[arg-type]
     plan = layers.plan(wanted, installed_on, old, frame_layers)
     reporter.note(
@@ -157,6 +157,34 @@ def assemble(
     return stats
 
 
+def _previous_layers(body: bytes, reporter: Reporter) -> list[layers.Layer]:
+    """The last assembly's layers; a manifest imagebot cannot read is ignored, with a note."""
+    try:
+        manifest = json.loads(body)
+        return layers.previous_layers(manifest if isinstance(manifest, dict) else {})
+    except (ValueError, KeyError, TypeError):
+        reporter.note(
+            f"the registry's :{PACKAGES_TAG} manifest is not one imagebot wrote; not reusing it"
+        )
+        return []
+
+
+def _image_entry(entries: Sequence[Mapping[str, object]]) -> str | None:
+    """PURE: the digest of an index's linux/amd64 image (attestation entries skipped)."""
+    for entry in entries:
+        platform = entry.get("platform")
+        annotations = entry.get("annotations")
+        attestation = isinstance(annotations, dict) and annotations.get("vnd.docker.reference.type")
+        if (
+            isinstance(platform, dict)
+            and platform.get("os") == "linux"
+            and platform.get("architecture") == "amd64"
+            and not attestation
+        ):
+            return str(entry["digest"])
+    return None
+
+
 def _digest_of(body: bytes) -> str:
     import hashlib
 
@@ -167,14 +195,24 @@ def _read_frame(registry: RegistryClient, repository: str, system: ImageRef) -> 
     found = registry.get_manifest(repository, system.digest or system.tag or "")
     if found is None:
         raise RegistryError(f"{system} is not in the registry", "push the system stage first")
-    manifest = json.loads(found[1])
-    media_type = str(manifest.get("mediaType") or layers.MANIFEST_MEDIA_TYPE)
-    if "layers" not in manifest:
+    try:
+        manifest = json.loads(found[1])
+        if "manifests" in manifest:  # an index (a containerd image store pushes one)
+            chosen = _image_entry(manifest["manifests"])
+            found = registry.get_manifest(repository, chosen) if chosen else None
+            manifest = json.loads(found[1]) if found else {}
+        media_type = str(manifest.get("mediaType") or layers.MANIFEST_MEDIA_TYPE)
+        config = json.loads(registry.get_blob(repository, manifest["config"]["digest"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise RegistryError(
+            f"{system} in the registry is not an image manifest imagebot can read",
+            "build again with --force; check what else writes to this repository",
+        ) from None
+    if "layers" not in manifest or not isinstance(config, dict):
         raise RegistryError(
             f"{system} is a {media_type}, not a single-platform image manifest",
             "build the system stage for one platform",
         )
-    config = json.loads(registry.get_blob(repository, manifest["config"]["digest"]))
     return layers.Frame(manifest, config, media_type)
 
 

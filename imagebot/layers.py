@@ -96,8 +96,9 @@ def previous_layers(manifest: Mapping[str, object]) -> list[Layer]:
             continue
         keys = str(annotations.get(PACKAGES_ANNOTATION, "")).split()
         diff_id = str(annotations.get(DIFF_ID_ANNOTATION, ""))
-        if keys and diff_id.startswith("sha256:"):
-            layers.append(Layer(str(item["digest"]), diff_id, int(item["size"]), tuple(keys)))
+        digest, size = item.get("digest"), item.get("size")
+        if keys and diff_id.startswith("sha256:") and isinstance(digest, str) and type(size) is int:
+            layers.append(Layer(digest, diff_id, size, tuple(keys)))
     return layers
 
 

@@ -115,3 +115,13 @@ def test_an_installer_result_that_is_not_imagebot_s_is_an_engine_error(output: s
 
     with pytest.raises(EngineError, match="no result"):
         _installed(output)
+
+
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[1, 2]", b'{"layers": [{"digest": 1, "size": "x", "annotations": {}}]}']
+)
+def test_a_packages_manifest_imagebot_cannot_read_is_not_reused(body: bytes) -> None:
+    from imagebot.assemble import _previous_layers
+    from imagebot.build import QuietReporter
+
+    assert _previous_layers(body, QuietReporter()) == []

@@ -196,3 +196,19 @@ def test_build_command_names_the_target_stage() -> None:
     request = BuildRequest(Path("/ctx"), Path("/ctx/Dockerfile"), ("r/x:system",), target="system")
     argv = build_command("docker", request)
     assert argv[argv.index("--target") + 1] == "system" and argv[-1] == "/ctx"
+
+
+def test_an_index_s_linux_amd64_image_is_the_frame() -> None:
+    from imagebot.assemble import _image_entry
+
+    entries = [
+        {"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64"}},
+        {
+            "digest": "sha256:att",
+            "platform": {"os": "unknown", "architecture": "unknown"},
+            "annotations": {"vnd.docker.reference.type": "attestation-manifest"},
+        },
+        {"digest": "sha256:amd", "platform": {"os": "linux", "architecture": "amd64"}},
+    ]
+    assert _image_entry(entries) == "sha256:amd"
+    assert _image_entry(entries[:2]) is None
