@@ -10,6 +10,9 @@ real default sets plus one small last set, `bench`, pushing under its own regist
   first   one package added to the first set (jupyterhub)
   middle  one package added to a middle set (datascience)
   last    one package bumped in the last set (bench)
+  middle, empty engine   one package bumped in the middle set after emptying the engine
+          (a fresh CI agent: the system stage comes from the registry's inline cache, and the
+          image is pulled once for the smoke test)
 
 For each change: the build's and the push's seconds against the cold build's, the compressed
 bytes the build and push sent to the registry, and the new compressed layer bytes a node pulls
@@ -57,6 +60,8 @@ CHANGES = (
     ("first", "jupyterhub", "tabulate", None, "0.9.0"),
     ("middle", "datascience", "termcolor", None, "2.4.0"),
     ("last", "bench", "humanize", "4.8.0", "4.9.0"),
+    # What a fresh CI agent sees: the same kind of change with nothing in the engine.
+    ("middle, empty engine", "datascience", "termcolor", "2.4.0", "2.5.0"),
 )
 
 
@@ -222,6 +227,8 @@ def main() -> None:
             now = pins(work, env)
             changed = {name for name, version in now.items() if locked.get(name) != version}
             imagebot(work, env, "render")
+            if "empty engine" in step:
+                empty_engine(env, namespace)
             build, _, err = imagebot(work, env, "build", IMAGE)
             start = time.monotonic()
             ref = pinned(work, env)
