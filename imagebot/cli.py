@@ -12,7 +12,6 @@ import typer
 
 from imagebot import __version__
 from imagebot.state import AppState
-from imagebot.state import state as state  # alias until every command module imports state.py
 
 app = typer.Typer(
     name="imagebot",
