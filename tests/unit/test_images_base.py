@@ -68,3 +68,19 @@ def test_a_local_only_base_is_its_image_id_and_a_pulled_one_its_registry_digest(
     monkeypatch.setattr(base_image, "_RESOLVED", {})
     monkeypatch.setattr(base_image, "_registry_digest", lambda config, ref, env: None)
     assert base_image.resolve(config, "jupyterlab", {}).digest == "sha256:old"
+
+
+def test_a_nightly_run_releases_staging_when_only_the_base_changed() -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from pipeline_steps import load_pipeline
+
+    pipeline = load_pipeline(ROOT / "azure-pipelines.yml")
+    [schedule] = pipeline["schedules"]
+    assert schedule["branches"]["include"] == ["master"]
+    assert schedule["always"] is True  # runs with no commit: the base may have changed
+    stages = {s["stage"]: s for s in pipeline["stages"]}
+    assert "ne(variables['Build.Reason'], 'PullRequest')" in stages["Staging"]["condition"]
+    # A nightly run never waits for the prod approval; prod takes staging's digests later.
+    assert "ne(variables['Build.Reason'], 'Schedule')" in stages["Prod"]["condition"]
