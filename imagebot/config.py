@@ -197,6 +197,26 @@ class IndexConfig:
     )
 
 
+def _advisory_source(value: object) -> str:
+    """An OSV API base URL, or a directory of OSV records (relative to imagebot.toml)."""
+    text = validate.one_line(value)
+    if "://" in text:
+        return validate.url(text)
+    if not text.strip():
+        raise validate.InvalidValue("is empty", 'e.g. source = "https://api.osv.dev"')
+    return text
+
+
+@dataclass(frozen=True)
+class AdvisoriesConfig:
+    source: str = key(
+        "where `imagebot audit` reads OSV advisories: the OSV API's base URL, or a directory "
+        "of OSV records (vulns/<project>/<ID>.yaml) relative to imagebot.toml",
+        "https://api.osv.dev",
+        rule=_advisory_source,
+    )
+
+
 @dataclass(frozen=True)
 class ProjectConfig:
     source: str = key("repository URL recorded in OCI labels", "", rule=_optional_url)
@@ -214,6 +234,7 @@ class Config:
     images: Mapping[str, ImageConfig]
     environments: Mapping[str, EnvironmentConfig]
     index: IndexConfig
+    advisories: AdvisoriesConfig = AdvisoriesConfig()
 
     def image(self, name: str) -> ImageConfig:
         try:
@@ -453,7 +474,7 @@ _READERS: dict[str, Callable[[_Reader, Any, str, Mapping[str, Any]], Any]] = {
     "Mapping[str, str]": _read_strings,
     "Mapping[str, tuple[str, ...]]": _read_targets,
 }
-_TOP_KEYS = ("project", "registry", "images", "environments", "index", "profiles")
+_TOP_KEYS = ("project", "registry", "images", "environments", "index", "advisories", "profiles")
 
 
 def load_config(
@@ -523,6 +544,9 @@ def _validate(
     images = _images(r, raw, root, path, requirements_dir)
     environments = _environments(r, raw, images)
     index = IndexConfig(**r.fields(IndexConfig, r.table(raw, "index", required=False), "index"))
+    advisories = AdvisoriesConfig(
+        **r.fields(AdvisoriesConfig, r.table(raw, "advisories", required=False), "advisories")
+    )
     if r.problems:
         raise ConfigProblems(r.problems, str(path), "fix the keys above; see README, Configuration")
     return Config(
@@ -535,6 +559,7 @@ def _validate(
         images=images,
         environments=environments,
         index=index,
+        advisories=advisories,
     )
 
 

@@ -66,7 +66,7 @@ def _source(config: Config, option: str | None) -> AdvisorySource:
     """--source (relative to the working directory), else imagebot.toml's (relative to it)."""
     from imagebot import console
     from imagebot.errors import AdvisorySourceError, UsageError
-    from imagebot.osv import OSV_API_URL, source_for
+    from imagebot.osv import source_for
 
     on_retry = console.info
     if option:
@@ -74,7 +74,7 @@ def _source(config: Config, option: str | None) -> AdvisorySource:
             return source_for(option, Path.cwd(), on_retry=on_retry)
         except AdvisorySourceError as exc:
             raise UsageError(f"--source: {exc.message}", exc.hint) from None
-    return source_for(OSV_API_URL, config.root, on_retry=on_retry)
+    return source_for(config.advisories.source, config.root, on_retry=on_retry)
 
 
 def _failure(result: AuditResult) -> Exception:
