@@ -402,3 +402,47 @@ def blocked_pins(
         ident = (finding.package.name, finding.package.version)
         found.setdefault(ident, []).append(finding.advisory.id)
     return {ident: tuple(ids) for ident, ids in found.items()}
+
+
+@dataclass(frozen=True)
+class KeptServing:
+    """What `imagebot index build` adds for the registered environments."""
+
+    roots: tuple[Root, ...]  # served for an environment, which the manifest names as reason
+    blocked: tuple[tuple[RegisteredEnvironment, EnvironmentPin, tuple[str, ...]], ...]
+
+    def lines(self) -> list[str]:
+        """One line per blocked pin: the owner who must move, and why."""
+        return [
+            f"{environment.path}:{pin.line}: {pin.name}=={pin.version} is not served: "
+            f"{', '.join(ids)} (not waived); {environment.owner} must move"
+            for environment, pin, ids in self.blocked
+        ]
+
+
+def keep_serving(config: Config, roots: Sequence[Root], today: date | None = None) -> KeptServing:
+    """Roots for every registered pin the sets and index-only.toml do not serve, less those an
+    unwaived advisory affects ([advisories] source, requirements/waivers.toml)."""
+    from datetime import UTC, datetime
+
+    from imagebot.osv import source_for
+    from imagebot.waivers import load_waivers
+
+    environments = registered(config)
+    served = {(root.key, root.version) for root in roots}
+    candidates = index_roots(environments, served)
+    if not candidates:
+        return KeptServing((), ())
+    blocked = blocked_pins(
+        candidates,
+        source_for(config.advisories.source, config.root),
+        load_waivers(config.requirements_dir),
+        today or datetime.now(UTC).date(),
+    )
+    refused = tuple(
+        (environment, pin, blocked[(pin.name, pin.version)])
+        for environment in environments
+        for pin in environment.pins
+        if (pin.name, pin.version) in blocked
+    )
+    return KeptServing(tuple(index_roots(environments, served, blocked)), refused)

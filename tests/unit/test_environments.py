@@ -212,3 +212,39 @@ def test_a_pin_an_unwaived_advisory_affects_is_blocked(tmp_path: Path) -> None:
     assert blocked == {("numpy", "2.4.6"): ("PYSEC-2099-7",)}
     kept = environments.index_roots([found], set(), blocked)
     assert [(r.key, r.version) for r in kept] == [("jupyterlab", "4.6.6")]
+
+
+def test_index_build_keeps_serving_registered_pins_unless_blocked(locked_project: Project) -> None:
+    from datetime import date
+
+    from imagebot.config import load_config
+    from imagebot.index import load_roots
+
+    record = {
+        "id": "PYSEC-2099-8",
+        "modified": "2099-01-01T00:00:00Z",
+        "affected": [
+            {
+                "package": {"ecosystem": "PyPI", "name": "zmq-kernel"},
+                "ranges": [
+                    {"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.0"}]}
+                ],
+            }
+        ],
+    }
+    locked_project.write("osv/vulns/zmq-kernel/PYSEC-2099-8.json", json.dumps(record))
+    config_text = locked_project.config.read_text() + '\n[advisories]\nsource = "osv"\n'
+    locked_project.config.write_text(config_text)
+    register(locked_project, SURVEY.replace("numpy==2.4.6", "numpy==2.3.0") + "zmq-kernel==0.9\n")
+    config = load_config(locked_project.config, None, {})
+    roots = load_roots(config.requirements_dir)
+
+    kept = environments.keep_serving(config, roots, date(2026, 11, 30))
+
+    assert [(r.key, r.version, r.source) for r in kept.roots] == [
+        ("numpy", "2.3.0", "environment methods/survey")
+    ]
+    assert kept.lines() == [
+        "environments/methods/survey.txt:5: zmq-kernel==0.9 is not served: PYSEC-2099-8 "
+        "(not waived); @kari.nordmann must move"
+    ]
