@@ -55,6 +55,9 @@ ENTRY_KEYS = {
     "requested_by": "who asked for it, e.g. @anna, one line (required)",
     "import": "Python only: the module to import when it differs from the name",
     "extras": 'Python only: a list of extras, e.g. ["excel"]',
+    "safe_because": "the requester's confirmation: what they checked that makes them believe "
+    "the package is safe, one line (imagebot review requires it on every entry a pull request "
+    "adds or changes)",
 }
 REQUIRED_ENTRY_KEYS = ("version", "reason", "requested_by")
 
@@ -107,6 +110,7 @@ class Requirement:
     line: int  # 1-based line in the set file, 0 when unknown
     import_name: str | None = None  # python: the module to import when it differs from name
     extras: tuple[str, ...] = ()
+    safe_because: str | None = None  # the requester's confirmation, one line
 
     @property
     def key(self) -> str:
@@ -346,6 +350,7 @@ def _parse_entry(
         _entry_version(ecosystem, name, entry.get("version"), report),
         _import_name(ecosystem, name, entry.get("import"), report),
         _extras(name, entry.get("extras", []), report),
+        _confirmation(name, entry.get("safe_because"), report),
     )
     if not all(checks):
         return None
@@ -358,6 +363,7 @@ def _parse_entry(
         line=line,
         import_name=entry.get("import"),
         extras=tuple(entry.get("extras", [])),
+        safe_because=entry["safe_because"].strip() if "safe_because" in entry else None,
     )
 
 
@@ -386,6 +392,17 @@ def _required_fields(name: str, entry: Mapping[str, Any], report: Report) -> boo
                 report(f"{_shown(name)}: {key}: {exc.message}", exc.hint)
                 ok = False
     return ok
+
+
+def _confirmation(name: str, value: Any, report: Report) -> bool:
+    if value is None:
+        return True
+    try:
+        validate.one_line(value)
+    except validate.InvalidValue as exc:
+        report(f"{_shown(name)}: safe_because: {exc.message}", exc.hint)
+        return False
+    return True
 
 
 def _entry_name(ecosystem: str, name: str, report: Report) -> bool:
@@ -634,6 +651,7 @@ class NewEntry:
     requested_by: str = ""
     import_name: str | None = None
     versioned_key: bool = False  # written as "name==version" (one more vetted version)
+    safe_because: str = ""
 
     @property
     def key(self) -> str:
@@ -671,6 +689,8 @@ class NewEntry:
             fields.append(f"import = {_toml_string(self.import_name)}")
         fields.append(f"reason = {_toml_string(self.reason)}")
         fields.append(f"requested_by = {_toml_string(self.requested_by)}")
+        if self.safe_because:
+            fields.append(f"safe_because = {_toml_string(self.safe_because)}")
         return f"{key} = {{ {', '.join(fields)} }}"
 
 

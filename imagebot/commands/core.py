@@ -58,6 +58,12 @@ def add(
     import_name: str | None = typer.Option(
         None, "--import", help="Python module name when it differs, e.g. sklearn."
     ),
+    safe_because: str | None = typer.Option(
+        None,
+        "--safe-because",
+        help="The requester's confirmation: what they checked that makes them believe the "
+        "package is safe, e.g. 'known publisher (pola-rs), MIT, no open advisories'.",
+    ),
 ) -> None:
     """Add one package to a set, in sorted position, keeping the file's comments and layout."""
     from imagebot.requirements import add_entry, add_targets, parse_add_spec, set_path
@@ -80,10 +86,15 @@ def add(
             f"use one of: {', '.join(known)} (or create requirements/{set_name}.toml)",
         )
     path = set_path(config.requirements_dir, set_name)
+    import dataclasses
+
     added = add_entry(
         config.requirements_dir,
         set_name,
-        entry.with_metadata(given["--reason"], given["--requested-by"], import_name),
+        dataclasses.replace(
+            entry.with_metadata(given["--reason"], given["--requested-by"], import_name),
+            safe_because=(safe_because or "").strip(),
+        ),
     )
     write_atomically({path: added.text})
     console.info(f"added {added.description} to {shown(path, config)}:{added.line}")
