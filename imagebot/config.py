@@ -59,6 +59,10 @@ def _optional_url(value: object) -> str:
     return "" if value == "" else validate.url(value)
 
 
+def _optional_destination(value: object) -> str:
+    return "" if value == "" else validate.publish_destination(value)
+
+
 def _python_minor(value: object) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"3\.[0-9]+", value, re.ASCII):
         raise validate.InvalidValue(
@@ -178,6 +182,11 @@ class IndexConfig:
     )
     request_url: str = key(
         "where users ask for a package that is not vetted", "", rule=_optional_url
+    )
+    publish: str = key(
+        "where `index publish` and `release` upload the index: gs://BUCKET/PREFIX or a directory",
+        "",
+        rule=_optional_destination,
     )
     cran_upstream: str = key(
         "CRAN-like repository the vetted R packages come from (a dated snapshot); "

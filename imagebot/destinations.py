@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagebot import validate
 from imagebot.errors import PackageIndexError, TransientError
 from imagebot.files import write_atomically
 from imagebot.index_pages import (
@@ -503,11 +504,10 @@ def seed_from_published(out: Path, destination: str, root: Path) -> bool:
 def _parsed(destination: str) -> DestinationSpec:
     try:
         return parse_destination(destination)
-    except ValueError as exc:
+    except validate.InvalidValue as exc:
         from imagebot.errors import ConfigError
-        from imagebot.publish import DESTINATION_HINT
 
-        raise ConfigError(f"imagebot.toml: index.publish: {exc}", DESTINATION_HINT) from None
+        raise ConfigError(f"imagebot.toml: index.publish: {exc.message}", exc.hint) from None
 
 
 def publish_out(out: Path, destination: str, root: Path, options: PublishOptions) -> PublishResult:

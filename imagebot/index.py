@@ -44,7 +44,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from imagebot.cran import CRAN_DIR, RManifest, RRoot
 from imagebot.errors import PackageIndexError
@@ -79,6 +79,9 @@ from imagebot.index_pages import (
 from imagebot.lockfile import lock_path, parse_lock, split_blocks
 from imagebot.uv import ResolveFailed, Resolver, requirement_line, summarize
 from imagebot.validate import InvalidValue
+
+if TYPE_CHECKING:
+    from imagebot.config import Config
 
 # --- ports and results ------------------------------------------------------------------------
 
@@ -640,6 +643,67 @@ def _write_pages(
 
 
 # --- the vetted allowlist from config ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VettedInputs:
+    """What the index serves: the target, the Python roots, the image's locks, the R roots."""
+
+    target: Target
+    roots: list[Root]
+    locks: ImageLocks
+    cran: CranInputs
+
+
+def vetted_inputs(config: Config) -> VettedInputs:
+    """What the index serves, from imagebot.toml, the sets and the image's locks."""
+    from imagebot.cran_upstream import CranUpstream
+    from imagebot.index_pages import image_target
+
+    target = image_target(config.images.values())
+    roots = load_roots(config.requirements_dir)
+    image_sets = [name for image in config.locked_images for name in image.sets]
+    index = config.index
+    # Without cran_upstream, the snapshot the image installs its cran sets from (r_repo).
+    image_repos = sorted({i.r_repo for i in config.images.values() if i.sets and i.r_repo})
+    current = index.cran_upstream or (image_repos[0] if len(image_repos) == 1 else "")
+    urls = [u for u in (current, *index.cran_snapshots) if u]
+    cran = CranInputs(
+        load_r_roots(config.requirements_dir),
+        [CranUpstream(url, index.r_user_agent) for url in urls],
+    )
+    return VettedInputs(target, roots, load_locks(config.requirements_dir, image_sets), cran)
+
+
+def build_vetted_index(
+    config: Config,
+    out: Path,
+    *,
+    env: Mapping[str, str],
+    inputs: VettedInputs | None = None,
+    jobs: int = 8,
+    refresh: bool = False,
+    progress: Progress | None = None,
+    echo: Callable[[str], None] = lambda _line: None,
+) -> BuildResult:
+    """`index build OUT` for imagebot.toml: everything vetted, from the upstream the
+    environment names (IMAGEBOT_UPSTREAM_INDEX, default PyPI; a mirror has the same API)."""
+    from imagebot.pypi import PyPI
+    from imagebot.uv import Uv, upstream_index
+
+    vetted = inputs or vetted_inputs(config)
+    upstream = upstream_index(env)
+    return build_index(
+        out,
+        vetted.roots,
+        vetted.target,
+        PyPI(upstream),
+        Uv(upstream, hashes=False, annotate=False, pylock=True),
+        progress or NoProgress(),
+        IndexBuildOptions(jobs=jobs, refresh=refresh, echo=echo),
+        vetted.locks,
+        vetted.cran,
+    )
 
 
 def load_roots(requirements_dir: Path) -> list[Root]:

@@ -27,6 +27,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from imagebot import validate
 from imagebot.cran import CRAN_DIR, repository_object
 from imagebot.errors import PackageIndexError, TransientError
 from imagebot.index_pages import FILES_DIR, MANIFEST_NAME, SIMPLE_DIR, IndexManifest
@@ -38,9 +39,6 @@ GCS_SCHEME = "gs://"
 # A project directory or file name as `index build` writes them: no dot files, no separators.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*", re.ASCII)
 _PAGES = ("index.html", "index.json")
-# Bucket names: https://cloud.google.com/storage/docs/buckets#naming (dots allowed, 3-63 each).
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]", re.ASCII)
-_PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9._~+-]+", re.ASCII)
 STEP_ATTEMPTS = 5
 T = TypeVar("T")
 
@@ -93,53 +91,14 @@ class DestinationSpec:
         return f"{GCS_SCHEME}{self.bucket}/{self.path}".rstrip("/")
 
 
-DESTINATION_HINT = 'write [index] publish = "gs://BUCKET/PREFIX" or a local directory path'
-
-
 def parse_destination(text: str) -> DestinationSpec:
-    """`gs://bucket/prefix` or a directory path; raises ValueError(message) when malformed.
-
-    Refused: userinfo (`gs://user:pw@bucket`; Application Default Credentials come from the
-    environment), other schemes, `..`, `.` and empty segments, control characters.
-    """
-    if not text or not text.isprintable() or text != text.strip():
-        raise ValueError(f"{text!r} is not one line of printable text without outer spaces")
-    if "://" in text:
-        if not text.startswith(GCS_SCHEME):
-            scheme = text.split("://", 1)[0][:20]
-            raise ValueError(
-                f"{scheme}:// is not a destination: only gs:// buckets and local directories are"
-            )
+    """`gs://bucket/prefix` or a directory path, checked by `validate.publish_destination`
+    (raises its InvalidValue, a ValueError, when malformed)."""
+    validate.publish_destination(text)
+    if text.startswith(GCS_SCHEME):
         bucket, _, prefix = text[len(GCS_SCHEME) :].partition("/")
-        if "@" in bucket or ":" in bucket:
-            # the value is not repeated: it may hold a password
-            raise ValueError(
-                "a gs:// destination holds no user:password@ or port; "
-                "credentials come from Application Default Credentials"
-            )
-        if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-            raise ValueError(f"{bucket!r} is not a valid bucket name")
-        prefix = prefix.rstrip("/")
-        segments = prefix.split("/") if prefix else []
-        for segment in segments:
-            if segment in (".", "..") or not _PREFIX_SEGMENT.fullmatch(segment):
-                raise ValueError(f"the bucket prefix's segment {segment!r} is not allowed")
-        return DestinationSpec(bucket, prefix)
-    segments = text.split("/")
-    if any(segment in ("..", ".") for segment in segments) or "\\" in text:
-        raise ValueError(f"{text!r}: a directory path without . or .. segments is required")
+        return DestinationSpec(bucket, prefix.rstrip("/"))
     return DestinationSpec(None, text.rstrip("/") or "/")
-
-
-def check_destination(value: str) -> str:
-    """The `[index] publish` rule for imagebot.toml: raises validate.InvalidValue."""
-    from imagebot.validate import InvalidValue
-
-    try:
-        parse_destination(value)
-    except ValueError as exc:
-        raise InvalidValue(str(exc), DESTINATION_HINT) from None
-    return value
 
 
 # --- model -------------------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 """Orchestration of `imagebot release ENV`: the whole path as one idempotent run.
 
-verify (check, lock --check, render --check) -> build -> test -> push -> promote.
+verify (check, lock --check, render --check) -> index -> build -> test -> push -> promote.
 
 A fresh environment (staging) gets the images built from the current tree: an image whose
 content tag is already in the registry is neither rebuilt, re-tested nor re-pushed (it was
 tested before its first push). An environment with `promote_from` (prod) builds nothing: it
-takes the digest-pinned refs its source environment runs. Returns a ReleaseResult; no typer,
+takes the digest-pinned refs its source environment runs. When `[index] publish` is set, a
+fresh environment's release builds the vetted index incrementally and publishes it before any
+image is promoted, so a promoted image never points pods at an index without its own pins.
+Returns a ReleaseResult; no typer,
 no printing beyond the reporter's progress lines.
 """
 
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from imagebot.build import ImageOutcome, Reporter
     from imagebot.manifest import ImagePackages
     from imagebot.promote import PromoteResult
+    from imagebot.publish import PublishResult
     from imagebot.tags import ImageRef
 
 Verification = tuple[str, Callable[[], None]]
@@ -46,6 +50,7 @@ class ReleaseResult:
     promotion: PromoteResult | None
     timings: tuple[StageTime, ...]
     refs: Mapping[str, str] = field(default_factory=dict)
+    index: IndexRelease | None = None
 
     @property
     def built(self) -> tuple[str, ...]:
@@ -61,6 +66,7 @@ class ReleaseResult:
             "tested": list(self.tested),
             "promotion": None if self.promotion is None else self.promotion.to_json(),
             "timings": {t.name: round(t.seconds, 2) for t in self.timings},
+            "index": None if self.index is None else self.index.to_json(),
         }
 
     def summary_lines(self) -> list[str]:
@@ -75,6 +81,8 @@ class ReleaseResult:
                 what = "not built"
             lines.append(f"  {outcome.image:<12} {outcome.ref.with_digest(None)}")
             lines.append(f"  {'':<12} digest {outcome.ref.digest or '-'} ({what})")
+        if self.index is not None:
+            lines.append(self.index.summary_line())
         promotion = self.promotion
         if promotion is None or not promotion.changed:
             lines.append(f"  promotion: nothing to change in {self.gitops_file}; no commit")
@@ -85,6 +93,56 @@ class ReleaseResult:
         total = sum(t.seconds for t in self.timings)
         lines.append(f"  time: {timing}; total {total:.1f}s")
         return lines
+
+
+@dataclass(frozen=True)
+class IndexRelease:
+    """The index stage: an incremental build, then the publish, before any promotion."""
+
+    destination: str
+    build_seconds: float
+    downloaded: int
+    publish: PublishResult
+
+    def summary_line(self) -> str:
+        published = self.publish
+        if not published.touched:
+            return f"  index:       {self.destination} is up to date; nothing uploaded"
+        uploaded = len(published.added) + len(published.changed)
+        return (
+            f"  index:       published to {self.destination}: {published.changes.summary()} "
+            f"({uploaded} objects uploaded, {len(published.removed)} removed, "
+            f"{published.bytes_uploaded / 1e6:.1f} MB)"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "destination": self.destination,
+            "build_seconds": round(self.build_seconds, 2),
+            "downloaded": self.downloaded,
+            "publish": self.publish.to_json(),
+        }
+
+
+def release_index(
+    config: Config, env: Mapping[str, str], echo: Callable[[str], None]
+) -> IndexRelease:
+    """Build the vetted index incrementally in the index cache and publish it.
+
+    An empty cache starts from the published manifest (closures kept, files downloaded)."""
+    from imagebot.destinations import index_cache_dir, publish_out, seed_from_published
+    from imagebot.index import build_vetted_index
+    from imagebot.publish import PublishOptions
+
+    destination = config.index.publish
+    out = index_cache_dir(env)
+    if seed_from_published(out, destination, config.root):
+        echo(f"index: {out} starts from the manifest published at {destination}")
+    built = build_vetted_index(config, out, env=env, echo=echo)
+    published = publish_out(
+        out, destination, config.root, PublishOptions(echo=echo, log_steps=False)
+    )
+    return IndexRelease(destination, built.seconds, built.downloaded, published)
 
 
 class _Clock:
@@ -120,6 +178,7 @@ def release(
     outcomes: list[ImageOutcome] = []
     tested: list[str] = []
     new_refs: dict[str, ImageRef | None] | None = None
+    index: IndexRelease | None = None
     with ExitStack() as stack:
         checkout = None
         if environment.promote_from is None:
@@ -128,6 +187,9 @@ def release(
                     verify()
             # The promotion's clone runs while the images build and are tested.
             checkout = stack.enter_context(checkout_in_background(config, env_name, env))
+            if config.index.publish:
+                with clock.stage("index", reporter):
+                    index = release_index(config, env, reporter.line)
             names = list(environment.targets)
             outcomes = _build_test_push(config, names, force, env, reporter, clock, tested)
             new_refs = {o.image: o.ref for o in outcomes}
@@ -148,6 +210,7 @@ def release(
         promotion=promotion,
         timings=tuple(clock.timings),
         refs=refs,
+        index=index,
     )
 
 

@@ -227,3 +227,50 @@ def repo_path(value: object, root: Path, reserved: Iterable[str | Path] = ()) ->
                 f"{hint}; never a set, a lock or imagebot.toml",
             )
     return Path(text)
+
+
+# Bucket names: lower-case letters, digits, dots, dashes, underscores; 3-63 characters.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]", re.ASCII)
+_PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9._~+-]+", re.ASCII)
+DESTINATION_HINT = 'write publish = "gs://BUCKET/PREFIX" or a directory path'
+
+
+def publish_destination(value: object) -> str:
+    """Where an index is published: `gs://bucket[/prefix]` or a directory path.
+
+    Refused: userinfo or a port (credentials come from the environment; the value is then not
+    repeated, it may hold a password), other schemes, `.`, `..` and empty segments,
+    backslashes, anything but one line of printable text.
+    """
+    text = one_line(value, MAX_PATH)
+    if not text or text != text.strip():
+        raise InvalidValue(f"{_shown(text)} is empty or has outer spaces", DESTINATION_HINT)
+    if "://" in text:
+        scheme = text.split("://", 1)[0][:20]
+        if scheme != "gs":
+            raise InvalidValue(
+                f"{scheme}:// is not a destination: only gs:// buckets and directories are",
+                DESTINATION_HINT,
+            )
+        bucket, _, prefix = text[len("gs://") :].partition("/")
+        if "@" in bucket or ":" in bucket:
+            raise InvalidValue(
+                "a gs:// destination holds no user:password@ or port",
+                "credentials come from Application Default Credentials; " + DESTINATION_HINT,
+            )
+        if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+            raise InvalidValue(f"{_shown(bucket)} is not a valid bucket name", DESTINATION_HINT)
+        segments = prefix.rstrip("/").split("/") if prefix.rstrip("/") else []
+        for segment in segments:
+            if segment in (".", "..") or not _PREFIX_SEGMENT.fullmatch(segment):
+                raise InvalidValue(
+                    f"the bucket prefix's segment {_shown(segment)} is not allowed",
+                    DESTINATION_HINT,
+                )
+        return text
+    if "\\" in text or any(segment in (".", "..") for segment in text.split("/")):
+        raise InvalidValue(
+            f"{_shown(text)}: a directory path without . or .. segments is required",
+            DESTINATION_HINT,
+        )
+    return text

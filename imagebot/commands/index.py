@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,9 +16,7 @@ from imagebot.files import Unreadable, read_text, write_atomically
 from imagebot.state import state
 
 if TYPE_CHECKING:
-    from imagebot.config import Config
-    from imagebot.index import BuildResult, CranInputs, ImageLocks
-    from imagebot.index_pages import Root, Target
+    from imagebot.index import BuildResult
 
 index_app = typer.Typer(
     help="The vetted package index pods install from (PEP 503 static files).",
@@ -47,60 +45,26 @@ def build(
 ) -> None:
     """Resolve every vetted package for the image's Python and platform and write OUT."""
     from imagebot import console
-    from imagebot.index import IndexBuildOptions, PlainProgress, RichProgress, build_index
-    from imagebot.pypi import PyPI
-    from imagebot.uv import Uv, upstream_index
+    from imagebot.index import PlainProgress, RichProgress, build_vetted_index, vetted_inputs
 
-    inputs = _build_inputs(state(ctx).config)
-    # Where vetted packages come from; a PyPI mirror can stand in (same PEP 691 API).
-    upstream = upstream_index(os.environ)
+    config = state(ctx).config
+    inputs = vetted_inputs(config)
     progress = RichProgress() if console.stderr_is_tty() else PlainProgress(console.info)
-    options = IndexBuildOptions(jobs=jobs, refresh=refresh, echo=console.info)
     title = f"index build: {len(inputs.roots)} vetted packages for {inputs.target.describe()}"
     if inputs.cran.roots:
         title += f", {len(inputs.cran.roots)} vetted R packages"
     with console.group(title):
-        result = build_index(
+        result = build_vetted_index(
+            config,
             out,
-            inputs.roots,
-            inputs.target,
-            PyPI(upstream),
-            Uv(upstream, hashes=False, annotate=False, pylock=True),
-            progress,
-            options,
-            inputs.locks,
-            inputs.cran,
+            env=os.environ,
+            inputs=inputs,
+            jobs=jobs,
+            refresh=refresh,
+            progress=progress,
+            echo=console.info,
         )
     _print_build(result, as_json)
-
-
-@dataclass(frozen=True)
-class _BuildInputs:
-    target: Target
-    roots: list[Root]
-    locks: ImageLocks
-    cran: CranInputs
-
-
-def _build_inputs(config: Config) -> _BuildInputs:
-    """What the index serves, from imagebot.toml, the sets and the image's locks."""
-    from imagebot.cran_upstream import CranUpstream
-    from imagebot.index import CranInputs, load_locks, load_r_roots, load_roots
-    from imagebot.index_pages import image_target
-
-    target = image_target(config.images.values())
-    roots = load_roots(config.requirements_dir)
-    image_sets = [name for image in config.locked_images for name in image.sets]
-    index = config.index
-    # Without cran_upstream, the snapshot the image installs its cran sets from (r_repo).
-    image_repos = sorted({i.r_repo for i in config.images.values() if i.sets and i.r_repo})
-    current = index.cran_upstream or (image_repos[0] if len(image_repos) == 1 else "")
-    urls = [u for u in (current, *index.cran_snapshots) if u]
-    cran = CranInputs(
-        load_r_roots(config.requirements_dir),
-        [CranUpstream(url, index.r_user_agent) for url in urls],
-    )
-    return _BuildInputs(target, roots, load_locks(config.requirements_dir, image_sets), cran)
 
 
 def _print_build(result: BuildResult, as_json: bool) -> None:
@@ -121,6 +85,39 @@ def _print_build(result: BuildResult, as_json: bool) -> None:
         summary = asdict(result)
         summary["out"] = str(result.out)
         print(json.dumps(summary, indent=1, sort_keys=True))
+
+
+@index_app.command("publish")
+def publish(
+    ctx: typer.Context,
+    out: Path = typer.Argument(..., help="A directory written by `imagebot index build`."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="List what would be added, changed and removed; upload nothing."
+    ),
+    jobs: int = typer.Option(8, "--jobs", "-j", min=1, max=64, help="Parallel uploads."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+) -> None:
+    """Upload OUT to [index] publish: files, then pages, then the manifest; removals last.
+
+    Only objects whose sha256 differs are uploaded; a rerun finishes an interrupted publish.
+    """
+    from imagebot import console
+    from imagebot.destinations import publish_out
+    from imagebot.errors import ConfigError
+    from imagebot.publish import PublishOptions
+    from imagebot.validate import DESTINATION_HINT
+
+    config = state(ctx).config
+    destination = config.index.publish
+    if not destination:
+        raise ConfigError(f"{config.path.name}: index.publish is not set", DESTINATION_HINT)
+    options = PublishOptions(dry_run=dry_run, jobs=jobs, echo=console.info)
+    with console.group(f"index publish: {out} to {destination}"):
+        result = publish_out(out, destination, config.root, options)
+    for line in result.summary_lines():
+        console.info(line)
+    if as_json:
+        console.print_json(result.to_json())
 
 
 @index_app.command("serve")

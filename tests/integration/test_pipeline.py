@@ -41,6 +41,7 @@ def test_every_script_step_runs_against_the_local_stack(
         "Build.SourceVersion": revision,
         "IMAGEBOT_GIT_TOKEN": "",  # the local remote is a path; no token needed
         "garKey.secureFilePath": "",  # the local profile uses basic auth, not a Google key
+        "indexReader.secureFilePath": "",  # the local profile publishes into a directory
         "Agent.TempDirectory": str(tmp_path),
     }
     bin_dir = str(Path(sys.executable).parent)
@@ -51,6 +52,7 @@ def test_every_script_step_runs_against_the_local_stack(
         "IMAGEBOT_GITOPS_REPO": str(gitops_remote),
         "TF_BUILD": "True",  # imagebot logs like it does inside Azure Pipelines
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "IMAGEBOT_INDEX_DIR": str(tmp_path / "published"),  # not the stack's own directory
     }
     env.pop("IMAGEBOT_TEST_REGISTRY", None)
 
@@ -92,6 +94,8 @@ def test_every_script_step_runs_against_the_local_stack(
     assert set(staging) == {"jupyterlab", "jupyterhub"}
     assert all(ref.digest for ref in staging.values())
     assert prod == staging
+    # The merge published the vetted index (release staging, before promoting).
+    assert (tmp_path / "published" / "imagebot-index.json").is_file()
 
 
 def _refs(config: Config, env_name: str, remote: Path) -> dict[str, ImageRef]:

@@ -9,7 +9,7 @@ import pytest
 from pipeline_steps import MACRO, load_pipeline, script_steps
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRETS = {"IMAGEBOT_GIT_TOKEN", "garKey.secureFilePath"}
+SECRETS = {"IMAGEBOT_GIT_TOKEN", "garKey.secureFilePath", "indexReader.secureFilePath"}
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +63,17 @@ def test_every_checkout_sets_depth_and_credentials(pipeline: dict) -> None:
             assert checkout["checkout"] == "self"
             assert checkout["fetchDepth"] == 1
             assert checkout["persistCredentials"] is False
+
+
+def test_the_vetted_index_is_dry_run_in_pull_requests_and_published_by_release(
+    pipeline: dict,
+) -> None:
+    validate = [s for s in script_steps(pipeline) if s.stage == "Validate"]
+    build = next(i for i, s in enumerate(validate) if s.script.startswith("imagebot index build"))
+    dry = next(i for i, s in enumerate(validate) if s.script.startswith("imagebot index publish"))
+    assert build < dry and validate[dry].script.endswith("--dry-run")
+    assert validate[dry].env == {"GOOGLE_APPLICATION_CREDENTIALS": "$(indexReader.secureFilePath)"}
+    staging = [s.script for s in script_steps(pipeline) if s.stage == "Staging"]
+    assert staging[-1] == "imagebot release staging"  # the index is published before promotion
+    # requirements/index-only.toml alone triggers the merge pipeline
+    assert "requirements" in pipeline["trigger"]["paths"]["include"]
