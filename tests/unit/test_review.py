@@ -519,3 +519,27 @@ def test_renderers_take_any_sequence_of_changes() -> None:
     pins: Sequence[tuple[str, str]] = review.changes.pins_to_check()
     assert ("requests", "2.19.0") in pins
     assert "not checked" in render_text(review)
+
+
+def test_add_writes_the_confirmation(project: Any, run_cli: Any) -> None:
+    result = run_cli(
+        "--config",
+        project.config,
+        "add",
+        "python",
+        "polars==1.0.0",
+        "--set",
+        "extra",
+        "--reason",
+        "frames",
+        "--requested-by",
+        "@anna",
+        "--safe-because",
+        "known publisher (pola-rs), MIT",
+    )
+    assert result.code == 0, result.err
+    text = project.path("requirements/extra.toml").read_text(encoding="utf-8")
+    assert (
+        'polars = { version = "1.0.0", reason = "frames", requested_by = "@anna", '
+        'safe_because = "known publisher (pola-rs), MIT" }\n'
+    ) in text
