@@ -470,23 +470,9 @@ def run_container(
     import docker.errors
     import requests.exceptions
 
+    container = _created_container(client, image, command, environment, network, user)
     try:
-        container = client.containers.create(
-            image,
-            list(command),
-            environment=dict(environment or {}),
-            network_mode=network,
-            user=user,
-            detach=True,
-        )
-    except docker.errors.ImageNotFound:
-        raise EngineError(f"image {image} is not in the engine", "build or pull it first") from None
-    except docker.errors.APIError as exc:
-        raise EngineError(f"cannot create a container of {image}: {_first_line(exc)}") from None
-    try:
-        for path, data in (files or {}).items():
-            container.put_archive(os.path.dirname(path) or "/", _tar_one(path, data))
-        container.start()
+        _copy_and_start(container, files)
         try:
             status = container.wait(timeout=timeout)
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
@@ -519,23 +505,9 @@ def run_and_collect(
     (b"" when the command failed). The container is always removed."""
     import docker.errors
 
+    container = _created_container(client, image, command, environment, network, user)
     try:
-        container = client.containers.create(
-            image,
-            list(command),
-            environment=dict(environment or {}),
-            network_mode=network,
-            user=user,
-            detach=True,
-        )
-    except docker.errors.ImageNotFound:
-        raise EngineError(f"image {image} is not in the engine", "build or pull it first") from None
-    except docker.errors.APIError as exc:
-        raise EngineError(f"cannot create a container of {image}: {_first_line(exc)}") from None
-    try:
-        for path, data in (files or {}).items():
-            container.put_archive(os.path.dirname(path) or "/", _tar_one(path, data))
-        container.start()
+        _copy_and_start(container, files)
         status = container.wait(timeout=timeout)
         output = container.logs().decode(errors="replace")
         result = RunResult(int(status.get("StatusCode", 1)), output)
@@ -548,6 +520,39 @@ def run_and_collect(
     finally:
         with suppress(docker.errors.APIError):
             container.remove(force=True)
+
+
+def _created_container(
+    client: DockerClient,
+    image: str,
+    command: Sequence[str],
+    environment: Mapping[str, str] | None,
+    network: str | None,
+    user: str | None,
+) -> Any:
+    """A created, not yet started, container of image that will run command."""
+    import docker.errors
+
+    try:
+        return client.containers.create(
+            image,
+            list(command),
+            environment=dict(environment or {}),
+            network_mode=network,
+            user=user,
+            detach=True,
+        )
+    except docker.errors.ImageNotFound:
+        raise EngineError(f"image {image} is not in the engine", "build or pull it first") from None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot create a container of {image}: {_first_line(exc)}") from None
+
+
+def _copy_and_start(container: Any, files: Mapping[str, bytes] | None) -> None:
+    """Copy `files` (path -> bytes) into the container, then start it."""
+    for path, data in (files or {}).items():
+        container.put_archive(os.path.dirname(path) or "/", _tar_one(path, data))
+    container.start()
 
 
 def _tar_one(path: str, data: bytes) -> bytes:
