@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,15 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SMALL_CONFIG = FIXTURES / "small" / "imagebot.toml"
 STACK = REPO_ROOT / "scripts" / "stack"
 REGISTRY = "127.0.0.1:5555"
+
+
+def pypi_reachable() -> bool:
+    """Whether pypi.org answers on 443: the tests against the real PyPI skip when it does not."""
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+    except OSError:
+        return False
+    return True
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -9,7 +9,6 @@ without a single request to it. Needs pypi.org; skipped when it is unreachable.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from .conftest import pypi_reachable
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +36,7 @@ sets = ["base"]
 BASE = '[python]\nsix = { version = "1.17.0", reason = "test", requested_by = "@ci" }\n'
 
 
-def _pypi_reachable() -> bool:
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=5).close()
-    except OSError:
-        return False
-    return True
-
-
-if not _pypi_reachable():
+if not pypi_reachable():
     pytest.skip("pypi.org is unreachable", allow_module_level=True)
 
 

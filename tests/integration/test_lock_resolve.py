@@ -5,12 +5,13 @@ Needs network access to pypi.org; skipped when it is unreachable.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from .conftest import pypi_reachable
 
 pytestmark = pytest.mark.integration
 
@@ -27,15 +28,7 @@ sets = ["base", "extra"]
 """
 
 
-def _pypi_reachable() -> bool:
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=5).close()
-    except OSError:
-        return False
-    return True
-
-
-if not _pypi_reachable():
+if not pypi_reachable():
     pytest.skip("pypi.org is unreachable", allow_module_level=True)
 
 
