@@ -15,27 +15,11 @@ from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import pytest
+from http_fixtures import Elsewhere
 
 from tests.unit.conftest import Hostile, Project, Result, assert_refused
 
 USER, PASSWORD = "ci-bot", "s3cret-registry-password"
-
-
-class Elsewhere(http.server.BaseHTTPRequestHandler):
-    """Another origin: records every Authorization header it receives, answers 401."""
-
-    seen: ClassVar[list[str | None]] = []
-
-    def log_message(self, *args: object) -> None:
-        return None
-
-    def do_GET(self) -> None:
-        type(self).seen.append(self.headers.get("Authorization"))
-        self.send_response(401)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    do_HEAD = do_GET
 
 
 class Registry(http.server.BaseHTTPRequestHandler):

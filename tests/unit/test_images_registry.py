@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from http_fixtures import Elsewhere
 
 from imagebot.config import RegistryConfig
 from imagebot.errors import RegistryAuthError, RegistryError, TransientError
@@ -265,23 +266,6 @@ def test_a_ref_in_another_registry_is_refused(fake_registry: str) -> None:
 
 
 # --- credentials stay on the registry's origin (issue 10, item 15) -----------------------------
-
-
-class Elsewhere(http.server.BaseHTTPRequestHandler):
-    """Another origin: records the Authorization header of every request, answers 401."""
-
-    seen: ClassVar[list[str | None]] = []
-
-    def log_message(self, *args: object) -> None:
-        return None
-
-    def do_GET(self) -> None:
-        type(self).seen.append(self.headers.get("Authorization"))
-        self.send_response(401)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    do_HEAD = do_GET
 
 
 @pytest.fixture
