@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import urlsplit
 
+from imagebot.redaction import redact
+
 MAX_NAME = 200  # package names, extras
 MAX_VERSION = 100
 MAX_TEXT = 500  # one line of free text: a reason, a description
@@ -153,26 +155,28 @@ _URL_CHARS = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!&*+,;=%-]+", re.ASCII)
 
 
 def url(value: object, schemes: Iterable[str] = ("https", "http")) -> str:
-    """An absolute URL with one of `schemes` and a host, without userinfo or whitespace."""
+    """An absolute URL with one of `schemes` and a host, without userinfo or whitespace.
+    Its messages show the URL with any userinfo redacted, so a refused password is not echoed."""
     allowed = tuple(schemes)
     hint = f"e.g. {allowed[0]}://host.example/path; credentials come from the environment"
     text = _string(value, "URL", MAX_URL, hint)
+    shown = _shown(redact(text))
     if not _URL_CHARS.fullmatch(text):
         bad = next((c for c in text if not _URL_CHARS.fullmatch(c)), "")
-        raise InvalidValue(f"URL {_shown(text)} contains {bad!r}", f"{hint}; percent-encode it")
+        raise InvalidValue(f"URL {shown} contains {bad!r}", f"{hint}; percent-encode it")
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
     except ValueError as exc:
-        raise InvalidValue(f"URL {_shown(text)} is not valid: {exc}", hint) from None
+        raise InvalidValue(f"URL {shown} is not valid: {redact(str(exc))}", hint) from None
     if parts.scheme.lower() not in allowed:
         raise InvalidValue(
-            f"URL {_shown(text)} must start with {' or '.join(f'{s}://' for s in allowed)}", hint
+            f"URL {shown} must start with {' or '.join(f'{s}://' for s in allowed)}", hint
         )
     if "@" in parts.netloc:
-        raise InvalidValue(f"URL {_shown(text)} must not contain user:password@", hint)
+        raise InvalidValue(f"URL {shown} must not contain user:password@", hint)
     if not parts.hostname:
-        raise InvalidValue(f"URL {_shown(text)} has no host", hint)
+        raise InvalidValue(f"URL {shown} has no host", hint)
     return text
 
 

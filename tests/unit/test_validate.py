@@ -182,6 +182,24 @@ def test_url_schemes_can_be_narrowed() -> None:
         validate.url("http://x.org/", schemes=("https",))
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://ci-bot:s3cret-pw@x.org/simple",
+        "https://ci-bot:s3cret@pw@x.org/simple",
+        "https://ci-bot:s3cret-pw@x.org/a b",
+        "https://ci-bot:s3cret-pw@x.org/$(id)",
+        "ftp://ci-bot:s3cret-pw@x.org/",
+        "https://ci-bot:s3cret-pw@x.org:port/",
+    ],
+)
+def test_url_messages_never_echo_a_password(value: str) -> None:
+    with pytest.raises(InvalidValue) as refused:
+        validate.url(value)
+    assert "s3cret" not in refused.value.message + refused.value.hint
+    assert "://***@x.org" in refused.value.message
+
+
 def test_one_line_length_is_bounded_and_adjustable() -> None:
     assert validate.one_line("x" * validate.MAX_TEXT) == "x" * validate.MAX_TEXT
     with pytest.raises(InvalidValue, match="at most"):
