@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -112,6 +112,12 @@ class BuildResult:
     r_downloaded: int = 0
     r_reused: int = 0
     r_bytes_downloaded: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        """The summary `index build --json` prints: every field, OUT as a string."""
+        summary = asdict(self)
+        summary["out"] = str(self.out)
+        return summary
 
 
 # --- resolving with uv -------------------------------------------------------------------------

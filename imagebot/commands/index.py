@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,9 +80,7 @@ def _print_build(result: BuildResult, as_json: bool) -> None:
             f"{result.r_bytes_downloaded / 1e6:.1f} MB)"
         )
     if as_json:
-        summary = asdict(result)
-        summary["out"] = str(result.out)
-        print(json.dumps(summary, indent=1, sort_keys=True))
+        console.print_json(result.to_json(), indent=1, sort_keys=True)
 
 
 @index_app.command("publish")

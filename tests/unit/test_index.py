@@ -13,7 +13,7 @@ import pytest
 from index_fixtures import TARGET, dist, sha
 
 from imagebot.errors import PackageIndexError
-from imagebot.index import ImageLocks, IndexBuildOptions, NoProgress, build_index
+from imagebot.index import BuildResult, ImageLocks, IndexBuildOptions, NoProgress, build_index
 from imagebot.index_pages import (
     MANIFEST_NAME,
     DistFile,
@@ -440,3 +440,25 @@ def test_sigterm_during_downloads_leaves_out_as_it_was_and_no_staging(tmp_path: 
         build(out, ROOTS, source, resolver)
     assert snapshot(out) == before
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_build_result_json_is_every_field_with_out_as_text() -> None:
+    result = BuildResult(Path("OUT"), TARGET, 1, 2, 3, 1, 2, 10, 0, 1, 0.5, {"resolve": 0.25})
+    assert json.loads(json.dumps(result.to_json())) == {
+        "out": "OUT",
+        "target": {"python": "3.11", "platform": "x86_64-manylinux_2_36"},
+        "roots": 1,
+        "packages": 2,
+        "files": 3,
+        "downloaded": 1,
+        "reused": 2,
+        "bytes_downloaded": 10,
+        "metadata_fetches": 0,
+        "resolutions": 1,
+        "seconds": 0.5,
+        "phases": {"resolve": 0.25},
+        "r_packages": 0,
+        "r_downloaded": 0,
+        "r_reused": 0,
+        "r_bytes_downloaded": 0,
+    }
