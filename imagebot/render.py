@@ -29,6 +29,7 @@ from imagebot.lockfile import lock_path, parse_lock
 from imagebot.requirements import Requirement, RequirementSet
 
 VENV = "/opt/venv"
+USER_SITE_MODULE = "imagebot/incontainer/user_site.py"  # build context path
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 LOCK_MOUNT_DIR = "/tmp/imagebot"
 NB_UID = 1000
@@ -244,8 +245,11 @@ def _system_packages(spec: DockerfileSpec) -> str:
 
 def _venv() -> str:
     return (
-        "# One venv for every Python layer; jovyan can read but not change it.\n"
-        f"RUN python3 -m venv {VENV} && rm -rf /root/.cache\n"
+        "# One venv for every Python layer; jovyan can read but not change it. pip in a pod\n"
+        "# installs into the user's site-packages instead, which is imported first\n"
+        f"# ({USER_SITE_MODULE}).\n"
+        f"RUN --mount=type=bind,source={USER_SITE_MODULE},target=/tmp/user_site.py \\\n"
+        f"    python3 -m venv {VENV} && {VENV}/bin/python /tmp/user_site.py && rm -rf /root/.cache\n"
     )
 
 

@@ -34,8 +34,11 @@ RUN --mount=type=secret,id=ca-certificates,target=/etc/ssl/certs/ca-certificates
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/*
 
-# One venv for every Python layer; jovyan can read but not change it.
-RUN python3 -m venv /opt/venv && rm -rf /root/.cache
+# One venv for every Python layer; jovyan can read but not change it. pip in a pod
+# installs into the user's site-packages instead, which is imported first
+# (imagebot/incontainer/user_site.py).
+RUN --mount=type=bind,source=imagebot/incontainer/user_site.py,target=/tmp/user_site.py \
+    python3 -m venv /opt/venv && /opt/venv/bin/python /tmp/user_site.py && rm -rf /root/.cache
 
 # Layer 2: set 'rcran' (R from a snapshot), R packages.
 RUN --mount=type=secret,id=ca-certificates,target=/etc/ssl/certs/ca-certificates.crt,required=false \

@@ -25,8 +25,11 @@ ENV VIRTUAL_ENV=/opt/venv \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     LANG=C.UTF-8
 
-# One venv for every Python layer; jovyan can read but not change it.
-RUN python3 -m venv /opt/venv && rm -rf /root/.cache
+# One venv for every Python layer; jovyan can read but not change it. pip in a pod
+# installs into the user's site-packages instead, which is imported first
+# (imagebot/incontainer/user_site.py).
+RUN --mount=type=bind,source=imagebot/incontainer/user_site.py,target=/tmp/user_site.py \
+    python3 -m venv /opt/venv && /opt/venv/bin/python /tmp/user_site.py && rm -rf /root/.cache
 
 RUN useradd --uid 1000 --gid 100 --no-log-init --create-home --shell /bin/bash jovyan
 USER 1000:100
