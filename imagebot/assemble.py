@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from imagebot.build import Reporter
     from imagebot.config import Config
+    from imagebot.engine import RunResult
     from imagebot.registry import Credentials, RegistryClient
 
 PACKAGES_TAG = "packages"  # the last assembly: the next one reuses its layers
@@ -232,10 +233,42 @@ def _install_and_pack(
 ) -> tuple[list[layers.Layer], int]:
     """Install the packages in one container, pack them into layers, upload them."""
     from imagebot.engine import run_and_collect
-    from imagebot.incontainer import ARCHIVE_PATH, probe_archive, probe_command
+    from imagebot.incontainer import probe_command
 
     if not packages:
         return [], 0
+    environment, files = _install_inputs(packages, index_url, ca_bundle)
+    result, archive = run_and_collect(
+        client,
+        system_image,
+        probe_command("install_packages", SPEC_PATH),
+        VENV,
+        timeout=INSTALL_TIMEOUT,
+        environment=environment,
+        files=files,
+        network=network or "bridge",
+        user="0",
+    )
+    _report_install(result, system_image, reporter)
+    installed = _installed(result.output)
+    payloads, dir_modes = split_archive(archive, installed.owners, VENV)
+    missing = [p.name for p in packages if p.name not in payloads]
+    if missing:
+        raise EngineError(
+            f"pip installed no files for {', '.join(missing)}", "check the lock's package names"
+        )
+    removed = [layers.whiteout(p) for p in installed.removed]
+    return _upload_layers(
+        registry, repository, packages, installed_on, payloads, dir_modes, removed
+    )
+
+
+def _install_inputs(
+    packages: Sequence[layers.WantedPackage], index_url: str, ca_bundle: Path | None
+) -> tuple[dict[str, str], dict[str, bytes]]:
+    """The install container's environment and files: the probe, the spec, the CA bundle."""
+    from imagebot.incontainer import ARCHIVE_PATH, probe_archive
+
     by_set: dict[str, list[str]] = {}
     for package in packages:
         by_set.setdefault(package.set_name, []).append(package.requirement)
@@ -250,17 +283,11 @@ def _install_and_pack(
     if ca_bundle is not None:
         files[CA_PATH] = ca_bundle.read_bytes()
         environment.update(PIP_CERT=CA_PATH, SSL_CERT_FILE=CA_PATH, REQUESTS_CA_BUNDLE=CA_PATH)
-    result, archive = run_and_collect(
-        client,
-        system_image,
-        probe_command("install_packages", SPEC_PATH),
-        VENV,
-        timeout=INSTALL_TIMEOUT,
-        environment=environment,
-        files=files,
-        network=network or "bridge",
-        user="0",
-    )
+    return environment, files
+
+
+def _report_install(result: RunResult, system_image: str, reporter: Reporter) -> None:
+    """Pass pip's output on (not the probe's marker lines); a failed install is an engine error."""
     for line in result.output.splitlines():
         if not line.startswith(MARKER):
             reporter.line(line)
@@ -270,15 +297,20 @@ def _install_and_pack(
             f"installing the locked packages in {system_image} failed (exit {result.exit_code}): {tail}",
             "read pip's message above; fix the lock or the package index",
         )
-    installed = _installed(result.output)
-    payloads, dir_modes = split_archive(archive, installed.owners, VENV)
-    removed = [layers.whiteout(p) for p in installed.removed]
+
+
+def _upload_layers(
+    registry: RegistryClient,
+    repository: str,
+    packages: Sequence[layers.WantedPackage],
+    installed_on: str,
+    payloads: Mapping[str, Sequence[layers.Entry]],
+    dir_modes: Mapping[str, int],
+    removed: Sequence[layers.Entry],
+) -> tuple[list[layers.Layer], int]:
+    """The packages' files grouped into layers (the first also keeps `removed` out of the venv),
+    each compressed and uploaded; the layers and the bytes sent."""
     order = [p.name for p in packages]
-    missing = [name for name in order if name not in payloads]
-    if missing:
-        raise EngineError(
-            f"pip installed no files for {', '.join(missing)}", "check the lock's package names"
-        )
     sizes = [(name, sum(len(e.data) for e in payloads[name])) for name in order]
     keys = {p.name: p.key(installed_on) for p in packages}
     groups = layers.group(sizes)

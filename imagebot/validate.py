@@ -155,12 +155,11 @@ _URL_CHARS = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!&*+,;=%-]+", re.ASCII)
 
 
 def url(value: object, schemes: Iterable[str] = ("https", "http")) -> str:
-    """An absolute URL with one of `schemes` and a host, without userinfo or whitespace.
-    Its messages show the URL with any userinfo redacted, so a refused password is not echoed."""
+    """An absolute URL with one of `schemes` and a host, without userinfo or whitespace."""
     allowed = tuple(schemes)
     hint = f"e.g. {allowed[0]}://host.example/path; credentials come from the environment"
     text = _string(value, "URL", MAX_URL, hint)
-    shown = _shown(redact(text))
+    shown = _url_shown(text)
     if not _URL_CHARS.fullmatch(text):
         bad = next((c for c in text if not _URL_CHARS.fullmatch(c)), "")
         raise InvalidValue(f"URL {shown} contains {bad!r}", f"{hint}; percent-encode it")
@@ -178,6 +177,15 @@ def url(value: object, schemes: Iterable[str] = ("https", "http")) -> str:
     if not parts.hostname:
         raise InvalidValue(f"URL {shown} has no host", hint)
     return text
+
+
+def _url_shown(text: str) -> str:
+    """A refused URL for its message: userinfo redacted, and no query or fragment, which may
+    hold a token, so that no credential is echoed."""
+    shown = redact(text)
+    for mark in "?#":
+        shown = shown.partition(mark)[0]
+    return _shown(shown)
 
 
 # The distribution reference grammar (distribution/reference), repository in lower case.

@@ -191,9 +191,11 @@ def test_url_schemes_can_be_narrowed() -> None:
         "https://ci-bot:s3cret-pw@x.org/$(id)",
         "ftp://ci-bot:s3cret-pw@x.org/",
         "https://ci-bot:s3cret-pw@x.org:port/",
+        "https://ci-bot:s3cret-pw@x.org/?token=s3cret-pw",
+        "https://ci-bot:s3cret-pw@x.org/#s3cret-pw",
     ],
 )
-def test_url_messages_never_echo_a_password(value: str) -> None:
+def test_url_messages_never_echo_a_credential(value: str) -> None:
     with pytest.raises(InvalidValue) as refused:
         validate.url(value)
     assert "s3cret" not in refused.value.message + refused.value.hint
