@@ -160,48 +160,56 @@ def build_images(
         registry, retry_seconds=min(registry.retry_seconds, LOOKUP_RETRY_SECONDS)
     )
     session = _EngineSession(env)
-    outcomes = []
+    return [
+        _build_one(config, name, options, env, reporter, registry, lookup, session)
+        for name in names
+    ]
+
+
+def _build_one(
+    config: Config,
+    name: str,
+    options: BuildOptions,
+    env: Mapping[str, str],
+    reporter: Reporter,
+    registry: RegistryClient | None,
+    lookup: RegistryClient | None,
+    session: _EngineSession,
+) -> ImageOutcome:
+    """Build (and with options.push, push) one image, unless the registry has its tag already.
+    `lookup` is the registry with the short retry budget of a lookup."""
     from imagebot.base_image import resolve
 
-    for name in names:
-        start = time.monotonic()
-        base = resolve(config, name, env)
-        if base.digest is None:
-            reporter.note(
-                f"cannot resolve the base image {base.reference or '(unknown)'} to a digest; "
-                "the content tag leaves it out"
-            )
-        ref = image_ref(config, name, base.digest)
-        existing = None
-        if not options.force:
-            existing = _lookup(
-                registry if options.push else lookup, ref, strict=options.push, reporter=reporter
-            )
-        if existing:
-            reporter.note(f"{ref} is already in the registry; nothing to build (--force rebuilds)")
-            outcomes.append(
-                ImageOutcome(
-                    name, ref.with_digest(existing), False, False, time.monotonic() - start
-                )
-            )
-            continue
-        build = _Build(config, config.image(name), ref, base, options, session, reporter)
-        with reporter.stage(f"build {ref}"):
-            if registry is not None and build.assembled():
-                build.assembled_image(registry)
-            else:
-                if build.assembled():
-                    reporter.note("no registry to assemble at: building the Dockerfile as is")
-                cache = _lookup(lookup, cache_ref(ref), strict=False, reporter=QuietReporter())
-                build.whole_dockerfile(bool(cache))
-        pushed_ref = ref
-        if options.push and registry is not None:
-            with reporter.stage(f"push {ref}"):
-                pushed_ref = _push_and_verify(session, registry, ref, reporter)
-        outcomes.append(
-            ImageOutcome(name, pushed_ref, True, options.push, time.monotonic() - start)
+    start = time.monotonic()
+    base = resolve(config, name, env)
+    if base.digest is None:
+        reporter.note(
+            f"cannot resolve the base image {base.reference or '(unknown)'} to a digest; "
+            "the content tag leaves it out"
         )
-    return outcomes
+    ref = image_ref(config, name, base.digest)
+    existing = None
+    if not options.force:
+        existing = _lookup(
+            registry if options.push else lookup, ref, strict=options.push, reporter=reporter
+        )
+    if existing:
+        reporter.note(f"{ref} is already in the registry; nothing to build (--force rebuilds)")
+        return ImageOutcome(name, ref.with_digest(existing), False, False, time.monotonic() - start)
+    build = _Build(config, config.image(name), ref, base, options, session, reporter)
+    with reporter.stage(f"build {ref}"):
+        if registry is not None and build.assembled():
+            build.assembled_image(registry)
+        else:
+            if build.assembled():
+                reporter.note("no registry to assemble at: building the Dockerfile as is")
+            cache = _lookup(lookup, cache_ref(ref), strict=False, reporter=QuietReporter())
+            build.whole_dockerfile(bool(cache))
+    pushed_ref = ref
+    if options.push and registry is not None:
+        with reporter.stage(f"push {ref}"):
+            pushed_ref = _push_and_verify(session, registry, ref, reporter)
+    return ImageOutcome(name, pushed_ref, True, options.push, time.monotonic() - start)
 
 
 def push_refs(
