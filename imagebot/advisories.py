@@ -35,6 +35,7 @@ from imagebot.requirements import normalize
 from imagebot.validate import InvalidValue
 
 PYPI = "PyPI"  # the OSV ecosystem name of Python packages
+CRAN = "CRAN"  # the OSV ecosystem name of R packages (R's own version order, imagebot.cran)
 MAX_SUMMARY = 160
 _ADVISORY_ID = re.compile(r"[A-Za-z][A-Za-z0-9]*-[A-Za-z0-9._:-]{1,100}", re.ASCII)
 _WHITESPACE = re.compile(r"\s+")
@@ -114,7 +115,7 @@ class Advisory:
 
     def fixed_versions(self, ecosystem: str, name: str, version: str) -> tuple[str, ...]:
         """The `fixed` versions above `version`, lowest first: where an upgrade can go."""
-        parsed = _version(version)
+        parsed = _version(version, ecosystem)
         fixed: set[str] = set()
         for entry in self._entries(ecosystem, name):
             for rng in entry.ranges:
@@ -123,10 +124,10 @@ class Advisory:
                 for event in rng.events:
                     if event.kind != "fixed":
                         continue
-                    target = _version(event.version)
+                    target = _version(event.version, ecosystem)
                     if parsed is None or target is None or target > parsed:
                         fixed.add(event.version)
-        return tuple(sorted(fixed, key=_sort_key))
+        return tuple(sorted(fixed, key=lambda v: _sort_key(v, ecosystem)))
 
     def _entries(self, ecosystem: str, name: str) -> Iterable[Affected]:
         key = package_key(ecosystem, name)
@@ -167,7 +168,7 @@ def merge_packages(packages: Iterable[Package]) -> list[Package]:
     return [
         Package(ecosystem, name, version, tuple(origins))
         for (ecosystem, name, version), origins in sorted(
-            merged.items(), key=lambda item: (item[0][:2], _sort_key(item[0][2]))
+            merged.items(), key=lambda item: (item[0][:2], _sort_key(item[0][2], item[0][0]))
         )
     ]
 
@@ -210,8 +211,16 @@ def find_affected(
 
 
 @functools.lru_cache(maxsize=8192)
-def _version(text: str) -> Any:
-    """A PEP 440 version, or None when `text` is not one (legacy versions, git hashes)."""
+def _version(text: str, ecosystem: str = PYPI) -> Any:
+    """The comparable version: PEP 440 for PyPI, R's package_version order for CRAN; None when
+    `text` is not one (legacy versions, git hashes)."""
+    if ecosystem == CRAN:
+        from imagebot.cran import version_key
+
+        try:
+            return version_key(text)
+        except ValueError:
+            return None
     from packaging.version import InvalidVersion, Version
 
     try:
@@ -220,12 +229,12 @@ def _version(text: str) -> Any:
         return None
 
 
-def _sort_key(text: str) -> tuple[int, Any]:
-    parsed = _version(text)
+def _sort_key(text: str, ecosystem: str = PYPI) -> tuple[int, Any]:
+    parsed = _version(text, ecosystem)
     return (0, parsed) if parsed is not None else (1, text)
 
 
-def in_range(version: str, rng: Range) -> bool:
+def in_range(version: str, rng: Range, ecosystem: str = PYPI) -> bool:
     """Whether `version` falls inside one ECOSYSTEM range (see the module docstring).
 
     A range with an event that is not a PEP 440 version cannot be ordered, so it matches
@@ -233,7 +242,7 @@ def in_range(version: str, rng: Range) -> bool:
     """
     if rng.type != "ECOSYSTEM":
         return False
-    parsed = _version(version)
+    parsed = _version(version, ecosystem)
     if parsed is None:
         return False
     bounds: list[tuple[Any, Event]] = []
@@ -242,7 +251,7 @@ def in_range(version: str, rng: Range) -> bool:
         if event.kind == "introduced" and event.version == "0":
             bounds.append((None, event))  # "0" is below every version, pre-releases included
             continue
-        bound = _version(event.version)
+        bound = _version(event.version, ecosystem)
         if bound is None:
             return False
         if event.kind == "limit":
@@ -265,17 +274,18 @@ def in_range(version: str, rng: Range) -> bool:
     return affected
 
 
-def in_versions(version: str, versions: Sequence[str]) -> bool:
-    """Whether `version` is in an explicit list; PEP 440 equality (2.0 == 2.0.0) when both parse."""
+def in_versions(version: str, versions: Sequence[str], ecosystem: str = PYPI) -> bool:
+    """Whether `version` is in an explicit list; the ecosystem's equality (2.0 == 2.0.0 in PEP
+    440, 1.1-0 == 1.1.0 in R) when both parse."""
     if version in versions:
         return True
-    parsed = _version(version)
-    return parsed is not None and any(_version(v) == parsed for v in versions)
+    parsed = _version(version, ecosystem)
+    return parsed is not None and any(_version(v, ecosystem) == parsed for v in versions)
 
 
 def is_affected(version: str, affected: Affected) -> bool:
-    return in_versions(version, affected.versions) or any(
-        in_range(version, rng) for rng in affected.ranges
+    return in_versions(version, affected.versions, affected.ecosystem) or any(
+        in_range(version, rng, affected.ecosystem) for rng in affected.ranges
     )
 
 

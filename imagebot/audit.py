@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from imagebot.advisories import PYPI, Finding, Package, find_affected, merge_packages
+from imagebot.advisories import CRAN, PYPI, Finding, Package, find_affected, merge_packages
 from imagebot.waivers import Waiver, apply_waivers
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from imagebot.config import Config
+    from imagebot.errors import VulnerabilityError
     from imagebot.index_pages import IndexManifest
     from imagebot.osv import AdvisorySource
 
@@ -177,8 +180,22 @@ def packages_to_audit(config: Config, manifest: IndexManifest | None = None) -> 
     from imagebot.index import load_roots
     from imagebot.index_pages import INDEX_ONLY_SET
     from imagebot.lockfile import lock_path, pins
+    from imagebot.requirements import load_index_only, load_sets
 
     packages: list[Package] = []
+    sets = load_sets(config.requirements_dir)
+    for requirement_set in sets:
+        origin = f"{requirement_set.name}.toml"
+        packages.extend(
+            Package(CRAN, entry.name, entry.version, (origin,))
+            for entry in requirement_set.entries("r")
+        )
+    index_only = load_index_only(config.requirements_dir, sets)
+    if index_only is not None:
+        packages.extend(
+            Package(CRAN, entry.name, entry.version, (f"{INDEX_ONLY_SET}.toml",))
+            for entry in index_only.entries("r")
+        )
     set_names = dict.fromkeys(name for image in config.locked_images for name in image.sets)
     for set_name in set_names:
         path = lock_path(config.requirements_dir, set_name)
@@ -198,4 +215,50 @@ def packages_to_audit(config: Config, manifest: IndexManifest | None = None) -> 
         packages.extend(
             Package(PYPI, p.pin.name, p.version, (INDEX_ORIGIN,)) for p in manifest.packages
         )
+    return merge_packages(packages)
+
+
+def audit_failure(result: AuditResult) -> VulnerabilityError:
+    """The one error (exit 15) of a failed audit, for `imagebot audit` and `imagebot release`."""
+    from imagebot.errors import VulnerabilityError
+
+    waivers = "requirements/waivers.toml"
+    if not result.findings and len(result.expired) == 1:
+        return VulnerabilityError(
+            expired_line(result.expired[0]),
+            "renew it (a new expires date, approved again) or remove it and upgrade the package",
+        )
+    parts, hints = [], []
+    if result.findings:
+        count = counted(len(result.findings), "known vulnerability", "known vulnerabilities")
+        parts.append(f"{count} not waived")
+        hints.append(
+            "upgrade to a fixed version (edit the set, or imagebot lock --upgrade for a "
+            f"dependency), or waive it for a while in {waivers} with reason, approved_by and expires"
+        )
+    if result.expired:
+        parts.append(counted(len(result.expired), "waiver") + " expired")
+        hints.append("renew each expired waiver (a new expires date, approved again) or remove it")
+    return VulnerabilityError(", ".join(parts), "; ".join(hints))
+
+
+def deployed_packages(
+    config: Config, env_names: Sequence[str], env: Mapping[str, str]
+) -> list[Package]:
+    """What the environments run now: each image ref their GitOps file holds, by its package
+    manifest (the manifest cache when the digest was listed before, else one container run)."""
+    from imagebot.manifest import read_manifest
+    from imagebot.promote import current_refs
+
+    ecosystems = {"python": PYPI, "r": CRAN}
+    packages: list[Package] = []
+    for env_name in env_names:
+        for image, ref in current_refs(config, env_name, env=env).items():
+            manifest = read_manifest(config, str(ref), env=env)
+            origin = f"{env_name}:{image}"
+            for ecosystem, osv_name in ecosystems.items():
+                found = manifest.packages.get(ecosystem, {})
+                packages.extend(
+                    Package(osv_name, name, version, (origin,)) for name, version in found.items()
+                )
     return merge_packages(packages)

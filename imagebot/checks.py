@@ -29,6 +29,7 @@ def run_check(app_state: AppState) -> None:
     config = app_state.config
     sets = {s.name: s for s in load_sets(config.requirements_dir)}
     load_index_only(config.requirements_dir, list(sets.values()))  # raises on its problems
+    _check_waivers(config)
     _check_r_sources(config, sets)
     in_images = {name for image in config.locked_images for name in image.sets}
     for name in sorted(set(sets) - in_images):
@@ -44,6 +45,22 @@ def run_check(app_state: AppState) -> None:
         f"{counts['apt']} apt packages; locks {'stale' if stale else 'up to date'}"
     )
     _check_registered_environments(config)
+
+
+def _check_waivers(config: Config) -> None:
+    """requirements/waivers.toml parses (exit 4 with file:line); an expired waiver is a warning
+    here and a failure in `imagebot audit`, which is what the waiver gates."""
+    from datetime import UTC, datetime
+
+    from imagebot.waivers import load_waivers
+
+    today = datetime.now(UTC).date()
+    for waiver in load_waivers(config.requirements_dir):
+        if waiver.expired(today):
+            console.warning(
+                f"{waiver.where}: waiver {waiver.describe()} expired on {waiver.expires}; "
+                "imagebot audit fails until it is renewed or removed"
+            )
 
 
 def _check_registered_environments(config: Config) -> None:

@@ -224,6 +224,11 @@ class AdvisoriesConfig:
         "https://api.osv.dev",
         rule=_advisory_source,
     )
+    optional: bool = key(
+        "true: a directory source that is absent is skipped by `imagebot release` with a note "
+        "(a demo machine without the checkout); `imagebot audit` still needs it",
+        False,
+    )
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from imagebot.advisories import (
+    CRAN,
     PYPI,
     Advisory,
     Package,
@@ -40,6 +41,7 @@ OSV_API_URL = "https://api.osv.dev"
 PYPA_DATABASE = "https://github.com/pypa/advisory-database"
 RECORD_SUFFIXES = (".yaml", ".yml", ".json")
 MAX_RECORD_BYTES = 4 << 20  # the largest PyPI records (long `versions` lists) are ~100 kB
+API_ECOSYSTEMS = (PYPI, CRAN)  # what the OSV API is asked about; a directory holds PyPI only
 MAX_BATCH = 1000  # the OSV API's limit on queries per querybatch
 MAX_PAGES = 100  # per query; a server that keeps sending tokens is broken, not busy
 
@@ -177,7 +179,7 @@ class OsvApi:
 
     def records(self, packages: Sequence[Package]) -> Records:
         before = self._requests
-        audited = [p for p in packages if p.ecosystem == PYPI]
+        audited = [p for p in packages if p.ecosystem in API_ECOSYSTEMS]
         ids = self._query(audited)
         self._fetch(sorted({i for found in ids.values() for i in found} - self._cache.keys()))
         by_package: dict[tuple[str, str], dict[str, Advisory]] = {}

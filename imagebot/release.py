@@ -1,10 +1,11 @@
 """Orchestration of `imagebot release ENV`: the whole path as one idempotent run.
 
-verify (check, lock --check, render --check) -> index -> build -> test -> push -> promote.
+verify (check, lock --check, render --check) -> audit -> index -> build -> test -> push -> promote.
 
 A fresh environment (staging) gets the images built from the current tree: an image whose
 content tag is already in the registry is neither rebuilt, re-tested nor re-pushed (it was
-tested before its first push). An environment with `promote_from` (prod) builds nothing: it
+tested before its first push). Nothing is built from a tree whose locked or index-only versions
+fail `imagebot audit` against `[advisories] source` (exit 15). An environment with `promote_from` (prod) builds nothing: it
 takes the digest-pinned refs its source environment runs. When `[index] publish` is set, a
 fresh environment's release builds the vetted index incrementally and publishes it before any
 image is promoted, so a promoted image never points pods at an index without its own pins.
@@ -51,6 +52,7 @@ class ReleaseResult:
     timings: tuple[StageTime, ...]
     refs: Mapping[str, str] = field(default_factory=dict)
     index: IndexRelease | None = None
+    audit: str = ""  # the audit's summary line, or why it did not run
 
     @property
     def built(self) -> tuple[str, ...]:
@@ -67,11 +69,14 @@ class ReleaseResult:
             "promotion": None if self.promotion is None else self.promotion.to_json(),
             "timings": {t.name: round(t.seconds, 2) for t in self.timings},
             "index": None if self.index is None else self.index.to_json(),
+            "audit": self.audit or None,
         }
 
     def summary_lines(self) -> list[str]:
         """The human summary: images, tags, digests, promotion commit, package diff, timings."""
         lines = [f"release {self.environment}: summary"]
+        if self.audit:
+            lines.append(f"  {self.audit}")
         for outcome in self.images:
             if outcome.built:
                 what = "built, tested and pushed"
@@ -145,6 +150,41 @@ def release_index(
     return IndexRelease(destination, built.seconds, built.downloaded, published)
 
 
+ABSENT_SOURCE_NOTE = "advisories: source absent, not checked"
+
+
+def release_audit(config: Config, echo: Callable[[str], None]) -> str:
+    """`imagebot audit` of the locked and index-only versions; returns its summary line.
+
+    Raises VulnerabilityError (exit 15) on a finding that is not waived or an expired waiver.
+    A directory source that does not exist is skipped only when `[advisories] optional` says so
+    (the local profile on a machine without the checkout): the note says nothing was checked.
+    """
+    from datetime import UTC, datetime
+
+    from imagebot.audit import audit, audit_failure, packages_to_audit
+    from imagebot.osv import source_for
+    from imagebot.waivers import load_waivers
+
+    location = config.advisories.source
+    if (
+        config.advisories.optional
+        and "://" not in location
+        and not (config.root / location).exists()
+    ):
+        note = f"{ABSENT_SOURCE_NOTE} ({location} does not exist; [advisories] optional = true)"
+        echo(note)
+        return note
+    waivers = load_waivers(config.requirements_dir)
+    source = source_for(location, config.root, on_retry=echo)
+    result = audit(packages_to_audit(config), source, waivers, datetime.now(UTC).date())
+    for line in result.report_lines():
+        echo(line)
+    if not result.passed:
+        raise audit_failure(result)
+    return result.summary_line()
+
+
 class _Clock:
     def __init__(self) -> None:
         self.timings: list[StageTime] = []
@@ -179,12 +219,15 @@ def release(
     tested: list[str] = []
     new_refs: dict[str, ImageRef | None] | None = None
     index: IndexRelease | None = None
+    audited = ""
     with ExitStack() as stack:
         checkout = None
         if environment.promote_from is None:
             for name, verify in verifications:
                 with clock.stage(name, reporter):
                     verify()
+            with clock.stage("audit", reporter):
+                audited = release_audit(config, reporter.line)
             # The promotion's clone runs while the images build and are tested.
             checkout = stack.enter_context(checkout_in_background(config, env_name, env))
             if config.index.publish:
@@ -211,6 +254,7 @@ def release(
         timings=tuple(clock.timings),
         refs=refs,
         index=index,
+        audit=audited,
     )
 
 

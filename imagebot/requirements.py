@@ -142,7 +142,7 @@ class RequirementSet:
         return self.python + self.r + self.apt
 
 
-def _line_numbers(text: str) -> dict[tuple[str, str], int]:
+def line_numbers(text: str) -> dict[tuple[str, str], int]:
     """Map (table, key) to its 1-based line. tomllib has no positions, so scan the text."""
     lines: dict[tuple[str, str], int] = {}
     table = ""
@@ -181,7 +181,7 @@ def parse_set(path: Path, text: str) -> tuple[RequirementSet | None, list[Proble
     raw = _load_toml(text, problem)
     if raw is None:
         return None, problems
-    lines = _line_numbers(text)
+    lines = line_numbers(text)
     _check_tables(raw, text, lines, problem)
     description, r_source = _set_meta(raw.get("set", {}), lines, problem)
     parsed = {eco: _parse_table(eco, raw.get(eco, {}), lines, problem) for eco in ECOSYSTEMS}

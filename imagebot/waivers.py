@@ -24,7 +24,7 @@ from typing import Any
 from imagebot import validate
 from imagebot.advisories import PYPI, Finding, advisory_id
 from imagebot.errors import Problem, RequirementsError
-from imagebot.requirements import _line_numbers, normalize
+from imagebot.requirements import line_numbers, normalize
 
 WAIVERS_FILE = "waivers.toml"
 FIELDS = ("package", "reason", "approved_by", "expires")
@@ -79,7 +79,7 @@ def parse_waivers(file: str, text: str) -> tuple[list[Waiver], list[Problem]]:
     except RecursionError:
         problem(0, "invalid TOML: nested too deeply", f"e.g. {EXAMPLE}")
         return [], problems
-    lines = _line_numbers(text)
+    lines = line_numbers(text)
     waivers: list[Waiver] = []
     for table, entries in raw.items():
         if table not in ECOSYSTEMS:

@@ -6,6 +6,7 @@ The work is imagebot.audit's; this module picks the source, prints the report (t
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +14,6 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from imagebot.audit import AuditResult
     from imagebot.config import Config
     from imagebot.osv import AdvisorySource
 
@@ -30,6 +30,13 @@ def audit(
         "--index",
         help="Also audit every package of this vetted index: a built OUT directory or its URL.",
     ),
+    deployed: list[str] = typer.Option(
+        [],
+        "--deployed",
+        metavar="ENV",
+        help="Audit what ENV runs now (the images its GitOps file holds, by their package "
+        "manifests) instead of the working tree's locks; repeatable.",
+    ),
     source: str | None = typer.Option(
         None,
         "--source",
@@ -40,8 +47,9 @@ def audit(
     """Check every locked and indexed version against OSV advisories; exit 15 on a known
     vulnerability that is not waived (requirements/waivers.toml) or on an expired waiver."""
     from imagebot import console
+    from imagebot.advisories import merge_packages
     from imagebot.audit import audit as run_audit
-    from imagebot.audit import packages_to_audit, unused_line
+    from imagebot.audit import audit_failure, deployed_packages, packages_to_audit, unused_line
     from imagebot.index import load_manifest
     from imagebot.state import state
     from imagebot.waivers import load_waivers
@@ -49,7 +57,14 @@ def audit(
     config = state(ctx).config
     waivers = load_waivers(config.requirements_dir)
     manifest = load_manifest(index) if index else None
-    packages = packages_to_audit(config, manifest)
+    if deployed:
+        for name in deployed:
+            config.environment(name)  # an unknown name fails before any work
+        packages = deployed_packages(config, deployed, os.environ)
+        if manifest is not None:
+            packages = merge_packages([*packages, *packages_to_audit(config, manifest)])
+    else:
+        packages = packages_to_audit(config, manifest)
     advisory_source = _source(config, source)
     result = run_audit(packages, advisory_source, waivers, datetime.now(UTC).date())
     for line in result.report_lines():
@@ -59,7 +74,7 @@ def audit(
     if as_json:
         console.print_json(result.to_json())
     if not result.passed:
-        raise _failure(result)
+        raise audit_failure(result)
 
 
 def _source(config: Config, option: str | None) -> AdvisorySource:
@@ -75,27 +90,3 @@ def _source(config: Config, option: str | None) -> AdvisorySource:
         except AdvisorySourceError as exc:
             raise UsageError(f"--source: {exc.message}", exc.hint) from None
     return source_for(config.advisories.source, config.root, on_retry=on_retry)
-
-
-def _failure(result: AuditResult) -> Exception:
-    from imagebot.audit import counted, expired_line
-    from imagebot.errors import VulnerabilityError
-
-    waivers = "requirements/waivers.toml"
-    if not result.findings and len(result.expired) == 1:
-        return VulnerabilityError(
-            expired_line(result.expired[0]),
-            "renew it (a new expires date, approved again) or remove it and upgrade the package",
-        )
-    parts, hints = [], []
-    if result.findings:
-        count = counted(len(result.findings), "known vulnerability", "known vulnerabilities")
-        parts.append(f"{count} not waived")
-        hints.append(
-            "upgrade to a fixed version (edit the set, or imagebot lock --upgrade for a "
-            f"dependency), or waive it for a while in {waivers} with reason, approved_by and expires"
-        )
-    if result.expired:
-        parts.append(counted(len(result.expired), "waiver") + " expired")
-        hints.append("renew each expired waiver (a new expires date, approved again) or remove it")
-    return VulnerabilityError(", ".join(parts), "; ".join(hints))

@@ -53,7 +53,7 @@ def review(
         None,
         "--advisories",
         help="Advisory source, as imagebot audit's --source: an OSV API URL or a directory of "
-        "OSV records (default: the OSV API).",
+        "OSV records (default: [advisories] source in imagebot.toml).",
     ),
 ) -> None:
     """Report what this branch changes in the vetted packages: entries, new packages with
@@ -178,7 +178,7 @@ def vulnerabilities_of(
     from imagebot import console
     from imagebot.advisories import PYPI, Package
     from imagebot.audit import audit
-    from imagebot.osv import OSV_API_URL, source_for
+    from imagebot.osv import source_for
     from imagebot.review import Vulnerabilities, Vulnerability
     from imagebot.waivers import load_waivers
 
@@ -186,7 +186,7 @@ def vulnerabilities_of(
         return Vulnerabilities(True, "nothing new or changed to check")
     base = Path.cwd() if location else config.root
     try:
-        source = source_for(location or OSV_API_URL, base, on_retry=console.info)
+        source = source_for(location or config.advisories.source, base, on_retry=console.info)
         result = audit(
             [Package(PYPI, name, version, ()) for name, version in pins],
             source,
