@@ -503,20 +503,7 @@ def render_text(review: Review) -> str:
     p = _plain
     changes = review.changes
     out = [f"imagebot review: the working tree against {p(review.base)}", ""]
-    out.append(f"Entries added, changed or removed ({len(changes.entries)})")
-    for c in changes.entries:
-        out.append(
-            f"  {_MARK[c.kind]} {c.kind} {c.ecosystem} {p(c.name)} {p(_entry_versions(c))}"
-            f"  {p(_entry_place(c))}  {p(_entry_at(c))}"
-        )
-        out.append(f"      requested by {p(c.requested_by)}: {p(c.reason)}")
-        if c.confirmed:
-            out.append(f"      safe because: {p(c.safe_because or '')}")
-        elif c.needs_confirmation:
-            out.append(f"      safe because: MISSING ({CONFIRMATION_FIELD} is required)")
-    if not changes.entries:
-        out.append("  none")
-    out.append("")
+    out += _text_entries(changes.entries)
     source = f"; facts from {p(review.facts_source)}" if review.facts_source else ""
     out.append(
         f"Python packages new to the locks or the index ({len(changes.new_packages)}"
@@ -553,6 +540,25 @@ def render_text(review: Review) -> str:
     out.append("")
     out.append(_verdict(review))
     return "\n".join(out) + "\n"
+
+
+def _text_entries(entries: Sequence[EntryChange]) -> list[str]:
+    """The text report's section of set and index-only entries the pull request changes."""
+    p = _plain
+    out = [f"Entries added, changed or removed ({len(entries)})"]
+    for c in entries:
+        out.append(
+            f"  {_MARK[c.kind]} {c.kind} {c.ecosystem} {p(c.name)} {p(_entry_versions(c))}"
+            f"  {p(_entry_place(c))}  {p(_entry_at(c))}"
+        )
+        out.append(f"      requested by {p(c.requested_by)}: {p(c.reason)}")
+        if c.confirmed:
+            out.append(f"      safe because: {p(c.safe_because or '')}")
+        elif c.needs_confirmation:
+            out.append(f"      safe because: MISSING ({CONFIRMATION_FIELD} is required)")
+    if not entries:
+        out.append("  none")
+    return [*out, ""]
 
 
 def _facts_lines(facts: PackageFacts | None, p: Any) -> list[str]:
@@ -602,57 +608,10 @@ def render_markdown(review: Review) -> str:
     m = _md
     changes = review.changes
     out = ["## Package review", "", f"Compared with {m(review.base)}.", ""]
-    out.append(f"### Entries added, changed or removed ({len(changes.entries)})")
-    out.append("")
-    if changes.entries:
-        out.append("| | package | version | where | requested by | reason | safe because |")
-        out.append("|---|---|---|---|---|---|---|")
-        for c in changes.entries:
-            if c.confirmed:
-                safe = m(c.safe_because or "")
-            elif c.needs_confirmation:
-                safe = "**missing**"
-            else:
-                safe = ""
-            out.append(
-                f"| {c.kind} | {c.ecosystem} {m(c.name)} | {m(_entry_versions(c))} | "
-                f"{m(_entry_place(c))} ({m(_entry_at(c))}) | {m(c.requested_by)} | "
-                f"{m(c.reason)} | {safe} |"
-            )
-    else:
-        out.append("None.")
-    out.append("")
-    out.append(f"### Python packages new to the locks or the index ({len(changes.new_packages)})")
-    out.append("")
-    if review.facts_source:
-        out.append(f"Facts from {_md_url(review.facts_source)}, {review.requests} requests.")
-        out.append("")
-    for n in changes.new_packages:
-        out.append(f"- **{m(n.name)} {m(n.version)}**: {m(_how(n))}; in {m(_where(n.where))}")
-        out.extend(f"  - {line}" for line in _facts_markdown(n.facts))
-    if not changes.new_packages:
-        out.append("None.")
-    out.append("")
-    out.append(f"### Version changes ({len(changes.version_changes)})")
-    out.append("")
-    for v in changes.version_changes:
-        out.append(
-            f"- {m(v.name)} {m(_versions_text(v.old))} → {m(_versions_text(v.new))}: "
-            f"{'**' + _KIND_TEXT[v.kind] + '**' if v.kind in ('major', 'downgrade') else _KIND_TEXT[v.kind]}"
-            f"; in {m(_where(v.where))}"
-        )
-    if not changes.version_changes:
-        out.append("None.")
-    out.append("")
-    out.append(f"### Packages that leave ({len(changes.leaving)})")
-    out.append("")
-    for gone in changes.leaving:
-        out.append(
-            f"- {m(gone.name)} {m(_versions_text(gone.old))}; was in {m(_where(gone.where))}"
-        )
-    if not changes.leaving:
-        out.append("None.")
-    out.append("")
+    out += _md_entries(changes.entries)
+    out += _md_new_packages(review)
+    out += _md_version_changes(changes.version_changes)
+    out += _md_leaving(changes.leaving)
     out.append("### Known vulnerabilities")
     out.append("")
     out.extend(
@@ -669,6 +628,73 @@ def render_markdown(review: Review) -> str:
     for problem in review.problems:
         out.append(f"- {m(problem.render())}")
     return "\n".join(out) + "\n"
+
+
+def _md_entries(entries: Sequence[EntryChange]) -> list[str]:
+    """The Markdown table of the set and index-only entries the pull request changes."""
+    m = _md
+    out = [f"### Entries added, changed or removed ({len(entries)})", ""]
+    if not entries:
+        return [*out, "None.", ""]
+    out.append("| | package | version | where | requested by | reason | safe because |")
+    out.append("|---|---|---|---|---|---|---|")
+    for c in entries:
+        if c.confirmed:
+            safe = m(c.safe_because or "")
+        elif c.needs_confirmation:
+            safe = "**missing**"
+        else:
+            safe = ""
+        out.append(
+            f"| {c.kind} | {c.ecosystem} {m(c.name)} | {m(_entry_versions(c))} | "
+            f"{m(_entry_place(c))} ({m(_entry_at(c))}) | {m(c.requested_by)} | "
+            f"{m(c.reason)} | {safe} |"
+        )
+    return [*out, ""]
+
+
+def _md_new_packages(review: Review) -> list[str]:
+    """The Markdown list of Python packages new to the locks or the index, with their facts."""
+    m = _md
+    new_packages = review.changes.new_packages
+    out = [f"### Python packages new to the locks or the index ({len(new_packages)})", ""]
+    if review.facts_source:
+        out.append(f"Facts from {_md_url(review.facts_source)}, {review.requests} requests.")
+        out.append("")
+    for n in new_packages:
+        out.append(f"- **{m(n.name)} {m(n.version)}**: {m(_how(n))}; in {m(_where(n.where))}")
+        out.extend(f"  - {line}" for line in _facts_markdown(n.facts))
+    if not new_packages:
+        out.append("None.")
+    return [*out, ""]
+
+
+def _md_version_changes(version_changes: Sequence[VersionChange]) -> list[str]:
+    """The Markdown list of version changes; a major upgrade or a downgrade in bold."""
+    m = _md
+    out = [f"### Version changes ({len(version_changes)})", ""]
+    for v in version_changes:
+        out.append(
+            f"- {m(v.name)} {m(_versions_text(v.old))} → {m(_versions_text(v.new))}: "
+            f"{'**' + _KIND_TEXT[v.kind] + '**' if v.kind in ('major', 'downgrade') else _KIND_TEXT[v.kind]}"
+            f"; in {m(_where(v.where))}"
+        )
+    if not version_changes:
+        out.append("None.")
+    return [*out, ""]
+
+
+def _md_leaving(leaving: Sequence[LeavingPackage]) -> list[str]:
+    """The Markdown list of packages that leave the locks and the index."""
+    m = _md
+    out = [f"### Packages that leave ({len(leaving)})", ""]
+    for gone in leaving:
+        out.append(
+            f"- {m(gone.name)} {m(_versions_text(gone.old))}; was in {m(_where(gone.where))}"
+        )
+    if not leaving:
+        out.append("None.")
+    return [*out, ""]
 
 
 def _facts_markdown(facts: PackageFacts | None) -> list[str]:
