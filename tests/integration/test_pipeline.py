@@ -3,7 +3,8 @@
 The pipeline's variables are mapped to local values (the local profile, the stack's registry
 credentials, a throwaway GitOps remote). A step the pipeline adds without a local mapping fails
 this test, so the pipeline file cannot rot unnoticed. Stages run in pipeline order as if a pull
-request was validated, then merged, then approved for prod.
+request was validated, then merged, then approved for prod, then as if the nightly audit of what
+the environments run followed.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def test_every_script_step_runs_against_the_local_stack(
         )
         ran.append((step.stage, step.name, result.stderr))
 
-    assert [stage for stage, _, _ in ran][-1] == "Prod"
+    assert [stage for stage, _, _ in ran][-2:] == ["Prod", "AuditDeployed"]
     # Every stage folded its output and no step raised an Azure error.
     logs = "\n".join(stderr for _, _, stderr in ran)
     assert "##vso[task.logissue type=error]" not in logs
@@ -94,6 +95,13 @@ def test_every_script_step_runs_against_the_local_stack(
     assert set(staging) == {"jupyterlab", "jupyterhub"}
     assert all(ref.digest for ref in staging.values())
     assert prod == staging
+    # Review and audit ran before the pull request's build; release audited before it built.
+    names = [name for _, name, _ in ran]
+    build = next(i for i, name in enumerate(names) if name.startswith("Build images"))
+    assert names.index("Audit the locked versions against known vulnerabilities") < build
+    assert (tmp_path / "imagebot-review.md").is_file()
+    release_log = next(err for _, name, err in ran if name.startswith("Release to staging"))
+    assert "audit: " in release_log or "advisories: source absent, not checked" in release_log
     # The merge published the vetted index (release staging, before promoting).
     assert (tmp_path / "published" / "imagebot-index.json").is_file()
 

@@ -61,8 +61,26 @@ def test_every_checkout_sets_depth_and_credentials(pipeline: dict) -> None:
             steps = job.get("steps") or job["strategy"]["runOnce"]["deploy"]["steps"]
             checkout = steps[0]
             assert checkout["checkout"] == "self"
-            assert checkout["fetchDepth"] == 1
+            # review needs the target branch's history for the merge base; nothing else does
+            assert checkout["fetchDepth"] == (0 if stage["stage"] == "Validate" else 1)
             assert checkout["persistCredentials"] is False
+
+
+def test_pull_requests_review_and_audit_before_building(pipeline: dict) -> None:
+    commands = [s.script for s in script_steps(pipeline) if s.stage == "Validate"]
+    review = next(i for i, c in enumerate(commands) if c.startswith("imagebot review"))
+    audit = commands.index("imagebot audit")
+    build = next(i for i, c in enumerate(commands) if c.startswith("imagebot build"))
+    assert review < build and audit < build
+    assert "--markdown" in commands[review]  # the report goes on the run's summary page
+
+
+def test_a_scheduled_run_audits_what_staging_and_prod_run(pipeline: dict) -> None:
+    stage = next(s for s in pipeline["stages"] if s["stage"] == "AuditDeployed")
+    assert "'Schedule'" in stage["condition"] and "succeededOrFailed()" in stage["condition"]
+    assert stage["dependsOn"] == "Staging"  # after the nightly staging release
+    scripts = [s.script for s in script_steps(pipeline) if s.stage == "AuditDeployed"]
+    assert scripts[-1] == "imagebot audit --deployed staging --deployed prod"
 
 
 def test_the_vetted_index_is_dry_run_in_pull_requests_and_published_by_release(
