@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from imagebot.errors import Problem
-from imagebot.lockfile import LOCK_SUFFIX, split_blocks
+from imagebot.lockfile import LOCK_SUFFIX, split_blocks, via_names
 from imagebot.requirements import Requirement, parse_set
 
 INDEX_ONLY = "index-only"
@@ -100,26 +100,11 @@ def state_from_files(
 
 
 def lock_via(block: str) -> tuple[bool, tuple[str, ...]]:
-    """(asked for directly, the packages that need it) from one lock block's `# via` lines.
-
-    uv writes `# via numpy` or `# via` followed by `#   name` lines; `-r base.in` means an
-    entry of the set asks for it.
-    """
-    names: list[str] = []
-    in_via = False
-    for line in block.splitlines()[1:]:
-        text = line.strip()
-        if text.startswith("# via"):
-            in_via = True
-            rest = text[len("# via") :].strip()
-            if rest:
-                names.append(rest)
-        elif in_via and text.startswith("#   "):
-            names.append(text[1:].strip())
-        elif in_via and not text.startswith("#"):
-            in_via = False
+    """(asked for directly, the packages that need it) from one lock block's `# via` lines:
+    `-r base.in` means an entry of the set asks for it."""
+    names = via_names(block)
     direct = any(name.startswith("-r ") for name in names)
-    return direct, tuple(n for n in names if not n.startswith("-r "))
+    return direct, tuple(n for n in names if not n.startswith("-"))
 
 
 # --- what changed ----------------------------------------------------------------------------
