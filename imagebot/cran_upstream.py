@@ -228,15 +228,7 @@ def build_repository(
         indexed = list(pool.map(stage, rows))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    text = packages_text(indexed)
-    contrib = staging / CONTRIB
-    contrib.mkdir(parents=True, exist_ok=True)
-    (contrib / "PACKAGES").write_text(text, encoding="utf-8")
-    (contrib / "PACKAGES.gz").write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
-    archived = archived_files(indexed)
-    if archived:
-        (contrib / "Meta").mkdir(exist_ok=True)
-        (contrib / "Meta" / "archive.rds").write_bytes(archive_rds(archived))
+    _write_package_lists(staging / CONTRIB, indexed)
     manifest = RManifest(tuple(roots), tuple(indexed), tuple(u.url for u in upstreams))
     return RepositoryResult(
         manifest,
@@ -245,6 +237,18 @@ def build_repository(
         counts["bytes"],
         sum(u.requests for u in upstreams),
     )
+
+
+def _write_package_lists(contrib: Path, indexed: Sequence[RIndexed]) -> None:
+    """The repository's PACKAGES, PACKAGES.gz and, for older versions, Meta/archive.rds."""
+    text = packages_text(indexed)
+    contrib.mkdir(parents=True, exist_ok=True)
+    (contrib / "PACKAGES").write_text(text, encoding="utf-8")
+    (contrib / "PACKAGES.gz").write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
+    archived = archived_files(indexed)
+    if archived:
+        (contrib / "Meta").mkdir(exist_ok=True)
+        (contrib / "Meta" / "archive.rds").write_bytes(archive_rds(archived))
 
 
 def _link_or_copy(source: Path, dest: Path) -> None:
