@@ -659,15 +659,19 @@ class VettedInputs:
     roots: list[Root]
     locks: ImageLocks
     cran: CranInputs
+    not_served: tuple[str, ...] = ()  # registered pins an advisory blocks: who must move
 
 
 def vetted_inputs(config: Config) -> VettedInputs:
     """What the index serves, from imagebot.toml, the sets and the image's locks."""
     from imagebot.cran_upstream import CranUpstream
+    from imagebot.environments import keep_serving
     from imagebot.index_pages import image_target
 
     target = image_target(config.images.values())
     roots = load_roots(config.requirements_dir)
+    kept = keep_serving(config, roots)  # every version a registered environment pins
+    roots = [*roots, *kept.roots]
     image_sets = [name for image in config.locked_images for name in image.sets]
     index = config.index
     # Without cran_upstream, the snapshot the image installs its cran sets from (r_repo).
@@ -678,7 +682,8 @@ def vetted_inputs(config: Config) -> VettedInputs:
         load_r_roots(config.requirements_dir),
         [CranUpstream(url, index.r_user_agent) for url in urls],
     )
-    return VettedInputs(target, roots, load_locks(config.requirements_dir, image_sets), cran)
+    locks = load_locks(config.requirements_dir, image_sets)
+    return VettedInputs(target, roots, locks, cran, tuple(kept.lines()))
 
 
 def build_vetted_index(

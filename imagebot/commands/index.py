@@ -47,6 +47,8 @@ def build(
 
     config = state(ctx).config
     inputs = vetted_inputs(config)
+    for line in inputs.not_served:
+        console.warning(line)
     progress = RichProgress() if console.stderr_is_tty() else PlainProgress(console.info)
     title = f"index build: {len(inputs.roots)} vetted packages for {inputs.target.describe()}"
     if inputs.cran.roots:

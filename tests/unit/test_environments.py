@@ -248,3 +248,19 @@ def test_index_build_keeps_serving_registered_pins_unless_blocked(locked_project
         "environments/methods/survey.txt:5: zmq-kernel==0.9 is not served: PYSEC-2099-8 "
         "(not waived); @kari.nordmann must move"
     ]
+
+
+def test_index_build_inputs_name_the_environment_as_reason(locked_project: Project) -> None:
+    from imagebot.config import load_config
+    from imagebot.index import vetted_inputs
+
+    register(locked_project, SURVEY.replace("numpy==2.4.6", "numpy==2.3.0"))
+    locked_project.write("osv/vulns/other/PYSEC-2099-9.json", '{"id": "PYSEC-2099-9"}')
+    config_text = locked_project.config.read_text() + '\n[advisories]\nsource = "osv"\n'
+    locked_project.config.write_text(config_text)
+    inputs = vetted_inputs(load_config(locked_project.config, None, {}))
+    kept = [r for r in inputs.roots if r.source.startswith("environment ")]
+    assert [(r.key, r.version, r.source, r.requested_by) for r in kept] == [
+        ("numpy", "2.3.0", "environment methods/survey", "@kari.nordmann")
+    ]
+    assert inputs.not_served == ()
