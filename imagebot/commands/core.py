@@ -23,6 +23,9 @@ from imagebot.files import write_atomically
 from imagebot.state import state
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
     from imagebot.state import AppState
 
 
@@ -66,25 +69,13 @@ def add(
     ),
 ) -> None:
     """Add one package to a set, in sorted position, keeping the file's comments and layout."""
-    from imagebot.requirements import add_entry, add_targets, parse_add_spec, set_path
+    from imagebot.requirements import add_entry, parse_add_spec, set_path
 
     entry = parse_add_spec(ecosystem, package)
     options = {"--set": set_name, "--reason": reason, "--requested-by": requested_by}
-    given = {flag: (value or "").strip() for flag, value in options.items()}
-    if missing := [flag for flag, value in given.items() if not value]:
-        raise UsageError(
-            f"imagebot add needs {', '.join(missing)}",
-            f"e.g. imagebot add {ecosystem} {package} --set datascience "
-            '--reason "why it is needed" --requested-by @you',
-        )
-    set_name = given["--set"]
+    given = _required_add_options(ecosystem, package, options)
     config = state(ctx).config
-    known = add_targets(config.requirements_dir)
-    if set_name not in known:
-        raise UsageError(
-            f"unknown set {set_name!r}",
-            f"use one of: {', '.join(known)} (or create requirements/{set_name}.toml)",
-        )
+    set_name = _known_add_target(config.requirements_dir, given["--set"])
     path = set_path(config.requirements_dir, set_name)
     import dataclasses
 
@@ -99,6 +90,33 @@ def add(
     write_atomically({path: added.text})
     console.info(f"added {added.description} to {shown(path, config)}:{added.line}")
     console.info("next: imagebot lock && imagebot render, then open a pull request")
+
+
+def _required_add_options(
+    ecosystem: str, package: str, options: Mapping[str, str | None]
+) -> dict[str, str]:
+    """`add`'s required options (flag -> value), stripped; a usage error names the missing."""
+    given = {flag: (value or "").strip() for flag, value in options.items()}
+    if missing := [flag for flag, value in given.items() if not value]:
+        raise UsageError(
+            f"imagebot add needs {', '.join(missing)}",
+            f"e.g. imagebot add {ecosystem} {package} --set datascience "
+            '--reason "why it is needed" --requested-by @you',
+        )
+    return given
+
+
+def _known_add_target(requirements_dir: Path, set_name: str) -> str:
+    """set_name when `add` can write to it (a set or index-only), else a usage error."""
+    from imagebot.requirements import add_targets
+
+    known = add_targets(requirements_dir)
+    if set_name not in known:
+        raise UsageError(
+            f"unknown set {set_name!r}",
+            f"use one of: {', '.join(known)} (or create requirements/{set_name}.toml)",
+        )
+    return set_name
 
 
 # --- lock ------------------------------------------------------------------------------------
