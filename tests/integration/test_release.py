@@ -3,6 +3,8 @@
 The whole path in one command: build, smoke-test, push, promote. The smoke test's package list
 is kept under the pushed digest, so the next promotion's package diff needs no container run.
 A second run builds and commits nothing. An image that fails its smoke test is never pushed.
+An image whose locked versions fail `imagebot audit` is never built (exit 15). The advisory
+source is a directory of hand-written OSV records, so the gate's answer is known.
 """
 
 from __future__ import annotations
@@ -35,6 +37,24 @@ spec:
         tag: "seed"
 """
 
+# six 1.16.0 is the fixture's pin; this range ends below it, so the audit passes.
+SIX_RECORD = """\
+id: PYSEC-2099-{number}
+modified: "2099-01-01T00:00:00Z"
+summary: A hand-written advisory for the release gate's test
+affected:
+  - package: {{ecosystem: PyPI, name: six}}
+    ranges:
+      - type: ECOSYSTEM
+        events: [{{introduced: "{introduced}"}}, {{fixed: "{fixed}"}}]
+"""
+
+
+def _advisory(advisories: Path, number: int, introduced: str, fixed: str) -> None:
+    path = advisories / "vulns" / "six" / f"PYSEC-2099-{number}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(SIX_RECORD.format(number=number, introduced=introduced, fixed=fixed))
+
 
 @pytest.fixture
 def project(stack: Stack, tmp_path: Path) -> tuple[Path, Path]:
@@ -50,7 +70,9 @@ def project(stack: Stack, tmp_path: Path) -> tuple[Path, Path]:
         + "\n[environments.staging]\n"
         + f'repo = "{remote}"\nbranch = "master"\nfile = "{GITOPS_FILE}"\n'
         + 'targets.small = "spec.values.singleuser.image"\n'
+        + f'\n[advisories]\nsource = "{tmp_path / "advisories"}"\n'
     )
+    _advisory(tmp_path / "advisories", 1, "0", "1.0")
     _lock_and_render(stack, config)
     return config, remote
 
@@ -122,6 +144,24 @@ def test_an_image_that_fails_its_smoke_test_is_neither_pushed_nor_promoted(
     assert "import six: import six_missing: ModuleNotFoundError" in run.stderr
     assert remote_head(remote) == head
     # Not in the registry: a build looks it up there and, not finding it, builds it.
+    build = run_imagebot(["build", "--json", "small"], env, config=config)
+    assert build.returncode == 0, build.output
+    assert json.loads(build.stdout)[0]["built"], build.output
+
+
+def test_release_builds_nothing_that_fails_the_audit(
+    stack: Stack, project: tuple[Path, Path], tmp_path: Path
+) -> None:
+    config, remote = project
+    head = remote_head(remote)
+    _advisory(tmp_path / "advisories", 2, "1.16.0", "1.17.0")  # affects the pinned six 1.16.0
+    env = _env(stack, tmp_path, FIXTURE_STAMP=secrets.token_hex(4))
+    run = _release(config, env)
+    assert run.returncode == 15, run.output
+    assert "six==1.16.0 (small.lock): PYSEC-2099-2" in run.stderr
+    assert "error: 1 known vulnerability not waived" in run.stderr
+    assert remote_head(remote) == head
+    # Nothing was pushed: a build still finds no image under the tag and builds it.
     build = run_imagebot(["build", "--json", "small"], env, config=config)
     assert build.returncode == 0, build.output
     assert json.loads(build.stdout)[0]["built"], build.output

