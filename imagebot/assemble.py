@@ -142,13 +142,7 @@ def assemble(
         network=network,
         reporter=reporter,
     )
-    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    result = layers.assemble(frame, [*plan.reused, *new_layers], labels, created)
-    registry.upload_blob(repository, result.config_digest, result.config)
-    digest = registry.put_manifest(
-        repository, _digest_of(result.manifest), result.manifest, result.media_type
-    )
-    registry.put_manifest(repository, PACKAGES_TAG, result.manifest, result.media_type)
+    digest = _put_image(registry, repository, frame, [*plan.reused, *new_layers], labels)
     pinned = ref.with_tag(None).with_digest(digest)
     pull_image(client, pinned, credentials)
     tag_image(client, f"{ref.name}@{digest}", ref)
@@ -157,6 +151,25 @@ def assemble(
     )
     reporter.note(stats.line())
     return stats
+
+
+def _put_image(
+    registry: RegistryClient,
+    repository: str,
+    frame: layers.Frame,
+    image_layers: Sequence[layers.Layer],
+    labels: Mapping[str, str],
+) -> str:
+    """Upload the assembled image's config and manifest, by digest and as the :packages tag
+    the next build reuses layers from; the manifest's digest."""
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result = layers.assemble(frame, image_layers, labels, created)
+    registry.upload_blob(repository, result.config_digest, result.config)
+    digest = registry.put_manifest(
+        repository, _digest_of(result.manifest), result.manifest, result.media_type
+    )
+    registry.put_manifest(repository, PACKAGES_TAG, result.manifest, result.media_type)
+    return digest
 
 
 def _previous_layers(body: bytes, reporter: Reporter) -> list[layers.Layer]:
