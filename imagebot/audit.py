@@ -1,8 +1,10 @@
 """The vulnerability gate: every version the image locks and the index serves, against OSV.
 
 `packages_to_audit` collects what is audited: the pins of every locked image's sets
-(`requirements/<set>.lock`), the entries of `requirements/index-only.toml`, and, given an index
-manifest, every package the vetted index serves. `audit` asks an advisory source
+(`requirements/<set>.lock`), the entries of `requirements/index-only.toml`, the sets' and
+index-only R entries (OSV ecosystem CRAN), and, given an index manifest, every package the
+vetted index serves. `deployed_packages` collects instead what environments run now, from their
+images' package manifests. `audit` asks an advisory source
 (`imagebot.osv`) for their records, keeps the findings whose version an advisory in force
 affects (`imagebot.advisories`), and splits them by the waivers (`imagebot.waivers`). It
 returns an `AuditResult` and prints nothing: `imagebot.commands.audit` prints it.

@@ -8,7 +8,8 @@
   `GET {base}/v1/vulns/{id}`, in parallel, once per run. Transient faults are retried
   (`imagebot.retry`), through the one HTTP client (`imagebot.http`).
 
-Both return the candidate records per package; `imagebot.advisories` decides which versions
+The API is asked about PyPI and CRAN packages; a directory (the Python Packaging Advisory
+Database) is read for PyPI packages only. Both return the candidate records per package; `imagebot.advisories` decides which versions
 they affect, so the two sources give the same findings for the same records.
 """
 

@@ -657,3 +657,14 @@ def test_release_skips_an_absent_optional_source_and_says_so(tmp_path: Path) -> 
     Cfg.advisories = AdvisoriesConfig(source="missing", optional=False)
     with pytest.raises(AdvisorySourceError):
         release_audit(Cfg(), said.append)  # type: ignore[arg-type]
+
+
+def test_api_is_asked_about_r_packages_as_cran(fake_osv: Callable[..., FakeOsv]) -> None:
+    raw = record("RSEC-2099-1", "readxl", ({"introduced": "0"}, {"fixed": "1.4-3"}))
+    raw["affected"][0]["package"]["ecosystem"] = "CRAN"
+    fake_osv([raw])
+    readxl = Package(CRAN, "readxl", "1.4.2", ("r.toml",))
+    result = audit([readxl], OsvApi("https://osv.example", backoff=0), [], TODAY)
+    assert [(f.package, f.advisory.id, f.fixed) for f in result.findings] == [
+        (readxl, "RSEC-2099-1", ("1.4-3",))
+    ]
