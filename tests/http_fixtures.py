@@ -1,9 +1,26 @@
-"""Loopback HTTP handlers shared by the unit tests that check where credentials go."""
+"""Loopback HTTP servers for the unit tests: one way to serve a handler, and shared handlers."""
 
 from __future__ import annotations
 
 import http.server
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import ClassVar
+
+
+@contextmanager
+def loopback(
+    handler: type[http.server.BaseHTTPRequestHandler], poll_interval: float = 0.5
+) -> Iterator[str]:
+    """Serve handler on 127.0.0.1 (a free port) in a thread; yields "127.0.0.1:PORT"."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, args=(poll_interval,), daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 class Elsewhere(http.server.BaseHTTPRequestHandler):

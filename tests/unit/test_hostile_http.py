@@ -10,12 +10,11 @@ assert that no Authorization header reached the other origin.
 from __future__ import annotations
 
 import http.server
-import threading
 from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import pytest
-from http_fixtures import Elsewhere
+from http_fixtures import Elsewhere, loopback
 
 from tests.unit.conftest import Hostile, Project, Result, assert_refused
 
@@ -59,18 +58,13 @@ SERVERS: dict[str, str] = {}
 
 @pytest.fixture(autouse=True)
 def servers() -> Iterator[None]:
-    started = []
-    for name, handler in (("registry", Registry), ("elsewhere", Elsewhere)):
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-        SERVERS[name] = f"127.0.0.1:{server.server_address[1]}"
-        started.append(server)
-    Registry.elsewhere = f"http://{SERVERS['elsewhere']}"
-    Elsewhere.seen = []
-    yield
-    for server in started:
-        server.shutdown()
-        server.server_close()
+    with (
+        loopback(Registry, poll_interval=0.02) as SERVERS["registry"],
+        loopback(Elsewhere, poll_interval=0.02) as SERVERS["elsewhere"],
+    ):
+        Registry.elsewhere = f"http://{SERVERS['elsewhere']}"
+        Elsewhere.seen = []
+        yield
 
 
 def _registry(mode: str) -> Callable[[Project, pytest.MonkeyPatch], None]:

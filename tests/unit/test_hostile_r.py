@@ -12,10 +12,10 @@ from __future__ import annotations
 import gzip
 import http.server
 import json
-import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+from http_fixtures import loopback
 
 from tests.unit.conftest import CONFIG, Hostile, Project, Result, assert_refused
 
@@ -40,14 +40,8 @@ class _Upstream(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback(_Upstream) as host:
+        yield f"http://{host}"
 
 
 @pytest.fixture(autouse=True)

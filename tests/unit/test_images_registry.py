@@ -6,13 +6,12 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from http_fixtures import Elsewhere
+from http_fixtures import Elsewhere, loopback
 
 from imagebot.config import RegistryConfig
 from imagebot.errors import RegistryAuthError, RegistryError, TransientError
@@ -227,14 +226,10 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_registry() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeRegistry)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     FakeRegistry.status_override = []
     FakeRegistry.realm = FakeRegistry.redirect_to = None
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with loopback(FakeRegistry) as host:
+        yield host
 
 
 def _registry(host: str, password: str = "pass") -> RegistryClient:
@@ -270,12 +265,9 @@ def test_a_ref_in_another_registry_is_refused(fake_registry: str) -> None:
 
 @pytest.fixture
 def elsewhere() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     Elsewhere.seen = []
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with loopback(Elsewhere) as host:
+        yield f"http://{host}"
 
 
 def test_basic_credentials_never_go_to_a_plain_http_realm_elsewhere(

@@ -6,12 +6,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.server
-import threading
 from collections.abc import Iterator
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from http_fixtures import loopback
 
 from imagebot.errors import RegistryError
 from imagebot.registry import Credentials, RegistryClient
@@ -91,11 +91,8 @@ class V2(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def registry() -> Iterator[RegistryClient]:
     V2.blobs, V2.manifests, V2.upload_auth, V2.corrupt = {}, {}, [], set()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), V2)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    host = f"127.0.0.1:{server.server_address[1]}"
-    yield RegistryClient(host, True, Credentials("user", "pass", "test"), retry_seconds=0)
-    server.shutdown()
+    with loopback(V2) as host:
+        yield RegistryClient(host, True, Credentials("user", "pass", "test"), retry_seconds=0)
 
 
 def test_a_blob_is_uploaded_once(registry: RegistryClient) -> None:

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from http_fixtures import loopback
 from index_fixtures import TARGET
 
 from imagebot.cran import (
@@ -393,17 +394,10 @@ def test_upstream_adapter_reads_archive_retries_and_verifies(tmp_path: Path) -> 
         def log_message(self, format: str, *args: object) -> None:
             return None
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        upstream = CranUpstream(
-            f"http://127.0.0.1:{server.server_address[1]}/cran", "R (4.2.2 test)", backoff=0
-        )
+    with loopback(Handler) as host:
+        upstream = CranUpstream(f"http://{host}/cran", "R (4.2.2 test)", backoff=0)
         (package,) = upstream.packages()
         sha256, size = upstream.download(package, tmp_path / "R6.tar.gz")
-    finally:
-        server.shutdown()
-        server.server_close()
     assert (sha256, size) == (hashlib.sha256(body).hexdigest(), len(body))
     assert [path for path, _ in seen] == [
         "/cran/src/contrib/PACKAGES.gz",

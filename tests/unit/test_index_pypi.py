@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from http_fixtures import loopback
 
 from imagebot.errors import PackageIndexError
 from imagebot.index_pages import JSON_CONTENT_TYPE
@@ -69,14 +69,8 @@ def index() -> Iterator[str]:
     FakeIndex.faults = []
     FakeIndex.requests = []
     FakeIndex.body = WHEEL
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeIndex)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback(FakeIndex, poll_interval=0.02) as host:
+        yield f"http://{host}"
 
 
 def test_release_asks_for_pep_691_json_once_per_project(index: str) -> None:
