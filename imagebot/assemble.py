@@ -120,14 +120,7 @@ def assemble(
     repository = ref.repository
     frame = _read_frame(registry, repository, system)
     wanted = wanted_packages(config, image_name)
-    previous = registry.get_manifest(repository, PACKAGES_TAG) if reuse else None
-    old = _previous_layers(previous[1], reporter) if previous else []
-    frame_layers = len(frame.manifest.get("layers") or ())  # type: ignore[arg-type]
-    plan = layers.plan(wanted, installed_on, old, frame_layers)
-    reporter.note(
-        f"packages: {len(wanted)} locked; {len(plan.reused)} layers reused, "
-        f"{len(plan.install)} packages to install"
-    )
+    plan = _plan(registry, repository, frame, wanted, installed_on, reuse, reporter)
     image = config.image(image_name)
     dockerfile = (config.root / image.dockerfile).read_text(encoding="utf-8")
     new_layers, uploaded = _install_and_pack(
@@ -151,6 +144,27 @@ def assemble(
     )
     reporter.note(stats.line())
     return stats
+
+
+def _plan(
+    registry: RegistryClient,
+    repository: str,
+    frame: layers.Frame,
+    wanted: Sequence[layers.WantedPackage],
+    installed_on: str,
+    reuse: bool,
+    reporter: Reporter,
+) -> layers.Plan:
+    """Which layers of the previous :packages image to reuse, and which packages to install."""
+    previous = registry.get_manifest(repository, PACKAGES_TAG) if reuse else None
+    old = _previous_layers(previous[1], reporter) if previous else []
+    frame_layers = len(frame.manifest.get("layers") or ())  # type: ignore[arg-type]
+    plan = layers.plan(wanted, installed_on, old, frame_layers)
+    reporter.note(
+        f"packages: {len(wanted)} locked; {len(plan.reused)} layers reused, "
+        f"{len(plan.install)} packages to install"
+    )
+    return plan
 
 
 def _put_image(
