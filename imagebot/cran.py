@@ -135,6 +135,18 @@ def _bad_dcf(where: str, line: int, what: str) -> PackageIndexError:
     )
 
 
+def _dcf_value(value: str, what: str) -> None:
+    """Refuse a PACKAGES value that is not one line of printable text: it would change the
+    file's shape."""
+    try:
+        validate.one_line(value, limit=MAX_FIELD)
+    except validate.InvalidValue as exc:
+        raise PackageIndexError(
+            f"{what}: {exc.message}",
+            "the upstream's PACKAGES has a value that would change the file's shape",
+        ) from None
+
+
 def write_dcf(stanzas: Iterable[Mapping[str, str]]) -> str:
     """DCF text; refuses a field name or value that is not one line of printable text."""
     blocks = []
@@ -143,13 +155,7 @@ def write_dcf(stanzas: Iterable[Mapping[str, str]]) -> str:
         for name, value in stanza.items():
             if not _FIELD_NAME.fullmatch(name):
                 raise PackageIndexError(f"refusing DCF field name {name!r}", "this is a bug")
-            try:
-                validate.one_line(value, limit=MAX_FIELD)
-            except validate.InvalidValue as exc:
-                raise PackageIndexError(
-                    f"refusing to write {stanza.get('Package', '?')}'s {name}: {exc.message}",
-                    "the upstream's PACKAGES has a value that would change the file's shape",
-                ) from None
+            _dcf_value(value, f"refusing to write {stanza.get('Package', '?')}'s {name}")
             lines.append(f"{name}: {value}" if value else f"{name}:")
         blocks.append("\n".join(lines) + "\n")
     return "\n".join(blocks)
@@ -274,13 +280,7 @@ def packages_from_dcf(text: str, where: str, repository: str = "") -> list[RPack
             raise PackageIndexError(f"{where}: {name} {version}: bad SHA256", "check the upstream")
         kept = {k: stanza[k] for k in PACKAGES_FIELDS if k in stanza}
         for key, value in kept.items():
-            try:
-                validate.one_line(value, limit=MAX_FIELD)
-            except validate.InvalidValue as exc:
-                raise PackageIndexError(
-                    f"{where}: {name} {version}: {key}: {exc.message}",
-                    "the upstream's PACKAGES has a value that would change the file's shape",
-                ) from None
+            _dcf_value(value, f"{where}: {name} {version}: {key}")
         packages.append(RPackage(name, version, md5, kept, repository, sha256))
     return packages
 
