@@ -521,7 +521,10 @@ def render_text(review: Review) -> str:
     out.extend(f"  {line}" for line in _vulnerability_lines(review.vulnerabilities, p))
     out.append("")
     out.append("Who this may hurt")
-    out.append(f"  {p(review.who_this_may_hurt)}")
+    out.extend(  # imagebot.impact.render_text: a line per package, indented lines under it
+        f"    {p(line)}" if line.startswith("  ") else f"  {p(line)}"
+        for line in review.who_this_may_hurt.splitlines()
+    )
     out.append("")
     out.append(_verdict(review))
     return "\n".join(out) + "\n"
@@ -606,7 +609,10 @@ def render_markdown(review: Review) -> str:
     out.append("")
     out.append("### Who this may hurt")
     out.append("")
-    out.append(m(review.who_this_may_hurt))
+    out.extend(
+        f"  - {m(line)}" if line.startswith("  ") else f"- {m(line)}"
+        for line in review.who_this_may_hurt.splitlines()
+    )
     out.append("")
     verdict = _verdict(review)
     out.append(f"**{m(verdict)}**" if review.problems else m(verdict))

@@ -163,8 +163,22 @@ def run_review(
         facts_source=upstream,
         requests=source.requests,
         vulnerabilities=vulnerabilities_of(config, changes.pins_to_check(), advisories),
+        who_this_may_hurt=who_this_may_hurt(config, base_files, head_files, directory),
         problems=tuple(confirmations),
     )
+
+
+def who_this_may_hurt(
+    config: Config, base_files: Mapping[str, str], head_files: Mapping[str, str], directory: str
+) -> str:
+    """The pull request's impact (imagebot.impact.section): who needs each package that changes
+    or leaves, and the registered environments that pin it. Local and pure: the files above and
+    environments/ (whose problems are `imagebot check`'s to report)."""
+    from imagebot.environments import load_environments, target_of
+    from imagebot.impact import render_text, section
+
+    environments, _ = load_environments(config.root, *target_of(config))
+    return render_text(section(base_files, head_files, directory, environments))
 
 
 def vulnerabilities_of(
