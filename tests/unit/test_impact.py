@@ -311,3 +311,25 @@ def test_impact_takes_the_fast_path_and_imports_no_heavy_library() -> None:
     report, _, loaded = done.stdout.rpartition("\n[")
     assert json.loads("[" + loaded) == []
     assert json.loads(report)["kind"] == "minor"
+
+
+def test_review_section_of_a_pull_request_that_bumps_numpy() -> None:
+    base = repo_files()
+    head = dict(base)
+    head["requirements/datascience.toml"] = base["requirements/datascience.toml"].replace(
+        'numpy = { version = "2.4.6"', 'numpy = { version = "2.5.0"'
+    )
+    head["requirements/datascience.lock"] = base["requirements/datascience.lock"].replace(
+        "numpy==2.4.6", "numpy==2.5.0"
+    )
+    survey = environment("@kari.nordmann", ("numpy", "2.4.6"))
+
+    result = impact.section(base, head, "requirements", [survey])
+
+    assert (result.old, result.new) == ("base", "head")
+    (numpy,) = result.packages
+    assert (numpy.old, numpy.new, numpy.kind) == ("2.4.6", "2.5.0", "minor")
+    assert {(n.entry.key, n.entry.requested_by) for n in numpy.needs} == {
+        (k, r) for k, r, _ in NUMPY_REQUESTERS
+    }
+    assert numpy.environments[0].status == "works"
