@@ -65,12 +65,19 @@ def _check_waivers(config: Config) -> None:
 
 def _check_registered_environments(config: Config) -> None:
     """environments/<team>/<name>.txt: path, owner and pins (exit 14 listing every problem)."""
-    from imagebot.environments import kept_versions, registered, vetted_in
+    from imagebot.environments import (
+        check_environments,
+        kept_versions,
+        load_environments,
+        target_of,
+        vetted_in,
+    )
 
-    environments = registered(config)
-    if not environments:
+    environments, problems = load_environments(config.root, *target_of(config))
+    if not environments and not problems:
         return
     vetted = vetted_in(config)
+    check_environments(environments, problems, vetted)
     for environment in environments:
         for pin in kept_versions(environment, vetted):
             console.info(
