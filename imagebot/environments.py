@@ -15,8 +15,8 @@ pins) and that every pin is vetted; `imagebot impact`, `review` and each promoti
 the owner of every registered environment that an upgrade changes or breaks, and the index
 keeps serving every version a registered environment pins (its manifest names the environment).
 
-"Vetted" here, without a built index: the package is pinned in a set's lock or listed in
-`index-only.toml`. The exact version must be one of those, or one that the locks no longer pin
+"Vetted" here, without a built index: the package is a set's entry, pinned in a set's lock, or
+listed in `index-only.toml`. The exact version must be one of those, or one that the locks no longer pin
 (an upgrade moved on): such a version is *kept*, served for the environment, and reported as
 differing from the image, so an upgrade never has to wait for every team to move.
 
@@ -85,7 +85,7 @@ class RegisteredEnvironment:
 class Vetted:
     """What `check` counts as vetted without a built index."""
 
-    locked: Mapping[str, frozenset[str]]  # package -> versions pinned in a set's lock
+    locked: Mapping[str, frozenset[str]]  # package -> versions a set's entry or lock pins
     index_only: Mapping[str, frozenset[str]]  # package -> versions listed in index-only.toml
 
     def names(self) -> frozenset[str]:
@@ -212,7 +212,7 @@ def vetting_problems(environment: RegisteredEnvironment, vetted: Vetted) -> list
         Problem(
             environment.path,
             pin.line,
-            f"{pin.name}=={pin.version} is not vetted: no set's lock pins {pin.name} and "
+            f"{pin.name}=={pin.version} is not vetted: no set or lock pins {pin.name} and "
             "index-only.toml does not list it",
             "ask for it in requirements/ first (a set or index-only.toml), then register it",
         )
@@ -314,28 +314,36 @@ def target_of(config: Config) -> tuple[str, str]:
 
 
 def vetted_in(config: Config) -> Vetted:
-    """Every lock pin of every configured set, and index-only.toml's Python entries."""
-    from imagebot.files import Unreadable, read_text
+    """Every entry and lock pin of every configured set, and index-only.toml's Python entries.
+    A file that cannot be read or parsed lends nothing: `check` reports it on its own."""
     from imagebot.lockfile import lock_path, pins
-    from imagebot.requirements import INDEX_ONLY, parse_set, set_path
+    from imagebot.requirements import INDEX_ONLY, set_path
 
-    locked: list[tuple[str, str]] = []
+    in_sets: list[tuple[str, str]] = []
     names = dict.fromkeys(n for image in config.locked_images for n in image.sets)
     for name in names:
-        try:
-            text = read_text(lock_path(config.requirements_dir, name))
-        except Unreadable:
-            continue  # `lock --check` reports a missing or unreadable lock
-        locked.extend((pin.name, pin.version) for pin in pins(text))
-    index_only: list[tuple[str, str]] = []
-    path = set_path(config.requirements_dir, INDEX_ONLY)
+        in_sets.extend(_python_entries(set_path(config.requirements_dir, name)))
+        text = _text_or_none(lock_path(config.requirements_dir, name))
+        in_sets.extend((pin.name, pin.version) for pin in pins(text or ""))
+    index_only = _python_entries(set_path(config.requirements_dir, INDEX_ONLY))
+    return vetted_from(in_sets, index_only)
+
+
+def _text_or_none(path: Path) -> str | None:
+    from imagebot.files import Unreadable, read_text
+
     try:
-        parsed, _ = parse_set(path, read_text(path))
+        return read_text(path)
     except Unreadable:
-        parsed = None
-    if parsed is not None:
-        index_only = [(entry.key, entry.version) for entry in parsed.python]
-    return vetted_from(locked, index_only)
+        return None
+
+
+def _python_entries(path: Path) -> list[tuple[str, str]]:
+    from imagebot.requirements import parse_set
+
+    text = _text_or_none(path)
+    parsed = parse_set(path, text)[0] if text is not None else None
+    return [(entry.key, entry.version) for entry in parsed.python] if parsed else []
 
 
 def registered(config: Config) -> list[RegisteredEnvironment]:

@@ -99,7 +99,7 @@ def test_vetted_means_in_a_lock_or_index_only_and_old_versions_are_kept() -> Non
     found, _ = parse(SURVEY + "tabulate==0.9.0\nleftpad==1.0\n")
     assert isinstance(found, environments.RegisteredEnvironment)
     assert [p.message for p in environments.vetting_problems(found, vetted)] == [
-        "leftpad==1.0 is not vetted: no set's lock pins leftpad and index-only.toml does not list it"
+        "leftpad==1.0 is not vetted: no set or lock pins leftpad and index-only.toml does not list it"
     ]
     assert environments.kept_versions(found, vetted) == [EnvironmentPin("numpy", "2.4.6", 3)]
     assert Vetted({}, {}).names() == frozenset()
