@@ -75,13 +75,21 @@ def test_every_script_step_runs_against_the_local_stack(
             text=True,
             timeout=1800,
         )
-        assert result.returncode == 0, (
+        failed = (
             f"[{step.stage}/{step.job}] {step.name!r} failed ({result.returncode}):\n"
             f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
         )
+        if step.stage == NIGHTLY_AUDIT:
+            # What the environments run may hold an advisory published after its release:
+            # that is the finding this stage exists for (exit 15), not a broken step.
+            assert result.returncode in (0, 15), failed
+            _assert_deployed_audit(result.returncode, result.stderr)
+            continue
+        assert result.returncode == 0, failed
         ran.append((step.stage, step.name, result.stderr))
 
-    assert [stage for stage, _, _ in ran][-2:] == ["Prod", "AuditDeployed"]
+    assert [stage for stage, _, _ in ran][-1] == "Prod"
+    assert any(step.stage == NIGHTLY_AUDIT for step in steps)
     # Every stage folded its output and no step raised an Azure error.
     logs = "\n".join(stderr for _, _, stderr in ran)
     assert "##vso[task.logissue type=error]" not in logs
@@ -104,6 +112,19 @@ def test_every_script_step_runs_against_the_local_stack(
     assert "audit: " in release_log or "advisories: source absent, not checked" in release_log
     # The merge published the vetted index (release staging, before promoting).
     assert (tmp_path / "published" / "imagebot-index.json").is_file()
+
+
+NIGHTLY_AUDIT = "AuditDeployed"
+
+
+def _assert_deployed_audit(code: int, stderr: str) -> None:
+    """The audit read what staging and prod run; every finding names where it runs."""
+    assert any(line.startswith("audit: ") for line in stderr.splitlines()), stderr
+    findings = [line for line in stderr.splitlines() if ": PYSEC-" in line or ": GHSA-" in line]
+    assert (code == 15) == bool(findings), stderr
+    for line in findings:
+        origins = line.split(" (", 1)[1].split("):", 1)[0].split(", ")
+        assert all(o.startswith(("staging:", "prod:")) for o in origins), line
 
 
 def _refs(config: Config, env_name: str, remote: Path) -> dict[str, ImageRef]:
