@@ -160,6 +160,13 @@ CASES = [
         "must be an inline table",
     ),
     Hostile("unknown-table", _waivers("[apt]\nx = 1\n"), AUDIT, 4, "unknown table [apt]"),
+    Hostile(
+        "deployed-unknown-environment",
+        lambda project, monkeypatch: None,
+        ("audit", "--deployed", "##vso[task.complete]prod"),
+        3,
+        "unknown environment",
+    ),
     # imagebot check reads the waivers too, so a pull request's bad waiver fails its first step
     Hostile(
         "check-reads-waivers",
