@@ -1,4 +1,4 @@
-"""Command: release ENV, the whole path (verify, build, test, push, promote) in one run."""
+"""Command: release ENV, the whole path (verify, audit, build, test, push, promote) in one run."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ def release(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
-    """Verify, build, test, push and promote ENV; idempotent (a second run does nothing).
+    """Verify, audit, build, test, push and promote ENV; idempotent (a second run does nothing).
+
+    Nothing is built from locks that fail `imagebot audit` (exit 15).
 
     An environment with promote_from (prod) builds nothing: it gets the digests its source runs.
     """
