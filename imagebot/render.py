@@ -17,9 +17,11 @@ mounted only into the RUNs that download; nothing secret lands in ENV, ARG or a 
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from imagebot import validate
@@ -29,7 +31,7 @@ from imagebot.lockfile import lock_path, parse_lock
 from imagebot.requirements import Requirement, RequirementSet
 
 VENV = "/opt/venv"
-USER_SITE_MODULE = "imagebot/incontainer/user_site.py"  # build context path
+USER_SITE_MODULE = "imagebot/incontainer/user_site.py"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 LOCK_MOUNT_DIR = "/tmp/imagebot"
 NB_UID = 1000
@@ -244,12 +246,17 @@ def _system_packages(spec: DockerfileSpec) -> str:
 
 
 def _venv() -> str:
+    # The module travels inside the Dockerfile (base64: one line, no quoting), so the build needs
+    # no file of imagebot's in the build context and the content tag follows the module's bytes.
+    module = (resources.files("imagebot") / "incontainer" / "user_site.py").read_bytes()
+    encoded = base64.b64encode(module).decode("ascii")
     return (
         "# One venv for every Python layer; jovyan can read but not change it. pip in a pod\n"
-        "# installs into the user's site-packages instead, which is imported first\n"
-        f"# ({USER_SITE_MODULE}).\n"
-        f"RUN --mount=type=bind,source={USER_SITE_MODULE},target=/tmp/user_site.py \\\n"
-        f"    python3 -m venv {VENV} && {VENV}/bin/python /tmp/user_site.py && rm -rf /root/.cache\n"
+        "# installs into the user's site-packages instead, which is imported first: the module\n"
+        f"# {USER_SITE_MODULE} (base64 below) installs itself into the venv.\n"
+        f"RUN python3 -m venv {VENV} \\\n"
+        f"    && echo {encoded} | base64 -d >/tmp/user_site.py \\\n"
+        f"    && {VENV}/bin/python /tmp/user_site.py && rm -rf /tmp/user_site.py /root/.cache\n"
     )
 
 

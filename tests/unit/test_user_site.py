@@ -66,3 +66,15 @@ def test_installed_venv_honours_user_site_and_no_user_site(tmp_path: Path) -> No
     assert run() == "True True"
     assert run("-s") == "False None"
     assert run(PYTHONNOUSERSITE="1") == "False None"
+
+
+def test_the_dockerfile_carries_exactly_the_module() -> None:
+    """What the image installs is this module, byte for byte: a reviewer can read it here."""
+    import base64
+    import re
+
+    from imagebot.render import _venv
+
+    encoded = re.search(r"echo (\S+) \| base64 -d", _venv())
+    assert encoded is not None
+    assert base64.b64decode(encoded.group(1)) == Path(user_site.__file__).read_bytes()
