@@ -79,7 +79,7 @@ def test_every_script_step_runs_against_the_local_stack(
             f"[{step.stage}/{step.job}] {step.name!r} failed ({result.returncode}):\n"
             f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
         )
-        if step.stage == NIGHTLY_AUDIT:
+        if step.stage == NIGHTLY_AUDIT and script.startswith("imagebot audit"):
             # What the environments run may hold an advisory published after its release:
             # that is the finding this stage exists for (exit 15), not a broken step.
             assert result.returncode in (0, 15), failed
@@ -88,8 +88,8 @@ def test_every_script_step_runs_against_the_local_stack(
         assert result.returncode == 0, failed
         ran.append((step.stage, step.name, result.stderr))
 
-    assert [stage for stage, _, _ in ran][-1] == "Prod"
-    assert any(step.stage == NIGHTLY_AUDIT for step in steps)
+    stages = list(dict.fromkeys(stage for stage, _, _ in ran))
+    assert stages == ["Validate", "Staging", "Prod", NIGHTLY_AUDIT]
     # Every stage folded its output and no step raised an Azure error.
     logs = "\n".join(stderr for _, _, stderr in ran)
     assert "##vso[task.logissue type=error]" not in logs
