@@ -143,3 +143,23 @@ def small_pushed(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Run:
     assert run.returncode == 0, run.output
     assert not any(config_dir.iterdir()), "imagebot wrote to DOCKER_CONFIG"
     return run
+
+
+# An OSV record for six (1.16.0 is the small fixture's pin) with one ECOSYSTEM range.
+SIX_RECORD = """\
+id: PYSEC-2099-{number}
+modified: "2099-01-01T00:00:00Z"
+summary: A hand-written advisory for the release gate's test
+affected:
+  - package: {{ecosystem: PyPI, name: six}}
+    ranges:
+      - type: ECOSYSTEM
+        events: [{{introduced: "{introduced}"}}, {{fixed: "{fixed}"}}]
+"""
+
+
+def write_six_advisory(advisories: Path, number: int, introduced: str, fixed: str) -> None:
+    """A hand-written OSV record for six in an advisory directory (`[advisories] source`)."""
+    path = advisories / "vulns" / "six" / f"PYSEC-2099-{number}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(SIX_RECORD.format(number=number, introduced=introduced, fixed=fixed))

@@ -18,7 +18,7 @@ import pytest
 
 from imagebot.manifest import manifest_cache_path
 
-from .conftest import FIXTURES, Run, Stack, run_imagebot
+from .conftest import FIXTURES, Run, Stack, run_imagebot, write_six_advisory
 from .gitops_fixtures import IDENTITY, git, make_remote, remote_head
 
 pytestmark = pytest.mark.integration
@@ -37,24 +37,6 @@ spec:
         tag: "seed"
 """
 
-# six 1.16.0 is the fixture's pin; this range ends below it, so the audit passes.
-SIX_RECORD = """\
-id: PYSEC-2099-{number}
-modified: "2099-01-01T00:00:00Z"
-summary: A hand-written advisory for the release gate's test
-affected:
-  - package: {{ecosystem: PyPI, name: six}}
-    ranges:
-      - type: ECOSYSTEM
-        events: [{{introduced: "{introduced}"}}, {{fixed: "{fixed}"}}]
-"""
-
-
-def _advisory(advisories: Path, number: int, introduced: str, fixed: str) -> None:
-    path = advisories / "vulns" / "six" / f"PYSEC-2099-{number}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(SIX_RECORD.format(number=number, introduced=introduced, fixed=fixed))
-
 
 @pytest.fixture
 def project(stack: Stack, tmp_path: Path) -> tuple[Path, Path]:
@@ -72,7 +54,7 @@ def project(stack: Stack, tmp_path: Path) -> tuple[Path, Path]:
         + 'targets.small = "spec.values.singleuser.image"\n'
         + f'\n[advisories]\nsource = "{tmp_path / "advisories"}"\n'
     )
-    _advisory(tmp_path / "advisories", 1, "0", "1.0")
+    write_six_advisory(tmp_path / "advisories", 1, "0", "1.0")
     _lock_and_render(stack, config)
     return config, remote
 
@@ -154,7 +136,9 @@ def test_release_builds_nothing_that_fails_the_audit(
 ) -> None:
     config, remote = project
     head = remote_head(remote)
-    _advisory(tmp_path / "advisories", 2, "1.16.0", "1.17.0")  # affects the pinned six 1.16.0
+    write_six_advisory(
+        tmp_path / "advisories", 2, "1.16.0", "1.17.0"
+    )  # affects the pinned six 1.16.0
     env = _env(stack, tmp_path, FIXTURE_STAMP=secrets.token_hex(4))
     run = _release(config, env)
     assert run.returncode == 15, run.output

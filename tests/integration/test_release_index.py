@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FIXTURES, Run, Stack, run_imagebot
+from .conftest import FIXTURES, Run, Stack, run_imagebot, write_six_advisory
 from .gitops_fixtures import IDENTITY, make_remote, remote_head
 
 pytestmark = pytest.mark.integration
@@ -63,7 +63,9 @@ def project(stack: Stack, tmp_path: Path) -> tuple[Path, Path]:
         + "\n[environments.staging]\n"
         + f'repo = "{remote}"\nbranch = "master"\nfile = "{GITOPS_FILE}"\n'
         + 'targets.small = "spec.values.singleuser.image"\n'
+        + f'\n[advisories]\nsource = "{tmp_path / "advisories"}"\n'
     )
+    write_six_advisory(tmp_path / "advisories", 1, "0", "1.0")  # the release's audit passes
     _index_only(config, tabulate="0.9.0")
     for command in ("lock", "render"):
         run = run_imagebot([command], stack.env(), config=config)
@@ -110,9 +112,7 @@ def test_release_publishes_the_index_before_promoting_and_only_what_changed(
     third = _release(config, env)
     assert third.returncode == 0, third.output
     changed = json.loads(third.stdout)
-    assert changed["index"]["publish"]["index_changes"]["versions_added"] == [
-        "text-unidecode==1.3"
-    ]
+    assert changed["index"]["publish"]["index_changes"]["versions_added"] == ["text-unidecode==1.3"]
     assert not [image for image in changed["images"] if image.get("built")]
     assert remote_head(remote) == head
     assert (published / "simple" / "text-unidecode" / "index.html").is_file()
