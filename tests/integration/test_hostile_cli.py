@@ -69,13 +69,14 @@ def test_sigterm_during_lock_removes_the_uv_scratch_and_writes_no_lock(
     project = tmp_path / "project"
     shutil.copytree(FIXTURES / "small", project)
     config = project / "imagebot.toml"
-    config.write_text(config.read_text() + f'\n[index]\nurl = "{silent_index}"\n')
     lock = project / "requirements" / "small.lock"
     before = lock.read_bytes()
     tmp = tmp_path / "tmp"
     tmp.mkdir()
+    # lock resolves against the upstream index (not [index] url, which is what pods use).
+    env = {**_clean_env(), "IMAGEBOT_UPSTREAM_INDEX": silent_index}
     code, err = _terminate_once_present(
-        ["-c", str(config), "lock", "--upgrade"], _clean_env(), tmp, "imagebot-uv-"
+        ["-c", str(config), "lock", "--upgrade"], env, tmp, "imagebot-uv-"
     )
     assert code == 143, err
     assert err.strip().splitlines()[-1] == "terminated"
