@@ -9,15 +9,14 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import pytest
+from cli_runner import Result
 
 from imagebot.advisories import PYPI, Package
 from imagebot.audit import AuditResult, audit
-from imagebot.errors import INTERNAL_ERROR_EXIT
 from imagebot.osv import DirectorySource, OsvApi
 
 from .osv_server import OsvServer, osv_server
@@ -89,37 +88,6 @@ def test_the_api_follows_page_tokens(tmp_path: Path) -> None:
 
 
 # --- the whole CLI ------------------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def error_lines(self) -> list[str]:
-        return [line for line in self.err.splitlines() if line.startswith("error:")]
-
-
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
-    """`imagebot ARGS` in-process through the real error boundary (as tests/unit's run_cli)."""
-    from imagebot.main import main
-
-    def run(*args: str | Path) -> Result:
-        capsys.readouterr()
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        assert code != INTERNAL_ERROR_EXIT, captured.err
-        assert "Traceback" not in captured.err
-        return Result(code, captured.out, captured.err)
-
-    return run
 
 
 CONFIG = """\

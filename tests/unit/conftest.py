@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from imagebot.errors import INTERNAL_ERROR_EXIT
+from cli_runner import Result
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,41 +62,6 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text), encoding="utf-8")
     return path
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def error_lines(self) -> list[str]:
-        return [line for line in self.err.splitlines() if line.startswith("error:")]
-
-    @property
-    def hint_lines(self) -> list[str]:
-        return [line for line in self.err.splitlines() if line.startswith("hint:")]
-
-
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
-    """Run `imagebot ARGS` in-process through the real error boundary."""
-    from imagebot.main import main
-
-    def run(*args: str | Path) -> Result:
-        capsys.readouterr()
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        captured = capsys.readouterr()
-        assert code != INTERNAL_ERROR_EXIT, captured.err
-        assert "Traceback" not in captured.err
-        return Result(code, captured.out, captured.err)
-
-    return run
 
 
 @dataclass
