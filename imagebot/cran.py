@@ -259,30 +259,32 @@ class RPackage:
 def packages_from_dcf(text: str, where: str, repository: str = "") -> list[RPackage]:
     """Every stanza of a PACKAGES file as an RPackage; a stanza with a bad name, version or
     checksum is an error, not skipped: the upstream's index is what vouches for the files."""
-    packages = []
-    for stanza in parse_dcf(text, where):
-        name, version, md5 = (stanza.get(k, "") for k in ("Package", "Version", "MD5sum"))
-        try:
-            validate.r_name(name)
-            validate.r_version(version)
-        except validate.InvalidValue as exc:
-            raise PackageIndexError(
-                f"{where}: package {name[:80]!r} {version[:40]!r}: {exc.message}",
-                "check the CRAN-like upstream's PACKAGES",
-            ) from None
-        if not _MD5.fullmatch(md5):
-            raise PackageIndexError(
-                f"{where}: {name} {version} has no MD5sum to verify its file by",
-                "use an upstream whose PACKAGES carries MD5sum (CRAN, Posit Package Manager)",
-            )
-        sha256 = stanza.get("SHA256")
-        if sha256 is not None and not _SHA256.fullmatch(sha256):
-            raise PackageIndexError(f"{where}: {name} {version}: bad SHA256", "check the upstream")
-        kept = {k: stanza[k] for k in PACKAGES_FIELDS if k in stanza}
-        for key, value in kept.items():
-            _dcf_value(value, f"{where}: {name} {version}: {key}")
-        packages.append(RPackage(name, version, md5, kept, repository, sha256))
-    return packages
+    return [package_from_stanza(stanza, where, repository) for stanza in parse_dcf(text, where)]
+
+
+def package_from_stanza(stanza: Mapping[str, str], where: str, repository: str) -> RPackage:
+    """One PACKAGES (or `requirements/cran.lock`) stanza as an RPackage, every value checked."""
+    name, version, md5 = (stanza.get(k, "") for k in ("Package", "Version", "MD5sum"))
+    try:
+        validate.r_name(name)
+        validate.r_version(version)
+    except validate.InvalidValue as exc:
+        raise PackageIndexError(
+            f"{where}: package {name[:80]!r} {version[:40]!r}: {exc.message}",
+            "check the CRAN-like upstream's PACKAGES",
+        ) from None
+    if not _MD5.fullmatch(md5):
+        raise PackageIndexError(
+            f"{where}: {name} {version} has no MD5sum to verify its file by",
+            "use an upstream whose PACKAGES carries MD5sum (CRAN, Posit Package Manager)",
+        )
+    sha256 = stanza.get("SHA256")
+    if sha256 is not None and not _SHA256.fullmatch(sha256):
+        raise PackageIndexError(f"{where}: {name} {version}: bad SHA256", "check the upstream")
+    kept = {k: stanza[k] for k in PACKAGES_FIELDS if k in stanza}
+    for key, value in kept.items():
+        _dcf_value(value, f"{where}: {name} {version}: {key}")
+    return RPackage(name, version, md5, kept, repository, sha256)
 
 
 @dataclass(frozen=True)
