@@ -1,16 +1,18 @@
 """ADAPTER: where OSV advisory records come from: a directory of records, or the OSV API.
 
 - `DirectorySource`: a checkout of an OSV database laid out as `<root>/vulns/<project>/<ID>.yaml`
-  (the Python Packaging Advisory Database) or `<root>/<project>/<ID>.json`. Only the directories
-  of the projects being audited are read, matched by PEP 503 normalised name.
+  (the Python Packaging Advisory Database, the R Consortium's R advisory database) or
+  `<root>/<project>/<ID>.json`, or several merged into one tree. Only the directories of the
+  packages being audited are read, matched by PEP 503 normalised name; each record says which
+  ecosystem and package it affects, and `imagebot.advisories` matches R names exactly.
 - `OsvApi`: `POST {base}/v1/querybatch` in batches of at most 1000 queries, following each
   query's `next_page_token`; the answer holds ids only, so each new id is then read with
   `GET {base}/v1/vulns/{id}`, in parallel, once per run. Transient faults are retried
   (`imagebot.retry`), through the one HTTP client (`imagebot.http`).
 
-The API is asked about PyPI and CRAN packages; a directory (the Python Packaging Advisory
-Database) is read for PyPI packages only. Both return the candidate records per package; `imagebot.advisories` decides which versions
-they affect, so the two sources give the same findings for the same records.
+Both are asked about PyPI and CRAN packages (R's OSV ecosystem) and return the candidate
+records per package; `imagebot.advisories` decides which versions they affect, so the two
+sources give the same findings for the same records.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ OSV_API_URL = "https://api.osv.dev"
 PYPA_DATABASE = "https://github.com/pypa/advisory-database"
 RECORD_SUFFIXES = (".yaml", ".yml", ".json")
 MAX_RECORD_BYTES = 4 << 20  # the largest PyPI records (long `versions` lists) are ~100 kB
-API_ECOSYSTEMS = (PYPI, CRAN)  # what the OSV API is asked about; a directory holds PyPI only
+AUDITED_ECOSYSTEMS = (PYPI, CRAN)  # what either source is asked about
 MAX_BATCH = 1000  # the OSV API's limit on queries per querybatch
 MAX_PAGES = 100  # per query; a server that keeps sending tokens is broken, not busy
 
@@ -101,9 +103,9 @@ class DirectorySource:
         projects = self._project_dirs()
         files_read = 0
         by_package: dict[tuple[str, str], tuple[Advisory, ...]] = {}
-        for key in sorted({p.key for p in packages if p.ecosystem == PYPI}):
+        for key in sorted({p.key for p in packages if p.ecosystem in AUDITED_ECOSYSTEMS}):
             found: list[Advisory] = []
-            for directory in projects.get(key[1], ()):
+            for directory in projects.get(normalize(key[1]), ()):
                 for path in sorted(directory.iterdir()):
                     if path.suffix in RECORD_SUFFIXES and path.is_file():
                         found.append(self._read(path))
@@ -180,7 +182,7 @@ class OsvApi:
 
     def records(self, packages: Sequence[Package]) -> Records:
         before = self._requests
-        audited = [p for p in packages if p.ecosystem in API_ECOSYSTEMS]
+        audited = [p for p in packages if p.ecosystem in AUDITED_ECOSYSTEMS]
         ids = self._query(audited)
         self._fetch(sorted({i for found in ids.values() for i in found} - self._cache.keys()))
         by_package: dict[tuple[str, str], dict[str, Advisory]] = {}

@@ -1,10 +1,12 @@
 """PURE: what a pull request changes in the vetted packages, as a report for its reviewer.
 
 Two states (the base revision's and the working tree's requirement files and locks) are
-compared into a `Changes`: the entries added, changed, edited or removed, and the Python pins
-that enter, change or leave the locks and the index. The caller adds facts about the new
-packages (`PackageFacts`, from the upstream index) and known vulnerabilities, and gets a
-`Review`, which renders as text, Markdown or JSON. An entry added or changed without the
+compared into a `Changes`: the entries added, changed, edited or removed, the Python pins that
+enter, change or leave the locks and the index, and the R packages that enter, change or leave
+the R lock (`requirements/cran.lock`: every R version the vetted CRAN-like repository serves,
+dependencies included). The caller adds facts about the new Python packages (`PackageFacts`,
+from the upstream index) and known vulnerabilities, and gets a `Review`, which renders as text,
+Markdown or JSON. An R package's facts are its lock stanza's (the upstream's PACKAGES fields). An entry added or changed without the
 requester's confirmation (`safe_because`) is a problem of the review (exit 4, file:line).
 
 Every string in a report comes from a pull request or from an upstream index, so the renderers
@@ -20,7 +22,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from imagebot.errors import Problem
+from imagebot.advisories import CRAN
+from imagebot.cranlock import CRAN_LOCK_NAME, parse_cran_lock
+from imagebot.errors import Problem, StaleError
 from imagebot.lockfile import LOCK_SUFFIX, split_blocks, via_names
 from imagebot.requirements import Requirement, parse_set
 
@@ -61,9 +65,42 @@ class LockedPin:
 
 
 @dataclass(frozen=True)
+class RFacts:
+    """What the R lock's stanza says about one R package version: the upstream's PACKAGES
+    fields. PACKAGES records no publication date, so a review shows none."""
+
+    license: str
+    needs_compilation: bool  # compiles C, C++ or Fortran code when installed from source
+    upstream: str  # the CRAN-like repository it comes from
+
+
+@dataclass(frozen=True)
+class RPin:
+    """One R package version of one state's R lock."""
+
+    name: str  # as R spells it (R names are case-sensitive)
+    version: str
+    vetted_in: tuple[str, ...]  # sets (or "index-only") whose entry pins this version
+    dependency_of: tuple[str, ...]  # vetted pins ("name==version") whose closure needs it
+    facts: RFacts | None = None  # None: the state has no R lock; taken from its entry
+
+
+# A state's R lock: read, absent (R pins then come from the entries it serves), or edited by
+# hand (its `# content:` digest does not match), or unreadable.
+R_LOCK_READ, R_LOCK_ABSENT, R_LOCK_EDITED, R_LOCK_UNREADABLE = (
+    "read",
+    "absent",
+    "edited",
+    "unreadable",
+)
+
+
+@dataclass(frozen=True)
 class State:
     entries: tuple[Listed, ...]
     pins: tuple[LockedPin, ...]
+    r_pins: tuple[RPin, ...] = ()
+    r_lock: str = R_LOCK_ABSENT
 
 
 def state_from_files(
@@ -71,11 +108,15 @@ def state_from_files(
 ) -> tuple[State, list[Problem]]:
     """A State from `{path: text}` of `<requirements_dir>/*.toml` and `*.lock` files.
 
-    Paths are relative to the repository root. Problems are those of each file on its own
-    (the caller decides whether they matter: the base revision's do not).
+    Paths are relative to the repository root. `cran.lock` is the R lock, never a set's Python
+    lock. Problems are those of each file on its own (the caller decides whether they matter:
+    the base revision's do not); an unreadable R lock is one, and lends no R pins.
     """
     entries: list[Listed] = []
     pins: list[LockedPin] = []
+    served_r: list[Listed] = []  # R entries a CRAN-like repository serves
+    r_pins: tuple[RPin, ...] = ()
+    r_lock = R_LOCK_ABSENT
     problems: list[Problem] = []
     prefix = requirements_dir.rstrip("/") + "/"
     for path in sorted(files):
@@ -83,7 +124,10 @@ def state_from_files(
             continue
         stem, _, suffix = path[len(prefix) :].rpartition(".")
         text = files[path]
-        if suffix == "toml":
+        if path[len(prefix) :] == CRAN_LOCK_NAME:
+            r_pins, r_lock, found = _r_lock(path, text)
+            problems.extend(found)
+        elif suffix == "toml":
             req_set, found = parse_set(Path(path), text)
             problems.extend(found)
             if req_set is not None:
@@ -92,11 +136,48 @@ def state_from_files(
                     pins.extend(
                         LockedPin(e.key, e.version, INDEX_ONLY, True) for e in req_set.python
                     )
+                if stem == INDEX_ONLY or req_set.r_source == "cran":
+                    served_r.extend(Listed(stem, path, e) for e in req_set.r)
         elif "." + suffix == LOCK_SUFFIX:
             for package in split_blocks(text):
                 direct, via = lock_via(package.text)
                 pins.append(LockedPin(package.name, package.version, stem, direct, via))
-    return State(tuple(entries), tuple(pins)), problems
+    if r_lock == R_LOCK_ABSENT:  # a revision from before the R lock: its entries, no closure
+        r_pins = _r_pins_of_entries(served_r)
+    return State(tuple(entries), tuple(pins), r_pins, r_lock), problems
+
+
+def _r_lock(path: str, text: str) -> tuple[tuple[RPin, ...], str, list[Problem]]:
+    """The R lock's pins and how it was read; a Problem when it cannot be read."""
+    try:
+        lock = parse_cran_lock(text, path)
+    except StaleError as exc:
+        return (), R_LOCK_UNREADABLE, [Problem(path, 0, exc.message, exc.hint)]
+    pins = tuple(
+        RPin(
+            p.name,
+            p.version,
+            p.vetted_in,
+            p.dependency_of,
+            RFacts(
+                p.package.fields.get("License", ""),
+                p.package.needs_compilation,
+                p.package.repository,
+            ),
+        )
+        for p in lock.packages
+    )
+    return pins, R_LOCK_READ if lock.intact else R_LOCK_EDITED, []
+
+
+def _r_pins_of_entries(served: Sequence[Listed]) -> tuple[RPin, ...]:
+    sources: dict[tuple[str, str], set[str]] = {}
+    for listed in served:
+        sources.setdefault((listed.entry.name, listed.entry.version), set()).add(listed.source)
+    return tuple(
+        RPin(name, version, tuple(sorted(where)), ())
+        for (name, version), where in sorted(sources.items())
+    )
 
 
 def lock_via(block: str) -> tuple[bool, tuple[str, ...]]:
@@ -185,16 +266,70 @@ class LeavingPackage:
 
 
 @dataclass(frozen=True)
+class NewRPackage:
+    """An R package (name) that the base's R lock did not have, with its lock stanza's facts."""
+
+    name: str
+    version: str
+    vetted_in: tuple[str, ...]
+    dependency_of: tuple[str, ...]
+    facts: RFacts | None
+
+
+@dataclass(frozen=True)
+class RVersionChange:
+    name: str
+    old: tuple[str, ...]
+    new: tuple[str, ...]
+    kind: str  # as VersionChange's, in R's version order
+    vetted_in: tuple[str, ...]  # of the head's versions
+    dependency_of: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RLeaving:
+    name: str
+    old: tuple[str, ...]
+    vetted_in: tuple[str, ...]  # of the base's versions
+    dependency_of: tuple[str, ...]
+
+
+R_LOCK_NOTES = {
+    R_LOCK_ABSENT: "the working tree has no requirements/cran.lock (imagebot lock writes it): "
+    "R packages are its entries only, without their dependencies or facts",
+    R_LOCK_EDITED: "requirements/cran.lock was edited by hand (its content digest does not "
+    "match): these facts are not what imagebot lock copied from the upstream",
+}
+
+
+@dataclass(frozen=True)
+class RChanges:
+    """The R packages that enter, change or leave the R lock (`requirements/cran.lock`)."""
+
+    new_packages: tuple[NewRPackage, ...] = ()
+    version_changes: tuple[RVersionChange, ...] = ()
+    leaving: tuple[RLeaving, ...] = ()
+    note: str = ""  # when the working tree's R lock is absent or edited by hand
+
+
+@dataclass(frozen=True)
 class Changes:
     entries: tuple[EntryChange, ...]
     new_packages: tuple[NewPackage, ...]
     version_changes: tuple[VersionChange, ...]
     leaving: tuple[LeavingPackage, ...]
+    r: RChanges = field(default_factory=RChanges)
 
     def pins_to_check(self) -> list[tuple[str, str]]:
         """Every Python (name, version) that is new or changed: what facts and audits cover."""
         found = {(p.name, p.version) for p in self.new_packages}
         found |= {(c.name, v) for c in self.version_changes for v in c.new if v not in c.old}
+        return sorted(found)
+
+    def r_pins_to_check(self) -> list[tuple[str, str]]:
+        """Every R (name, version) that is new or changed: what audits cover."""
+        found = {(p.name, p.version) for p in self.r.new_packages}
+        found |= {(c.name, v) for c in self.r.version_changes for v in c.new if v not in c.old}
         return sorted(found)
 
 
@@ -205,7 +340,76 @@ def compare(base: State, head: State) -> Changes:
     return Changes(
         entries=tuple(_entry_changes(base.entries, head.entries)),
         **_pin_changes(base.pins, head.pins),
+        r=_r_changes(base.r_pins, head.r_pins, _r_lock_note(head)),
     )
+
+
+def _r_lock_note(head: State) -> str:
+    if head.r_lock == R_LOCK_ABSENT and not head.r_pins:
+        return ""  # no R served at all: the lock has nothing to hold
+    return R_LOCK_NOTES.get(head.r_lock, "")
+
+
+def _r_changes(base: Sequence[RPin], head: Sequence[RPin], note: str) -> RChanges:
+    old: dict[str, list[RPin]] = {}
+    new: dict[str, list[RPin]] = {}
+    for pins, by_name in ((base, old), (head, new)):
+        for pin in pins:
+            by_name.setdefault(pin.name, []).append(pin)
+    new_packages: list[NewRPackage] = []
+    version_changes: list[RVersionChange] = []
+    for name in sorted(new):
+        pins = new[name]
+        if name not in old:
+            new_packages.extend(
+                NewRPackage(p.name, p.version, p.vetted_in, p.dependency_of, p.facts)
+                for p in _r_sorted(pins)
+            )
+            continue
+        before, after = _r_versions(old[name]), _r_versions(pins)
+        if set(before) != set(after):
+            version_changes.append(
+                RVersionChange(name, before, after, r_change_kind(before, after), *_r_roles(pins))
+            )
+    leaving = [
+        RLeaving(name, _r_versions(old[name]), *_r_roles(old[name]))
+        for name in sorted(set(old) - set(new))
+    ]
+    return RChanges(tuple(new_packages), tuple(version_changes), tuple(leaving), note)
+
+
+def _r_sorted(pins: Sequence[RPin]) -> list[RPin]:
+    from imagebot.cran import version_key
+
+    return sorted(pins, key=lambda p: version_key(p.version))
+
+
+def _r_versions(pins: Sequence[RPin]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(p.version for p in _r_sorted(pins)))
+
+
+def _r_roles(pins: Sequence[RPin]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return (
+        tuple(sorted({s for p in pins for s in p.vetted_in})),
+        tuple(sorted({d for p in pins for d in p.dependency_of})),
+    )
+
+
+def r_change_kind(old: Sequence[str], new: Sequence[str]) -> str:
+    """change_kind in R's version order ("1.1-0" is 1.1.0): major, minor, patch, other for an
+    upgrade of the highest version; else downgrade."""
+    from imagebot.cran import version_key
+
+    try:
+        a, b = version_key(old[-1]), version_key(new[-1])
+    except (ValueError, IndexError):
+        return "other"
+    if b < a:
+        return "downgrade"
+    for index, kind in enumerate(("major", "minor", "patch")):
+        if (a[index] if index < len(a) else 0) != (b[index] if index < len(b) else 0):
+            return kind
+    return "other"
 
 
 def _entry_changes(base: Sequence[Listed], head: Sequence[Listed]) -> list[EntryChange]:
@@ -355,6 +559,7 @@ class Vulnerability:
     summary: str = ""
     fixed: tuple[str, ...] = ()
     waived: str = ""  # the waiver's reason when one covers it
+    ecosystem: str = "PyPI"  # the OSV ecosystem: PyPI or CRAN (an R package)
 
 
 @dataclass(frozen=True)
@@ -517,6 +722,7 @@ def render_text(review: Review) -> str:
     if not changes.leaving:
         out.append("  none")
     out.append("")
+    out += _text_r(changes.r)
     out.append("Known vulnerabilities")
     out.extend(f"  {line}" for line in _vulnerability_lines(review.vulnerabilities, p))
     out.append("")
@@ -549,6 +755,64 @@ def _text_entries(entries: Sequence[EntryChange]) -> list[str]:
     return [*out, ""]
 
 
+def _text_r(r: RChanges) -> list[str]:
+    """The text report's R sections: packages new to, changed in and leaving the R lock."""
+    p = _plain
+    out = [f"R packages new to the R lock ({len(r.new_packages)}; {R_FACTS_SOURCE})"]
+    if r.note:
+        out.append(f"  note: {p(r.note)}")
+    for n in r.new_packages:
+        out.append(f"  {p(n.name)} {p(n.version)}  {p(_r_how(n.vetted_in, n.dependency_of))}")
+        out.extend(f"      {line}" for line in _r_facts_lines(n.facts, p))
+    if not r.new_packages:
+        out.append("  none")
+    out += ["", f"R version changes ({len(r.version_changes)})"]
+    for v in r.version_changes:
+        out.append(
+            f"  {p(v.name)} {p(_versions_text(v.old))} -> {p(_versions_text(v.new))}"
+            f"  {_KIND_TEXT[v.kind]}; {p(_r_how(v.vetted_in, v.dependency_of))}"
+        )
+    if not r.version_changes:
+        out.append("  none")
+    out += ["", f"R packages that leave ({len(r.leaving)})"]
+    for gone in r.leaving:
+        out.append(
+            f"  {p(gone.name)} {p(_versions_text(gone.old))}; was "
+            f"{p(_r_how(gone.vetted_in, gone.dependency_of))}"
+        )
+    if not r.leaving:
+        out.append("  none")
+    return [*out, ""]
+
+
+R_FACTS_SOURCE = (
+    "facts from requirements/cran.lock, the upstream's PACKAGES fields, which record no "
+    "publication date"
+)
+NO_R_FACTS = "facts: not in requirements/cran.lock (imagebot lock writes them)"
+
+
+def _r_how(vetted_in: Sequence[str], dependency_of: Sequence[str]) -> str:
+    """Why an R package is in the lock: the entries that vet it, the vetted pins that need it."""
+    parts = []
+    if vetted_in:
+        places = ", ".join("index-only" if s == INDEX_ONLY else f"set {s}" for s in vetted_in)
+        parts.append(f"asked for in {places}")
+    if dependency_of:
+        parts.append(f"needed by {', '.join(dependency_of)}")
+    return "; ".join(parts) or "in the lock"
+
+
+def _r_facts_lines(facts: RFacts | None, p: Any) -> list[str]:
+    if facts is None:
+        return [NO_R_FACTS]
+    return [
+        f"licence: {p(facts.license) or 'not stated'}",
+        f"compiles C/C++/Fortran code: {'yes' if facts.needs_compilation else 'no'}",
+        f"from {p(facts.upstream) or 'an upstream the lock does not name'}",
+    ]
+
+
 def _facts_lines(facts: PackageFacts | None, p: Any) -> list[str]:
     if facts is None:
         return ["facts: not looked up"]
@@ -578,7 +842,8 @@ def _vulnerability_lines(vulns: Vulnerabilities, p: Any) -> list[str]:
         aliases = f" ({', '.join(v.aliases)})" if v.aliases else ""
         fixed = f"; fixed in {', '.join(v.fixed)}" if v.fixed else "; no fixed version"
         waived = f"; waived: {v.waived}" if v.waived else ""
-        lines.append(p(f"{v.name} {v.version}: {v.id}{aliases}{fixed}{waived}"))
+        label = "R " if v.ecosystem == CRAN else ""
+        lines.append(p(f"{label}{v.name} {v.version}: {v.id}{aliases}{fixed}{waived}"))
         if v.summary:
             lines.append(f"  {p(v.summary)}")
     return lines
@@ -600,6 +865,7 @@ def render_markdown(review: Review) -> str:
     out += _md_new_packages(review)
     out += _md_version_changes(changes.version_changes)
     out += _md_leaving(changes.leaving)
+    out += _md_r(changes.r)
     out.append("### Known vulnerabilities")
     out.append("")
     out.extend(
@@ -688,6 +954,45 @@ def _md_leaving(leaving: Sequence[LeavingPackage]) -> list[str]:
     return [*out, ""]
 
 
+def _md_r(r: RChanges) -> list[str]:
+    """The Markdown R sections: packages new to, changed in and leaving the R lock."""
+    m = _md
+    out = [f"### R packages new to the R lock ({len(r.new_packages)})", ""]
+    out += [f"{m(R_FACTS_SOURCE[0].upper() + R_FACTS_SOURCE[1:])}.", ""]
+    if r.note:
+        out += [f"**Note: {m(r.note)}.**", ""]
+    for n in r.new_packages:
+        out.append(f"- **{m(n.name)} {m(n.version)}**: {m(_r_how(n.vetted_in, n.dependency_of))}")
+        if n.facts is None:
+            out.append(f"  - {m(NO_R_FACTS)}")
+            continue
+        compiles = "yes" if n.facts.needs_compilation else "no"
+        upstream = _md_url(n.facts.upstream) if n.facts.upstream else "not named"
+        out.append(f"  - licence: {m(n.facts.license) or 'not stated'}")
+        out.append(f"  - compiles C/C++/Fortran code: {compiles}; from {upstream}")
+    if not r.new_packages:
+        out.append("None.")
+    out += ["", f"### R version changes ({len(r.version_changes)})", ""]
+    for v in r.version_changes:
+        kind = _KIND_TEXT[v.kind]
+        out.append(
+            f"- {m(v.name)} {m(_versions_text(v.old))} → {m(_versions_text(v.new))}: "
+            f"{'**' + kind + '**' if v.kind in ('major', 'downgrade') else kind}"
+            f"; {m(_r_how(v.vetted_in, v.dependency_of))}"
+        )
+    if not r.version_changes:
+        out.append("None.")
+    out += ["", f"### R packages that leave ({len(r.leaving)})", ""]
+    for gone in r.leaving:
+        out.append(
+            f"- {m(gone.name)} {m(_versions_text(gone.old))}; was "
+            f"{m(_r_how(gone.vetted_in, gone.dependency_of))}"
+        )
+    if not r.leaving:
+        out.append("None.")
+    return [*out, ""]
+
+
 def _facts_markdown(facts: PackageFacts | None) -> list[str]:
     m = _md
     if facts is None:
@@ -723,6 +1028,18 @@ def review_json(review: Review) -> dict[str, Any]:
         ],
         "version_changes": [_asdict(v) for v in changes.version_changes],
         "leaving": [_asdict(gone) for gone in changes.leaving],
+        "r": {
+            "new_packages": [
+                {
+                    **_asdict(n, exclude=("facts",)),
+                    "facts": _asdict(n.facts) if n.facts else None,
+                }
+                for n in changes.r.new_packages
+            ],
+            "version_changes": [_asdict(v) for v in changes.r.version_changes],
+            "leaving": [_asdict(gone) for gone in changes.r.leaving],
+            "note": changes.r.note,
+        },
         "facts_source": review.facts_source,
         "requests": review.requests,
         "vulnerabilities": {

@@ -1,8 +1,9 @@
 """Command: review, what a pull request changes in the vetted packages, for its reviewer.
 
-It compares the working tree's requirement sets, index-only list and locks with those of a
-base revision read from git, looks up facts about every Python package that is new, and
-prints the report (imagebot.review): text on stdout, `--json`, `--markdown FILE`; inside Azure
+It compares the working tree's requirement sets, index-only list and locks (the R lock,
+`requirements/cran.lock`, included) with those of a base revision read from git, looks up facts
+about every Python package that is new (an R package's are in its lock stanza), and prints the
+report (imagebot.review): text on stdout, `--json`, `--markdown FILE`; inside Azure
 Pipelines the Markdown also goes on the run's summary page. An entry added or changed without
 the requester's confirmation fails the review (exit 4) after the whole report is printed.
 """
@@ -74,7 +75,8 @@ def review(
     result = run_review(config, base, os.environ, advisories)
     elapsed = time.monotonic() - start
     console.info(
-        f"review: {len(result.changes.new_packages)} new packages, {result.requests} requests "
+        f"review: {len(result.changes.new_packages)} new Python and "
+        f"{len(result.changes.r.new_packages)} new R packages, {result.requests} requests "
         f"for facts, {elapsed:.1f}s"
     )
     if as_json:
@@ -118,7 +120,8 @@ def run_review(
     config: Config, base: str | None, env: Mapping[str, str], advisories: str | None = None
 ) -> Review:
     """Read both states, compare them, look up facts and advisories; the Review (no output)."""
-    from imagebot.errors import Problem, RequirementsError
+    from imagebot.cranlock import CRAN_LOCK_NAME
+    from imagebot.errors import Problem, RequirementsError, StaleError
     from imagebot.package_facts import PYPI_SIMPLE_URL, PackageFactsSource
     from imagebot.requirements import check_sets, index_only_problems, parse_set
     from imagebot.review import (
@@ -137,6 +140,10 @@ def run_review(
     head_files = _read_working_tree(config, names)
     base_state, _ = state_from_files(base_files, directory)
     head_state, problems = state_from_files(head_files, directory)
+    r_lock = f"{directory}/{CRAN_LOCK_NAME}"
+    for problem in problems:
+        if problem.file == r_lock:  # the working tree's R lock: stale, as lock --check says
+            raise StaleError(problem.message, problem.hint)
     parsed = {
         path: parse_set(Path(path), text)[0]
         for path, text in head_files.items()
@@ -162,7 +169,9 @@ def run_review(
         changes=changes,
         facts_source=upstream,
         requests=source.requests,
-        vulnerabilities=vulnerabilities_of(config, changes.pins_to_check(), advisories),
+        vulnerabilities=vulnerabilities_of(
+            config, changes.pins_to_check(), advisories, changes.r_pins_to_check()
+        ),
         who_this_may_hurt=who_this_may_hurt(config, base_files, head_files, directory),
         problems=tuple(confirmations),
     )
@@ -182,27 +191,32 @@ def who_this_may_hurt(
 
 
 def vulnerabilities_of(
-    config: Config, pins: list[tuple[str, str]], location: str | None
+    config: Config,
+    pins: list[tuple[str, str]],
+    location: str | None,
+    r_pins: list[tuple[str, str]] | None = None,
 ) -> Vulnerabilities:
-    """Known vulnerabilities of the new and changed pins, by `imagebot audit`'s operation with
-    the working tree's waivers. A source that cannot answer is said in the report, not hidden;
+    """Known vulnerabilities of the new and changed pins, Python's (`pins`, OSV ecosystem PyPI)
+    and R's (`r_pins`, CRAN), by `imagebot audit`'s operation with the working tree's waivers. A source that cannot answer is said in the report, not hidden;
     the gate that fails on findings is `imagebot audit`."""
     from datetime import UTC, datetime
 
     from imagebot import console
-    from imagebot.advisories import PYPI, Package
+    from imagebot.advisories import CRAN, PYPI, Package
     from imagebot.audit import audit
     from imagebot.osv import source_for
     from imagebot.review import Vulnerabilities, Vulnerability
     from imagebot.waivers import load_waivers
 
-    if not pins:
+    packages = [Package(PYPI, name, version, ()) for name, version in pins]
+    packages += [Package(CRAN, name, version, ()) for name, version in r_pins or ()]
+    if not packages:
         return Vulnerabilities(True, "nothing new or changed to check")
     base = Path.cwd() if location else config.root
     try:
         source = source_for(location or config.advisories.source, base, on_retry=console.info)
         result = audit(
-            [Package(PYPI, name, version, ()) for name, version in pins],
+            packages,
             source,
             load_waivers(config.requirements_dir),
             datetime.now(UTC).date(),
@@ -226,6 +240,7 @@ def vulnerabilities_of(
                 finding.advisory.summary,
                 finding.fixed,
                 waived,
+                finding.package.ecosystem,
             )
             for finding, waived in found
         ),
@@ -234,8 +249,11 @@ def vulnerabilities_of(
 
 def _file_names(config: Config) -> list[str]:
     sets = sorted({name for image in config.images.values() for name in image.sets})
+    from imagebot.cranlock import CRAN_LOCK_NAME
+
     return [f"{name}{suffix}" for name in sets for suffix in (".toml", ".lock")] + [
-        "index-only.toml"
+        "index-only.toml",
+        CRAN_LOCK_NAME,
     ]
 
 

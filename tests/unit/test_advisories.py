@@ -633,11 +633,25 @@ def test_a_hand_written_cran_record_finds_the_r_package_only() -> None:
     assert in_versions("1.4-1", ["1.4.1"], CRAN)  # R equality: 1.4-1 == 1.4.1
 
 
-def test_the_directory_source_holds_no_cran_records(tmp_path: Path) -> None:
-    (tmp_path / "vulns" / "readxl").mkdir(parents=True)
-    (tmp_path / "vulns" / "readxl" / "PYSEC-2099-1.json").write_text(json.dumps(record()))
-    records = DirectorySource(tmp_path).records([Package(CRAN, "readxl", "1.4.1", ())])
-    assert records.by_package == {} and records.files_read == 0
+def test_the_directory_source_reads_cran_records_and_matches_r_names_exactly(
+    tmp_path: Path,
+) -> None:
+    """An R advisory database (vulns/<package>/RSEC-*.yaml) or one merged with PyPI's: the
+    record's ecosystem and exact name decide, not the directory."""
+    folder = tmp_path / "vulns" / "readxl"
+    folder.mkdir(parents=True)
+    python = record("PYSEC-2099-1", "readxl", ({"introduced": "0"}, {"fixed": "9.0"}))
+    r_record = record("RSEC-2099-1", "readxl", ({"introduced": "0"}, {"fixed": "1.4-2"}))
+    r_record["affected"][0]["package"]["ecosystem"] = "CRAN"
+    (folder / "PYSEC-2099-1.json").write_text(json.dumps(python))
+    (folder / "RSEC-2099-1.json").write_text(json.dumps(r_record))
+    readxl = Package(CRAN, "readxl", "1.4.1", ("cran.lock",))
+    other_case = Package(CRAN, "ReadXL", "1.4.1", ("cran.lock",))
+    result = audit([readxl, other_case], DirectorySource(tmp_path), [], TODAY)
+    assert [(str(f.package), f.advisory.id, f.fixed) for f in result.findings] == [
+        ("readxl==1.4.1", "RSEC-2099-1", ("1.4-2",))
+    ]
+    assert result.files_read == 4  # both names share the directory; R's names are exact
 
 
 def test_release_skips_an_absent_optional_source_and_says_so(tmp_path: Path) -> None:

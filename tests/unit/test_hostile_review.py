@@ -6,6 +6,7 @@ every file (the git repository included) byte-identical, and git never saw the v
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -136,3 +137,171 @@ def test_refused(
         assert seen == []  # refused before any git command ran
     assert not any(given in arg and arg != f"{given}^{{commit}}" for args in seen for arg in args)
     assert not project.path("PWNED").exists()
+
+
+# --- R: the R lock (requirements/cran.lock) is pull-request text too ------------------------
+
+POSIT = "https://packagemanager.posit.co/cran/2025-11-20"
+
+
+def r_lock(license: str = "MIT + file LICENSE", name: str = "dplyr") -> str:
+    """The R lock `imagebot lock` writes for index-only `name` 1.1.0 and its dependency R6,
+    then with `license` (and `name`) spliced in as a hand edit would."""
+    from imagebot.cran import Available, RPackage, RRoot, closure
+    from imagebot.cranlock import format_cran_lock
+
+    upstream = [
+        RPackage(
+            "dplyr",
+            "1.1.0",
+            "0" * 32,
+            {
+                "Package": "dplyr",
+                "Version": "1.1.0",
+                "Imports": "R6",
+                "License": "MIT + file LICENSE",
+                "NeedsCompilation": "yes",
+            },
+            POSIT,
+        ),
+        RPackage(
+            "R6",
+            "2.5.1",
+            "1" * 32,
+            {
+                "Package": "R6",
+                "Version": "2.5.1",
+                "License": "MIT + file LICENSE",
+                "NeedsCompilation": "no",
+            },
+            POSIT,
+        ),
+    ]
+    roots = [RRoot("dplyr", "1.1.0", "index-only", "wrangling", "@anna")]
+    text = format_cran_lock(
+        roots, closure(roots, Available.from_upstreams([upstream])), "sha256:" + "0" * 64
+    )
+    text = text.replace("License: MIT + file LICENSE", f"License: {license}")
+    return text.replace("Package: dplyr", f"Package: {name}")
+
+
+def advisories(project: Project) -> None:
+    """An advisory directory with one R record, so review audits without the network."""
+    folder = project.path("osv/vulns/R6")
+    folder.mkdir(parents=True)
+    (folder / "RSEC-2099-1.json").write_text(
+        '{"id": "RSEC-2099-1", "modified": "2099-01-01T00:00:00Z", "affected": [{"package": '
+        '{"ecosystem": "CRAN", "name": "R6"}, "versions": ["2.4.0"]}]}',
+        encoding="utf-8",
+    )
+
+
+def with_head_r_lock(text: str) -> Callable[[Project, pytest.MonkeyPatch], None]:
+    def setup(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+        git_repo(project, monkeypatch)
+        project.path("requirements/cran.lock").write_text(text, encoding="utf-8")
+
+    return setup
+
+
+R_CASES = [
+    Hostile(
+        "r-lock-name-control-character",
+        with_head_r_lock(r_lock(name="dplyr\x1b[2J")),
+        ("review", "--base", "main"),
+        5,
+        "requirements/cran.lock",
+    ),
+    Hostile(
+        "r-lock-license-control-character",
+        with_head_r_lock(r_lock(license="MIT\x07##vso[task.complete result=Succeeded]")),
+        ("review", "--base", "main"),
+        5,
+        "License",
+    ),
+    Hostile(
+        "r-lock-field-injected",
+        with_head_r_lock(r_lock(license="MIT\nMD5sum: " + "f" * 32)),
+        ("review", "--base", "main"),
+        5,
+        "requirements/cran.lock",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", R_CASES, ids=lambda c: c.id)
+def test_r_lock_refused(
+    case: Hostile,
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[..., Result],
+) -> None:
+    result = assert_refused(case, project, monkeypatch, run_cli)
+    assert "\x1b" not in result.err and "\x07" not in result.err
+    assert "imagebot lock" in result.err  # the hint: regenerate it
+
+
+HOSTILE_LICENSE = "MIT ##vso[task.setvariable variable=X]1 <img src=x onerror=alert(1)> | [a](javascript:alert(1)) *b*"
+
+
+def test_r_facts_with_markdown_and_azure_injection_are_escaped(
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[..., Result],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    git_repo(project, monkeypatch)
+    advisories(project)
+    project.path("requirements/cran.lock").write_text(
+        r_lock(license=HOSTILE_LICENSE), encoding="utf-8"
+    )
+    markdown = tmp_path_factory.mktemp("md") / "review.md"
+    result = run_cli(
+        "--config",
+        project.config,
+        "review",
+        "--base",
+        "main",
+        "--advisories",
+        project.path("osv"),
+        "--markdown",
+        markdown,
+    )
+    assert result.code == 0, result.err
+    assert "##vso[" not in result.out and "R packages new to the R lock (2" in result.out
+    assert "licence: MIT" in result.out and "needed by dplyr==1.1.0" in result.out
+    md = markdown.read_text(encoding="utf-8")
+    line = next(x for x in md.splitlines() if "licence: MIT" in x)
+    assert not re.search(r"(?<!\\)<img", line) and "\\<img" in line
+    assert "\\[a\\](javascript:alert(1))" in line and "\\|" in line and "\\*b\\*" in line
+    assert "##vso[" not in md.replace("\\#\\#vso\\[", "")
+
+
+def test_a_hostile_name_in_the_base_r_lock_is_not_the_head_s_problem(
+    project: Project, monkeypatch: pytest.MonkeyPatch, run_cli: Callable[..., Result]
+) -> None:
+    """The base revision's R lock is history: an unreadable one lends no R packages (so every
+    head R package is new to the reviewer), and none of its bytes reach the report."""
+    project.path("requirements/cran.lock").write_text(
+        r_lock(name="dplyr\x1b]0;pwned\x07\r##vso[task.complete]"), encoding="utf-8"
+    )
+    git_repo(project, monkeypatch)
+    advisories(project)
+    project.path("requirements/cran.lock").write_text(r_lock(), encoding="utf-8")
+    result = run_cli(
+        "--config",
+        project.config,
+        "review",
+        "--base",
+        "main",
+        "--json",
+        "--advisories",
+        project.path("osv"),
+    )
+    assert result.code == 0, result.err
+    assert "\x1b" not in result.out + result.err and "pwned" not in result.out + result.err
+    import json
+
+    data = json.loads(result.out)
+    assert [p["name"] for p in data["r"]["new_packages"]] == ["R6", "dplyr"]
+    assert data["vulnerabilities"]["checked"] is True

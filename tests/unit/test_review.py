@@ -25,11 +25,17 @@ from imagebot.package_facts import (
 from imagebot.requirements import Requirement
 from imagebot.review import (
     INDEX_ONLY,
+    R_LOCK_ABSENT,
+    R_LOCK_EDITED,
+    R_LOCK_READ,
+    R_LOCK_UNREADABLE,
     Changes,
     Listed,
     LockedPin,
     PackageFacts,
     Review,
+    RFacts,
+    RPin,
     State,
     Vulnerabilities,
     Vulnerability,
@@ -38,6 +44,7 @@ from imagebot.review import (
     compare,
     confirmation_problems,
     lock_via,
+    r_change_kind,
     render_markdown,
     render_text,
     review_json,
@@ -76,6 +83,32 @@ def pin(name: str, version: str, where: str = "ds", direct: bool = False, *via: 
     return LockedPin(name, version, where, direct, tuple(via))
 
 
+POSIT = "https://packagemanager.posit.co/cran/2025-11-20"
+
+
+def rpin(
+    name: str,
+    version: str,
+    vetted_in: tuple[str, ...] = (),
+    dependency_of: tuple[str, ...] = (),
+    license: str = "MIT + file LICENSE",
+    compiles: bool = False,
+) -> RPin:
+    return RPin(name, version, vetted_in, dependency_of, RFacts(license, compiles, POSIT))
+
+
+BASE_R = (
+    rpin("cli", "3.6.0", ("index-only",), compiles=True),
+    rpin("data.table", "1.14.8", ("r",), license="MPL-2.0 | file LICENSE", compiles=True),
+    rpin("glue", "1.6.1", (), ("cli==3.6.0",), compiles=True),
+)
+HEAD_R = (
+    rpin("cli", "3.6.1", ("index-only",), compiles=True),
+    rpin("data.table", "1.15.0", ("r",), license="MPL-2.0 | file LICENSE", compiles=True),
+    rpin("vctrs", "0.6.5", (), ("cli==3.6.1", "data.table==1.15.0"), compiles=True),
+    rpin("withr", "3.0.0", ("index-only",), ("cli==3.6.1",), license="MIT + file LICENSE"),
+)
+
 BASE = State(
     entries=(
         *listed("ds", entry("numpy", "1.26.4"), entry("pandas", "2.2.3"), entry("six", "1.16.0")),
@@ -89,6 +122,8 @@ BASE = State(
         pin("six", "1.16.0", "ds", True),
         pin("tabulate", "0.9.0", INDEX_ONLY, True),
     ),
+    r_pins=BASE_R,
+    r_lock=R_LOCK_READ,
 )
 
 HEAD = State(
@@ -113,6 +148,8 @@ HEAD = State(
         pin("requests", "2.19.0", "ds", True),
         pin("tabulate", "0.9.0", INDEX_ONLY, True),
     ),
+    r_pins=HEAD_R,
+    r_lock=R_LOCK_READ,
 )
 
 
@@ -192,6 +229,120 @@ def test_python_pins_new_changed_and_leaving() -> None:
         ("pytz", "2023.4"),
         ("requests", "2.19.0"),
     ]
+
+
+def test_r_packages_new_changed_and_leaving_with_why_each_is_there() -> None:
+    r = compare(BASE, HEAD).r
+    assert [(n.name, n.version, n.vetted_in, n.dependency_of) for n in r.new_packages] == [
+        ("vctrs", "0.6.5", (), ("cli==3.6.1", "data.table==1.15.0")),
+        ("withr", "3.0.0", (INDEX_ONLY,), ("cli==3.6.1",)),
+    ]
+    assert r.new_packages[0].facts == RFacts("MIT + file LICENSE", True, POSIT)
+    assert [(v.name, v.old, v.new, v.kind) for v in r.version_changes] == [
+        ("cli", ("3.6.0",), ("3.6.1",), "patch"),
+        ("data.table", ("1.14.8",), ("1.15.0",), "minor"),
+    ]
+    assert [(g.name, g.old, g.dependency_of) for g in r.leaving] == [
+        ("glue", ("1.6.1",), ("cli==3.6.0",))
+    ]
+    assert r.note == ""
+    assert compare(BASE, HEAD).r_pins_to_check() == [
+        ("cli", "3.6.1"),
+        ("data.table", "1.15.0"),
+        ("vctrs", "0.6.5"),
+        ("withr", "3.0.0"),
+    ]
+    assert (
+        compare(BASE, HEAD).pins_to_check()
+        == compare(replace(BASE, r_pins=()), replace(HEAD, r_pins=())).pins_to_check()
+    )  # R never mixes into the Python pins
+
+
+def test_r_names_are_case_sensitive_and_versions_in_r_order() -> None:
+    base = State((), (), (rpin("Rcpp", "1.0.9", ("r",)),), R_LOCK_READ)
+    head = State((), (), (rpin("rcpp", "1.0.9", ("r",)), rpin("Rcpp", "1.0-10", ("r",))))
+    r = compare(base, head).r
+    assert [n.name for n in r.new_packages] == ["rcpp"]
+    assert [(v.old, v.new, v.kind) for v in r.version_changes] == [
+        (("1.0.9",), ("1.0-10",), "patch")  # 1.0-10 > 1.0.9 in R's order
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kind"),
+    [
+        ("1.14.8", "2.0.0", "major"),
+        ("1.14.8", "1.15.0", "minor"),
+        ("1.1-9", "1.1-10", "patch"),
+        ("1.1-10", "1.1-9", "downgrade"),
+        ("1.0", "1.0-0", "other"),
+    ],
+)
+def test_r_change_kind(old: str, new: str, kind: str) -> None:
+    assert r_change_kind([old], [new]) == kind
+
+
+def cran_lock_text(*extra: str) -> str:
+    """requirements/cran.lock as `imagebot lock` writes it: index-only dplyr and its closure."""
+    from imagebot.cran import Available, RPackage, RRoot, closure
+    from imagebot.cranlock import format_cran_lock
+
+    def package(name: str, version: str, compiles: str, **fields: str) -> RPackage:
+        fields = {"Package": name, "Version": version, "NeedsCompilation": compiles, **fields}
+        return RPackage(name, version, "0" * 32, fields, POSIT)
+
+    upstream = [
+        package(
+            "dplyr", "1.1.0", "yes", Imports="R6, rlang (>= 1.0.6)", License="MIT + file LICENSE"
+        ),
+        package("R6", "2.5.1", "no", License="MIT + file LICENSE"),
+        package("rlang", "1.1.1", "yes", License="MIT + file LICENSE"),
+        *(package(name, "1.0", "no", License="GPL-3") for name in extra),
+    ]
+    roots = [RRoot("dplyr", "1.1.0", INDEX_ONLY, "data wrangling", "@anna")]
+    roots += [RRoot(name, "1.0", "r", "x", "@ola") for name in extra]
+    available = Available.from_upstreams([upstream])
+    return format_cran_lock(roots, closure(roots, available), "sha256:" + "0" * 64)
+
+
+def test_state_reads_cran_lock_as_the_r_lock_never_as_a_python_lock() -> None:
+    state, problems = state_from_files({"requirements/cran.lock": cran_lock_text()}, "requirements")
+    assert problems == [] and state.pins == () and state.r_lock == R_LOCK_READ
+    assert [(p.name, p.version, p.vetted_in, p.dependency_of) for p in state.r_pins] == [
+        ("R6", "2.5.1", (), ("dplyr==1.1.0",)),
+        ("dplyr", "1.1.0", (INDEX_ONLY,), ()),
+        ("rlang", "1.1.1", (), ("dplyr==1.1.0",)),
+    ]
+    assert state.r_pins[0].facts == RFacts("MIT + file LICENSE", False, POSIT)
+    assert state.r_pins[2].facts == RFacts("MIT + file LICENSE", True, POSIT)
+
+
+def test_a_state_without_an_r_lock_takes_the_r_entries_it_serves() -> None:
+    files = {
+        "requirements/r.toml": '[set]\nr_source = "cran"\n\n[r]\ndplyr = { version = "1.1.0", '
+        'reason = "x", requested_by = "@a" }\n',
+        "requirements/deb.toml": '[r]\nggplot2 = { version = "3.4.0", reason = "x", '
+        'requested_by = "@a" }\n',  # Debian's r-cran-*: not served from the CRAN-like repository
+    }
+    state, problems = state_from_files(files, "requirements")
+    assert problems == [] and state.r_lock == R_LOCK_ABSENT
+    assert state.r_pins == (RPin("dplyr", "1.1.0", ("r",), ()),)
+    r = compare(State((), ()), state).r
+    assert "no requirements/cran.lock" in r.note
+    assert "not in requirements/cran.lock" in render_text(
+        Review("HEAD", compare(State((), ()), state))
+    )
+
+
+def test_an_r_lock_edited_by_hand_is_said_and_an_unreadable_one_is_a_problem() -> None:
+    text = cran_lock_text().replace("License: MIT + file LICENSE", "License: MIT", 1)
+    state, problems = state_from_files({"requirements/cran.lock": text}, "requirements")
+    assert problems == [] and state.r_lock == R_LOCK_EDITED
+    assert "edited by hand" in compare(State((), ()), state).r.note
+    broken = cran_lock_text().replace("Package: R6", "Package: R6\x1b[2J")
+    state, problems = state_from_files({"requirements/cran.lock": broken}, "requirements")
+    assert state.r_lock == R_LOCK_UNREADABLE and state.r_pins == ()
+    assert [p.file for p in problems] == ["requirements/cran.lock"]
 
 
 @pytest.mark.parametrize(
@@ -434,6 +585,15 @@ VULNERABLE = Vulnerabilities(
             "Authorization header sent on redirect to http",
             ("2.20.0",),
         ),
+        Vulnerability(
+            "data.table",
+            "1.15.0",
+            "RSEC-2099-1",
+            ("CVE-2099-0001",),
+            "fwrite writes outside the given directory",
+            ("1.15.2",),
+            ecosystem="CRAN",
+        ),
     ),
 )
 
@@ -458,10 +618,10 @@ def test_golden_report(name: str, render: Any) -> None:
 def test_an_empty_review() -> None:
     empty = Review("HEAD (abc)", Changes((), (), (), ()))
     text = render_text(empty)
-    assert text.count("  none") == 4
+    assert text.count("  none") == 7  # entries, three Python and three R sections
     assert "No problems" in text
     assert "not checked" in text  # no audit ran: said, not hidden
-    assert render_markdown(empty).count("None.") == 4
+    assert render_markdown(empty).count("None.") == 7
 
 
 HOSTILE_TEXT = "ok\n##vso[task.setvariable variable=X]1\x1b[31m <script>|x|</script> ##[group]"
