@@ -2,7 +2,8 @@
 
 `packages_to_audit` collects what is audited: the pins of every locked image's sets
 (`requirements/<set>.lock`), the entries of `requirements/index-only.toml`, the sets' and
-index-only R entries (OSV ecosystem CRAN), and, given an index manifest, every package the
+index-only R entries and every R package of the R lock (`requirements/cran.lock`, dependencies
+included; OSV ecosystem CRAN), and, given an index manifest, every Python and R package the
 vetted index serves. `deployed_packages` collects instead what environments run now, from their
 images' package manifests. `audit` asks an advisory source
 (`imagebot.osv`) for their records, keeps the findings whose version an advisory in force
@@ -177,7 +178,9 @@ def audit(
 
 
 def packages_to_audit(config: Config, manifest: IndexManifest | None = None) -> list[Package]:
-    """The image's locked pins, the index-only entries and, given a manifest, the whole index."""
+    """The image's locked pins, the index-only entries, the R lock and, given a manifest, the
+    whole index. A missing R lock is `lock --check`'s to report: the R entries are audited."""
+    from imagebot.cranlock import CRAN_LOCK_NAME, cran_lock_path, parse_cran_lock
     from imagebot.errors import StaleError
     from imagebot.index import load_roots
     from imagebot.index_pages import INDEX_ONLY_SET
@@ -210,12 +213,26 @@ def packages_to_audit(config: Config, manifest: IndexManifest | None = None) -> 
             ) from None
         origin = f"{set_name}.lock"
         packages.extend(Package(PYPI, pin.name, pin.version, (origin,)) for pin in pins(text))
+    r_lock = cran_lock_path(config.requirements_dir)
+    try:
+        r_text = r_lock.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        r_text = None
+    if r_text is not None:
+        packages.extend(
+            Package(CRAN, p.name, p.version, (CRAN_LOCK_NAME,))
+            for p in parse_cran_lock(r_text, str(r_lock)).packages
+        )
     for root in load_roots(config.requirements_dir):
         if root.source == INDEX_ONLY_SET:
             packages.append(Package(PYPI, root.key, root.version, (f"{INDEX_ONLY_SET}.toml",)))
     if manifest is not None:
         packages.extend(
             Package(PYPI, p.pin.name, p.version, (INDEX_ORIGIN,)) for p in manifest.packages
+        )
+        packages.extend(
+            Package(CRAN, p.package.name, p.package.version, (INDEX_ORIGIN,))
+            for p in manifest.r.packages
         )
     return merge_packages(packages)
 

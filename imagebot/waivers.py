@@ -6,7 +6,12 @@ pull request that a reviewer reads whole:
     [python]
     "PYSEC-2018-28" = { package = "requests", reason = "only talks to our own https hosts", approved_by = "@platform-team", expires = 2027-03-01 }
 
-The key is the advisory's id or one of its aliases (CVE, GHSA). `expires` is a TOML date (no
+    [r]
+    "RSEC-2023-8" = { package = "readxl", reason = "no user uploads are read", approved_by = "@platform-team", expires = 2027-03-01 }
+
+[python] waives a Python package (OSV ecosystem PyPI, names PEP 503 normalised), [r] an R
+package (CRAN, names exact, as R spells them). The key is the advisory's id or one of its
+aliases (CVE, GHSA). `expires` is a TOML date (no
 quotes); the waiver is in force before that day and has expired on it. Every field is checked
 (`imagebot.validate`), and every problem is reported at once with `file:line` (exit 4).
 """
@@ -22,13 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from imagebot import validate
-from imagebot.advisories import PYPI, Finding, advisory_id
+from imagebot.advisories import CRAN, PYPI, Finding, advisory_id, package_key
 from imagebot.errors import Problem, RequirementsError
-from imagebot.requirements import line_numbers, normalize
+from imagebot.requirements import line_numbers
 
 WAIVERS_FILE = "waivers.toml"
 FIELDS = ("package", "reason", "approved_by", "expires")
-ECOSYSTEMS = {"python": PYPI}  # table name -> OSV ecosystem
+ECOSYSTEMS = {"python": PYPI, "r": CRAN}  # table name -> OSV ecosystem
+PACKAGE_RULES = {PYPI: validate.python_name, CRAN: validate.r_name}
 EXAMPLE = (
     '"PYSEC-2018-28" = { package = "requests", reason = "why it is acceptable", '
     'approved_by = "@platform-team", expires = 2027-03-01 }'
@@ -39,7 +45,7 @@ EXAMPLE = (
 class Waiver:
     advisory: str  # the id or alias it names
     ecosystem: str  # OSV ecosystem, e.g. PyPI
-    package: str  # PEP 503 normalised
+    package: str  # PEP 503 normalised for PyPI; as R spells it for CRAN
     reason: str
     approved_by: str
     expires: date
@@ -127,7 +133,7 @@ def _waiver(
     if not ok:
         return None
     checks = {
-        "package": validate.python_name,
+        "package": PACKAGE_RULES[ecosystem],
         "reason": validate.one_line,
         "approved_by": validate.one_line,
     }
@@ -155,7 +161,7 @@ def _waiver(
     return Waiver(
         advisory=advisory,
         ecosystem=ecosystem,
-        package=normalize(values["package"]),
+        package=package_key(ecosystem, values["package"])[1],
         reason=values["reason"].strip(),
         approved_by=values["approved_by"].strip(),
         expires=expires,

@@ -55,6 +55,24 @@ def _config_source(value: str) -> Callable[[Project, pytest.MonkeyPatch], None]:
     return setup
 
 
+def _r_line(key: str, fields: str) -> Callable[[Project, pytest.MonkeyPatch], None]:
+    return _waivers(f"[r]\n{key} = {{ {fields} }}\n")
+
+
+R_GOOD = GOOD.replace('"numpy"', '"data.table"')
+
+
+def _r_lock(text: str) -> Callable[[Project, pytest.MonkeyPatch], None]:
+    """requirements/cran.lock as a pull request could write it by hand."""
+
+    def setup(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+        project.path("requirements/cran.lock").write_text(text, encoding="utf-8")
+
+    return setup
+
+
+R_STANZA = "Package: cli\nVersion: 3.6.1\nMD5sum: " + "0" * 32 + "\nDependencyOf: x==1\n"
+
 AUDIT = ("audit", "--source", "https://osv.invalid")  # waivers are refused before any request
 AUDIT_DIR = ("audit", "--source", "osv")
 
@@ -160,6 +178,56 @@ CASES = [
         "must be an inline table",
     ),
     Hostile("unknown-table", _waivers("[apt]\nx = 1\n"), AUDIT, 4, "unknown table [apt]"),
+    Hostile(
+        "r-package-with-newline",
+        _r_line('"RSEC-2099-1"', R_GOOD.replace('"data.table"', '"data.table\\n"')),
+        AUDIT,
+        4,
+        "not a valid R package name",
+    ),
+    Hostile(
+        "r-package-confusable",
+        _r_line('"RSEC-2099-1"', R_GOOD.replace('"data.table"', '"dat\u0430.table"')),
+        AUDIT,
+        4,
+        "not a valid R package name",
+    ),
+    Hostile(
+        "r-reason-azure-command",
+        _r_line('"RSEC-2099-1"', R_GOOD.replace('reason = "r"', 'reason = "x\\n##[error]y"')),
+        AUDIT,
+        4,
+        f"{WAIVERS}:2: waiver RSEC-2099-1: reason:",
+    ),
+    # requirements/cran.lock: a hand-edited R lock is refused as stale before any request
+    Hostile(
+        "r-lock-name-control-character",
+        _r_lock(R_STANZA.replace("cli", "cli\x1b[2J", 1)),
+        AUDIT,
+        5,
+        "cran.lock",
+    ),
+    Hostile(
+        "r-lock-version-code",
+        _r_lock(R_STANZA.replace("3.6.1", "$(touch PWNED)")),
+        AUDIT,
+        5,
+        "cran.lock",
+    ),
+    Hostile(
+        "r-lock-not-dcf",
+        _r_lock("Package cli\n"),
+        AUDIT,
+        5,
+        "cran.lock",
+    ),
+    Hostile(
+        "r-lock-no-md5",
+        _r_lock(R_STANZA.replace("MD5sum", "SHA1sum")),
+        AUDIT,
+        5,
+        "MD5sum",
+    ),
     Hostile(
         "deployed-unknown-environment",
         lambda project, monkeypatch: None,
@@ -311,3 +379,23 @@ def test_the_configured_directory_is_relative_to_imagebot_toml(
     assert result.code == 15, result.err
     assert f"against {locked_project.path('osv')}" in result.err
     assert "numpy==2.4.6 (extra.lock): PYSEC-2099-1, fixed in 2.5" in result.err
+
+
+def test_an_r_record_summary_reaches_the_log_neutralised(
+    locked_project: Project, monkeypatch: pytest.MonkeyPatch, run_cli: Run
+) -> None:
+    """An R package's record is outside text as much as a Python one's."""
+    monkeypatch.chdir(locked_project.root)
+    monkeypatch.setenv("TF_BUILD", "True")
+    _r_lock(R_STANZA)(locked_project, monkeypatch)
+    folder = locked_project.path("osv/vulns/cli")
+    folder.mkdir(parents=True)
+    (folder / "RSEC-2099-2.yaml").write_text(
+        'id: RSEC-2099-2\nsummary: "x\\n##vso[task.setvariable variable=A]b\\e[2J"\n'
+        "affected:\n- package: {ecosystem: CRAN, name: cli}\n  versions: ['3.6.1']\n",
+        encoding="utf-8",
+    )
+    result = run_cli("--config", locked_project.config, *AUDIT_DIR)
+    assert result.code == 15, result.err
+    assert "##vso[task.setvariable" not in result.err and "\x1b" not in result.err
+    assert "cli==3.6.1 (cran.lock): RSEC-2099-2, no fixed version known" in result.err
