@@ -23,20 +23,29 @@ if TYPE_CHECKING:
 
 
 def run_check(app_state: AppState) -> None:
-    from imagebot.lock import lock_statuses, plan_layers, read_text_or_none
+    from imagebot.lock import (
+        Freshness,
+        cran_inputs,
+        cran_status,
+        lock_statuses,
+        plan_layers,
+        read_text_or_none,
+    )
     from imagebot.requirements import load_index_only, load_sets
 
     config = app_state.config
     sets = {s.name: s for s in load_sets(config.requirements_dir)}
-    load_index_only(config.requirements_dir, list(sets.values()))  # raises on its problems
+    index_only = load_index_only(config.requirements_dir, list(sets.values()))
     _check_waivers(config)
     _check_r_sources(config, sets)
     in_images = {name for image in config.locked_images for name in image.sets}
     for name in sorted(set(sets) - in_images):
         console.warning(f"set {name!r} is in no image's sets in {config.path.name}")
-    stale = [s for s in lock_statuses(plan_layers(config, sets), read_text_or_none) if not s.fresh]
+    statuses: list[Freshness] = [*lock_statuses(plan_layers(config, sets), read_text_or_none)]
+    statuses.append(cran_status(cran_inputs(config, sets.values(), index_only), read_text_or_none))
+    stale = [s for s in statuses if not s.fresh]
     for status in stale:
-        console.warning(f"{status.path.name} is out of date: run `imagebot lock`")
+        console.warning(f"{status.path.name} is out of date ({status.state}): run `imagebot lock`")
     counts = {
         eco: sum(len(s.entries(eco)) for s in sets.values()) for eco in ("python", "r", "apt")
     }
@@ -98,21 +107,51 @@ def _check_r_sources(config: Config, sets: Mapping[str, RequirementSet]) -> None
 
 
 def run_lock_check(app_state: AppState) -> None:
-    """Offline: every lock's recorded input digest matches its inputs."""
-    from imagebot.lock import lock_statuses, plan_layers, read_text_or_none, stale_error
+    """Offline: every lock's recorded input digest matches its inputs and its text is the text
+    `imagebot lock` wrote; requirements/cran.lock exists exactly when R packages are served
+    from a CRAN-like repository."""
+    from imagebot.lock import (
+        Freshness,
+        cran_inputs,
+        cran_status,
+        lock_statuses,
+        plan_layers,
+        read_text_or_none,
+        stale_error,
+    )
+    from imagebot.requirements import load_index_only
 
     config = app_state.config
-    layers = plan_layers(config, configured_sets(config))
-    error = stale_error(lock_statuses(layers, read_text_or_none))
+    sets = all_sets(config)
+    layers = plan_layers(config, sets)
+    r = cran_status(
+        cran_inputs(
+            config, sets.values(), load_index_only(config.requirements_dir, [*sets.values()])
+        ),
+        read_text_or_none,
+    )
+    statuses: list[Freshness] = [*lock_statuses(layers, read_text_or_none), r]
+    error = stale_error(statuses)
     if error is not None:
         raise error
-    console.info(f"ok: {len(layers)} locks up to date")
+    count = len(layers) + (r.expected is not None)
+    console.info(f"ok: {count} locks up to date")
 
 
 def configured_sets(config: Config) -> dict[str, RequirementSet]:
     from imagebot.requirements import load_sets
 
     names = list(dict.fromkeys(n for image in config.locked_images for n in image.sets))
+    return {s.name: s for s in load_sets(config.requirements_dir, names)}
+
+
+def all_sets(config: Config) -> dict[str, RequirementSet]:
+    """The images' sets and every other set file, loaded and validated together once: a set
+    in no image is still served by the index (its cran R entries are in cran.lock)."""
+    from imagebot.requirements import known_set_names, load_sets
+
+    names = [n for image in config.locked_images for n in image.sets]
+    names = list(dict.fromkeys([*names, *known_set_names(config.requirements_dir)]))
     return {s.name: s for s in load_sets(config.requirements_dir, names)}
 
 
@@ -164,36 +203,41 @@ def shown(path: Path, config: Config) -> str:
         return str(path)
 
 
-def run_impact(app_state: AppState, package: str, *, as_json: bool) -> None:
-    """`imagebot impact PACKAGE[==VERSION]`: who needs it and who pins it (local and pure)."""
+def run_impact(app_state: AppState, package: str, *, as_json: bool, r: bool = False) -> None:
+    """`imagebot impact [--r] PACKAGE[==VERSION]`: who needs it and who pins it (local and
+    pure); `--r` for an R package."""
     import sys
 
+    from imagebot import impact
     from imagebot.environments import registered
-    from imagebot.errors import ImagebotError
-    from imagebot.impact import load_snapshot, package_lines, package_report, parse_package
 
-    name, version = parse_package(package)
+    ecosystem = impact.R if r else impact.PYTHON
+    name, version = impact.parse_package(package, ecosystem)
     config = app_state.config
     environments = registered(config)
-    snapshot = load_snapshot(config)
-    report = package_report(name, version, snapshot, environments)
+    snapshot = impact.load_snapshot(config)
+    report = impact.package_report(name, version, snapshot, environments, ecosystem)
     if report.old is None and not report.needs and not report.environments:
-        raise ImagebotError(
-            f"{report.name} is in no lock, entry or registered environment",
-            "check the spelling (PEP 503 names: imagebot impact NAME)",
-        )
+        raise impact.unknown_package(report, snapshot)
     if as_json:
-        console.print_json({**report.to_json(), "set": snapshot.layer.get(report.name)})
+        console.print_json(impact.package_json(report, snapshot))
     else:
-        sys.stdout.write("\n".join(package_lines(report)) + "\n")
+        sys.stdout.write("\n".join(impact.package_lines(report)) + "\n")
+
+
+_IMPACT_FLAGS = ("--json", "--r")
 
 
 def _impact_args(rest: Sequence[str]) -> Callable[[AppState], None] | None:
-    """`impact PACKAGE [--json]` in either order; anything else (--help, options) -> None."""
-    words = [word for word in rest[1:] if word != "--json"]
-    if rest[:1] != ["impact"] or len(words) != 1 or len(rest) > 3 or words[0].startswith("-"):
+    """`impact PACKAGE [--json] [--r]` in any order, each flag once; anything else (--help,
+    options) -> None."""
+    words = [word for word in rest[1:] if word not in _IMPACT_FLAGS]
+    flags = [word for word in rest[1:] if word in _IMPACT_FLAGS]
+    if rest[:1] != ["impact"] or len(words) != 1 or len(set(flags)) != len(flags):
         return None
-    return lambda st: run_impact(st, words[0], as_json="--json" in rest)
+    if words[0].startswith("-"):
+        return None
+    return lambda st: run_impact(st, words[0], as_json="--json" in flags, r="--r" in flags)
 
 
 _FAST: dict[tuple[str, ...], Callable[[AppState], None]] = {

@@ -505,27 +505,37 @@ def layout(
         for dep in deps:
             packages[(dep.name, dep.version)] = dep
             dependency_of.setdefault((dep.name, dep.version), set()).add(root.pin)
+    return placed(
+        (
+            package,
+            tuple(sorted(vetted_in.get(key, ()))),
+            tuple(sorted(dependency_of.get(key, ()))),
+        )
+        for key, package in sorted(packages.items())
+    )
+
+
+def placed(
+    entries: Iterable[tuple[RPackage, tuple[str, ...], tuple[str, ...]]],
+) -> list[tuple[RPackage, str, bool, tuple[str, ...], tuple[str, ...]]]:
+    """(package, path, current, vetted_in, dependency_of) for (package, vetted_in,
+    dependency_of): the highest version of each name is current (PACKAGES), the others go
+    under Archive/. Rows keep the entries' order."""
+    listed = list(entries)
     highest: dict[str, str] = {}
-    for name, version in packages:
+    for package, _, _ in listed:
+        name, version = package.name, package.version
         if name not in highest or version_key(version) > version_key(highest[name]):
             highest[name] = version
     rows = []
-    for (name, version), package in sorted(packages.items()):
-        current = highest[name] == version
+    for package, vetted_in, dependency_of in listed:
+        current = highest[package.name] == package.version
         path = (
             f"{CONTRIB}/{package.filename}"
             if current
-            else f"{CONTRIB}/Archive/{name}/{package.filename}"
+            else f"{CONTRIB}/Archive/{package.name}/{package.filename}"
         )
-        rows.append(
-            (
-                package,
-                path,
-                current,
-                tuple(sorted(vetted_in.get((name, version), ()))),
-                tuple(sorted(dependency_of.get((name, version), ()))),
-            )
-        )
+        rows.append((package, path, current, vetted_in, dependency_of))
     return rows
 
 

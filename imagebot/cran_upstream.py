@@ -11,8 +11,11 @@ each verified against its own snapshot's PACKAGES). A `__linux__/<distro>/` snap
 binaries built for that distribution when the request's User-Agent names the R version and
 platform, as R's own does; `r_user_agent` makes the build ask as the image's R would.
 
-`build_repository` writes OUT/cran into the staging directory of `imagebot index build`: a
-file kept from the previous OUT is reused only when it matches the upstream's checksum.
+`resolve_cran_lock` writes the text of `requirements/cran.lock` (`imagebot lock`): every
+vetted R entry's closure, from the upstreams' PACKAGES. `build_repository` writes OUT/cran into
+the staging directory of `imagebot index build` from that lock: each locked version, its file
+verified against both the lock and the upstream's PACKAGES; a file kept from the previous OUT
+is reused only when it matches them.
 """
 
 from __future__ import annotations
@@ -39,10 +42,11 @@ from imagebot.cran import (
     archive_rds,
     archived_files,
     closure,
-    layout,
     packages_from_dcf,
     packages_text,
+    placed,
 )
+from imagebot.cranlock import CranLock, cran_lock_inputs, format_cran_lock, locked_entries
 from imagebot.errors import PackageIndexError
 from imagebot.retry import retry_transient
 
@@ -189,21 +193,40 @@ class RepositoryResult:
     requests: int
 
 
+def fetch_listed(upstreams: Sequence[CranUpstream], jobs: int = 8) -> list[list[RPackage]]:
+    """Each upstream's PACKAGES, read in parallel, in the upstreams' order."""
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(upstreams)))) as pool:
+        return list(pool.map(lambda u: u.packages(), upstreams))
+
+
+def resolve_cran_lock(
+    roots: Sequence[RRoot], upstreams: Sequence[CranUpstream], user_agent: str, jobs: int = 8
+) -> str:
+    """The text of requirements/cran.lock: each root's closure over the upstreams' PACKAGES."""
+    closures = closure(roots, Available.from_upstreams(fetch_listed(upstreams, jobs)))
+    inputs = cran_lock_inputs(roots, [u.url for u in upstreams], user_agent)
+    return format_cran_lock(roots, closures, inputs)
+
+
 def build_repository(
     staging: Path,
     previous: Path,
     roots: Sequence[RRoot],
     upstreams: Sequence[CranUpstream],
     jobs: int = 8,
+    *,
+    lock: CranLock,
 ) -> RepositoryResult:
-    """Write the vetted repository into `staging` (OUT/cran of the staging directory)."""
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(upstreams)))) as pool:
-        listed = list(pool.map(lambda u: u.packages(), upstreams))
+    """Write the vetted repository into `staging` (OUT/cran of the staging directory): exactly
+    the packages of `lock` (requirements/cran.lock), each as its upstream lists it."""
+    listed = fetch_listed(upstreams, jobs)
     by_url = {u.url: u for u in upstreams}
-    closures = closure(roots, Available.from_upstreams(listed))
-    rows = layout(roots, closures)
+    entries = locked_entries(
+        lock, {u.url: found for u, found in zip(upstreams, listed, strict=True)}
+    )
+    rows = placed(entries)
     counts = {"downloaded": 0, "reused": 0, "bytes": 0}
-    lock = threading.Lock()
+    counting = threading.Lock()
 
     def stage(row: tuple[RPackage, str, bool, tuple[str, ...], tuple[str, ...]]) -> RIndexed:
         package, path, current, vetted_in, dependency_of = row
@@ -217,7 +240,7 @@ def build_repository(
         else:
             sha256, size = by_url[package.repository].download(package, dest)
             key = "downloaded"
-        with lock:
+        with counting:
             counts[key] += 1
             counts["bytes"] += size if key == "downloaded" else 0
         return RIndexed(package, path, sha256, size, vetted_in, dependency_of, current)

@@ -47,7 +47,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from imagebot.cran import CRAN_DIR, RManifest, RRoot
-from imagebot.errors import PackageIndexError
+from imagebot.cranlock import (
+    CRAN_LOCK_NAME,
+    LOCK_HINT,
+    CranLock,
+    cran_lock_path,
+    cran_lock_status,
+    cran_roots,
+    cran_upstream_urls,
+    no_upstream_error,
+)
+from imagebot.errors import PackageIndexError, StaleError
 from imagebot.files import Unreadable, read_text
 from imagebot.index_pages import (
     FILES_DIR,
@@ -457,10 +467,12 @@ def build_index(
 
 @dataclass(frozen=True)
 class CranInputs:
-    """The vetted R packages and the CRAN-like upstreams they come from (first: current)."""
+    """The vetted R packages, the CRAN-like upstreams they come from (first: current) and
+    requirements/cran.lock, whose packages the repository serves exactly."""
 
     roots: Sequence[RRoot]
     upstreams: Sequence[Any]  # imagebot.cran_upstream.CranUpstream, or a fake
+    lock: CranLock | None = None  # fresh (checked by the caller); required when roots exist
 
 
 def _build_cran(
@@ -470,16 +482,22 @@ def _build_cran(
     if cran is None or not cran.roots:
         return None
     if not cran.upstreams:
-        raise PackageIndexError(
-            f"{len(cran.roots)} R packages are vetted, but no CRAN-like upstream is configured",
-            "set [index] cran_upstream in imagebot.toml, e.g. "
-            '"https://packagemanager.posit.co/cran/2025-10-01"',
-        )
+        raise no_upstream_error(cran.roots)
+    if cran.lock is None:
+        raise StaleError(f"lock files out of date: {CRAN_LOCK_NAME} (missing)", LOCK_HINT)
     from imagebot.cran_upstream import build_repository
 
-    options.echo(f"R: {len(cran.roots)} vetted packages from {cran.upstreams[0].url}")
+    options.echo(
+        f"R: {len(cran.roots)} vetted packages, {len(cran.lock.packages)} locked in "
+        f"{CRAN_LOCK_NAME}, from {cran.upstreams[0].url}"
+    )
     return build_repository(
-        staging / CRAN_DIR, out / CRAN_DIR, cran.roots, cran.upstreams, options.jobs
+        staging / CRAN_DIR,
+        out / CRAN_DIR,
+        cran.roots,
+        cran.upstreams,
+        options.jobs,
+        lock=cran.lock,
     )
 
 
@@ -673,14 +691,12 @@ def vetted_inputs(config: Config) -> VettedInputs:
     kept = keep_serving(config, roots)  # every version a registered environment pins
     roots = [*roots, *kept.roots]
     image_sets = [name for image in config.locked_images for name in image.sets]
-    index = config.index
-    # Without cran_upstream, the snapshot the image installs its cran sets from (r_repo).
-    image_repos = sorted({i.r_repo for i in config.images.values() if i.sets and i.r_repo})
-    current = index.cran_upstream or (image_repos[0] if len(image_repos) == 1 else "")
-    urls = [u for u in (current, *index.cran_snapshots) if u]
+    r_roots = load_r_roots(config.requirements_dir)
+    urls = cran_upstream_urls(config)
     cran = CranInputs(
-        load_r_roots(config.requirements_dir),
-        [CranUpstream(url, index.r_user_agent) for url in urls],
+        r_roots,
+        [CranUpstream(url, config.index.r_user_agent) for url in urls],
+        _fresh_cran_lock(config, r_roots, urls),
     )
     locks = load_locks(config.requirements_dir, image_sets)
     return VettedInputs(target, roots, locks, cran, tuple(kept.lines()))
@@ -737,10 +753,23 @@ def load_r_roots(requirements_dir: Path) -> list[RRoot]:
     from imagebot.requirements import load_sets
 
     sets = load_sets(requirements_dir)
-    index_only = _index_only(requirements_dir, sets)
-    entries = [(s.name, e) for s in sets if s.r_source == "cran" for e in s.r]
-    entries += [(INDEX_ONLY_SET, e) for e in (index_only.r if index_only else ())]
-    return [RRoot(e.name, e.version, source, e.reason, e.requested_by) for source, e in entries]
+    return cran_roots(sets, _index_only(requirements_dir, sets))
+
+
+def _fresh_cran_lock(
+    config: Config, roots: Sequence[RRoot], urls: Sequence[str]
+) -> CranLock | None:
+    """requirements/cran.lock when R packages are vetted; a missing, stale or hand-edited lock
+    is refused (exit 5): the index serves exactly what the reviewed lock says."""
+    if not roots:
+        return None
+    if not urls:
+        raise no_upstream_error(roots)
+    from imagebot.lock import read_text_or_none
+
+    path = cran_lock_path(config.requirements_dir)
+    status = cran_lock_status(path, read_text_or_none(path), roots, urls, config.index.r_user_agent)
+    return status.require_fresh()
 
 
 def _index_only(requirements_dir: Path, sets: Sequence[Any]) -> Any:

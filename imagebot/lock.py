@@ -13,17 +13,30 @@ covers the lock's whole text, so a hand edit is caught too (`imagebot.lockfile`)
 
 Pure functions build plans, digests and lock text; uv (`imagebot.uv`, here as `UvResolver`)
 is the only side effect, and `resolve_locks` takes the resolver as an argument.
+
+The R packages served from a CRAN-like repository have one lock of their own,
+`requirements/cran.lock` (`imagebot.cranlock`), kept, checked and resolved the same way:
+`cran_status` offline, `resolve_cran` with the upstream reader as an argument.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from imagebot.config import Config
+from imagebot.cran import RRoot
+from imagebot.cranlock import (
+    CranLockStatus,
+    cran_lock_path,
+    cran_lock_status,
+    cran_roots,
+    cran_upstream_urls,
+)
 from imagebot.errors import ConfigError, ResolutionError, StaleError
 from imagebot.lockfile import (
     EMPTY_LAYER,
@@ -177,7 +190,20 @@ def lock_statuses(layers: Sequence[Layer], read: Callable[[Path], str | None]) -
     return statuses
 
 
-def stale_error(statuses: Sequence[LockStatus]) -> StaleError | None:
+class Freshness(Protocol):
+    """A lock's state against its inputs (LockStatus, cranlock.CranLockStatus)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def fresh(self) -> bool: ...
+
+
+def stale_error(statuses: Sequence[Freshness]) -> StaleError | None:
     stale = [s for s in statuses if not s.fresh]
     if not stale:
         return None
@@ -200,6 +226,70 @@ def read_text_or_none(path: Path) -> str | None:
             f"{path}: cannot read the lock file ({exc.strerror or exc})",
             f"make {path.name} a regular file (remove it and run `imagebot lock`)",
         ) from None
+
+
+# --- the R lock: requirements/cran.lock ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CranLockInputs:
+    """What requirements/cran.lock depends on: the R entries served from a CRAN-like
+    repository, the upstreams (first: current) and the User-Agent the upstreams are asked with."""
+
+    path: Path
+    roots: tuple[RRoot, ...]
+    upstreams: tuple[str, ...]
+    user_agent: str
+
+
+def cran_inputs(
+    config: Config, sets: Iterable[RequirementSet], index_only: RequirementSet | None
+) -> CranLockInputs:
+    return CranLockInputs(
+        cran_lock_path(config.requirements_dir),
+        tuple(cran_roots(sets, index_only)),
+        tuple(cran_upstream_urls(config)),
+        config.index.r_user_agent,
+    )
+
+
+def cran_status(inputs: CranLockInputs, read: Callable[[Path], str | None]) -> CranLockStatus:
+    """requirements/cran.lock against its inputs, offline; also "left over" when no R package
+    is served from a CRAN-like repository but the file exists."""
+    text = read(inputs.path)
+    return cran_lock_status(inputs.path, text, inputs.roots, inputs.upstreams, inputs.user_agent)
+
+
+@dataclass(frozen=True)
+class CranLockPlan:
+    path: Path
+    text: str | None  # the lock to keep or write; None: there is none (remove any file)
+    changed: bool  # the file on disk must be written (or removed) to match `text`
+
+    @property
+    def packages(self) -> int:
+        return sum(1 for line in (self.text or "").splitlines() if line.startswith("Package:"))
+
+
+def resolve_cran(
+    inputs: CranLockInputs,
+    read: Callable[[Path], str | None],
+    resolve: Callable[[CranLockInputs], str],
+    *,
+    upgrade: bool = False,
+) -> CranLockPlan:
+    """New text for requirements/cran.lock; a fresh lock is kept (and `resolve`, which reads
+    the upstreams, is not called) unless `upgrade`. Writes nothing."""
+    current = read(inputs.path)
+    if not inputs.roots:
+        return CranLockPlan(inputs.path, None, current is not None)
+    status = cran_lock_status(
+        inputs.path, current, inputs.roots, inputs.upstreams, inputs.user_agent
+    )
+    if status.fresh and not upgrade and current is not None:
+        return CranLockPlan(inputs.path, current, False)
+    text = resolve(inputs)
+    return CranLockPlan(inputs.path, text, text != current)
 
 
 # --- resolving -------------------------------------------------------------------------------

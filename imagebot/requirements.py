@@ -206,6 +206,13 @@ def _check_set_name(name: str, problem: ProblemSink) -> None:
             f"set name {name!r} is not lowercase letters, digits, '-' or '_'",
             "rename the file, e.g. requirements/datascience.toml",
         )
+    elif name in RESERVED_SET_NAMES:
+        problem(
+            0,
+            f"set name {name!r} is reserved: requirements/{name}.lock is the R lock of the "
+            "packages served from a CRAN-like repository, not a set's lock",
+            f"rename the file (and the set in imagebot.toml), e.g. requirements/r{name}.toml",
+        )
 
 
 def _load_toml(text: str, problem: ProblemSink) -> dict[str, Any] | None:
@@ -552,6 +559,9 @@ def load_sets(requirements_dir: Path, names: Sequence[str] | None = None) -> lis
 INDEX_ONLY = "index-only"  # requirements/index-only.toml: vetted for self-install only
 INDEX_ONLY_ECOSYSTEMS = ("python", "r")
 NOT_SETS = frozenset({INDEX_ONLY, "waivers"})  # requirements/*.toml that are not layer sets
+# Names no set may take: requirements/cran.lock is the R lock (imagebot.cranlock), so a set
+# named cran would share its lock file. A cran.toml is still read, and refused by name.
+RESERVED_SET_NAMES = frozenset({"cran"})
 # Pattern strings used by `imagebot add` only; `re` compiles and caches them on first use,
 # so `imagebot check` does not pay for them.
 _BARE_KEY = r"^[A-Za-z0-9_-]+$"

@@ -6,26 +6,27 @@ which the entry point also runs without typer; uv is imported only when `lock` r
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from imagebot import console
 from imagebot.checks import (
-    configured_sets,
+    all_sets,
     run_check,
     run_lock_check,
     run_render,
     shown,
 )
-from imagebot.errors import UsageError
+from imagebot.errors import ImagebotError, UsageError
 from imagebot.files import write_atomically
 from imagebot.state import state
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from pathlib import Path
 
+    from imagebot.lock import CranLockInputs
     from imagebot.state import AppState
 
 
@@ -131,7 +132,8 @@ def lock(
         False, "--upgrade", help="Re-resolve every lock, picking up new transitive versions."
     ),
 ) -> None:
-    """Resolve the Python sets with uv into layered, hash-pinned requirements/<set>.lock."""
+    """Resolve the Python sets with uv into layered, hash-pinned requirements/<set>.lock, and the
+    R packages served from a CRAN-like repository into requirements/cran.lock."""
     if check_only:
         run_lock_check(state(ctx))
     else:
@@ -139,20 +141,74 @@ def lock(
 
 
 def run_lock(app_state: AppState, *, upgrade: bool) -> None:
-    from imagebot.lock import UvResolver, plan_layers, read_text_or_none, resolve_locks
+    from imagebot.lock import (
+        UvResolver,
+        cran_inputs,
+        plan_layers,
+        read_text_or_none,
+        resolve_cran,
+        resolve_locks,
+    )
+    from imagebot.requirements import load_index_only
 
     config = app_state.config
-    layers = plan_layers(config, configured_sets(config))
-    if not layers:
-        console.info("no image has requirement sets: nothing to lock")
+    sets = all_sets(config)
+    layers = plan_layers(config, sets)
+    r = cran_inputs(
+        config, sets.values(), load_index_only(config.requirements_dir, [*sets.values()])
+    )
+    if not layers and not r.roots and read_text_or_none(r.path) is None:
+        console.info("no image has requirement sets and no R package is vetted: nothing to lock")
         return
-    with console.group(f"lock {', '.join(layer.name for layer in layers)} (uv)"):
-        result = resolve_locks(layers, read_text_or_none, UvResolver(), upgrade=upgrade)
-    write_atomically({path: result.texts[path] for path in result.changed})
-    for path, text in result.texts.items():
-        count = sum(1 for line in text.splitlines() if line[:1].isalnum())
-        state_word = "wrote" if path in result.changed else "unchanged"
+    texts: dict[Path, str] = {}
+    changed: list[Path] = []
+    if layers:
+        with console.group(f"lock {', '.join(layer.name for layer in layers)} (uv)"):
+            result = resolve_locks(layers, read_text_or_none, UvResolver(), upgrade=upgrade)
+        texts.update(result.texts)
+        changed.extend(result.changed)
+    with console.group(f"lock R: {len(r.roots)} vetted packages from a CRAN-like repository"):
+        cran = resolve_cran(r, read_text_or_none, _resolve_cran_lock, upgrade=upgrade)
+    if cran.text is not None:
+        texts[cran.path] = cran.text
+        if cran.changed:
+            changed.append(cran.path)
+    write_atomically({path: texts[path] for path in changed})
+    for path, text in texts.items():
+        if path == cran.path:
+            count = cran.packages
+        else:
+            count = sum(1 for line in text.splitlines() if line[:1].isalnum())
+        state_word = "wrote" if path in changed else "unchanged"
         console.info(f"{state_word} {shown(path, config)} ({count} packages)")
+    if cran.text is None and cran.changed:
+        _remove(cran.path)
+        console.info(
+            f"removed {shown(cran.path, config)}: no R package is served from a CRAN-like "
+            "repository"
+        )
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise ImagebotError(
+            f"cannot remove {path}: {exc.strerror or exc}",
+            "check the permissions of the directory and the file",
+        ) from None
+
+
+def _resolve_cran_lock(inputs: CranLockInputs) -> str:
+    """requirements/cran.lock's text, from the upstreams' PACKAGES (the network)."""
+    from imagebot.cran_upstream import CranUpstream, resolve_cran_lock
+    from imagebot.cranlock import no_upstream_error
+
+    if not inputs.upstreams:
+        raise no_upstream_error(inputs.roots)
+    upstreams = [CranUpstream(url, inputs.user_agent) for url in inputs.upstreams]
+    console.info(f"reading the PACKAGES of {', '.join(u.url for u in upstreams)}")
+    return resolve_cran_lock(inputs.roots, upstreams, inputs.user_agent)
 
 
 # --- render ----------------------------------------------------------------------------------

@@ -85,6 +85,7 @@ def r_line(key: str, fields: str = 'reason = "r", requested_by = "@x"') -> str:
 
 
 BUILD = ("index", "build", "out")
+LOCK = ("lock",)  # reads the upstream's PACKAGES; index build then serves what cran.lock says
 INDEX_ROWS = [
     Hostile(
         "r-name-with-r-code",
@@ -149,70 +150,70 @@ INDEX_ROWS = [
         13,
         "UTF-8",
     ),
-    Hostile("upstream-has-no-packages", only_r(), BUILD, 13, "is not a CRAN-like repository"),
+    Hostile("upstream-has-no-packages", only_r(), LOCK, 13, "is not a CRAN-like repository"),
     Hostile(
         "upstream-packages-not-gzip",
         lambda p, m: (
             only_r()(p, m),
             SERVED.update({"/cran/src/contrib/PACKAGES.gz": b"Package: R6"}),
         ),
-        BUILD,
+        LOCK,
         13,
         "is not a UTF-8 PACKAGES file",
     ),
     Hostile(
         "upstream-packages-not-utf8",
         only_r(packages=b"Package: R6\nLicense: \xff\n"),
-        BUILD,
+        LOCK,
         13,
         "is not a UTF-8 PACKAGES file",
     ),
     Hostile(
         "upstream-name-path",
         only_r(packages=GOOD_STANZA.replace(b"R6", b"../R6")),
-        BUILD,
+        LOCK,
         13,
         "is not a valid R package name",
     ),
     Hostile(
         "upstream-version-code",
         only_r(packages=GOOD_STANZA.replace(b"2.5.1", b"2.5.1$(id)")),
-        BUILD,
+        LOCK,
         13,
         "is not a valid R version",
     ),
     Hostile(
         "upstream-no-md5",
         only_r(packages=b"Package: R6\nVersion: 2.5.1\n"),
-        BUILD,
+        LOCK,
         13,
         "has no MD5sum",
     ),
     Hostile(
         "upstream-field-twice",
         only_r(packages=GOOD_STANZA + b"MD5sum: " + b"1" * 32 + b"\n"),
-        BUILD,
+        LOCK,
         13,
         "twice in one stanza",
     ),
     Hostile(
         "upstream-control-character",
         only_r(packages=GOOD_STANZA + b"License: MIT\x1b[2J\n"),
-        BUILD,
+        LOCK,
         13,
         "would change the file's shape",
     ),
     Hostile(
         "upstream-bad-dependency",
         only_r(packages=GOOD_STANZA + b"Imports: x; system('id')\n"),
-        BUILD,
+        LOCK,
         13,
         "is not 'name' or 'name (op version)'",
     ),
     Hostile(
         "upstream-lacks-the-version",
         only_r(packages=GOOD_STANZA.replace(b"2.5.1", b"2.6.1")),
-        BUILD,
+        LOCK,
         13,
         "is not in the CRAN upstream (it has 2.6.1)",
     ),

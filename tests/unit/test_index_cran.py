@@ -29,8 +29,9 @@ from imagebot.cran import (
     version_key,
     write_dcf,
 )
-from imagebot.cran_upstream import verify
-from imagebot.errors import PackageIndexError
+from imagebot.cran_upstream import DEFAULT_R_USER_AGENT, verify
+from imagebot.cranlock import cran_lock_inputs, format_cran_lock, parse_cran_lock
+from imagebot.errors import PackageIndexError, StaleError
 from imagebot.index import BuildResult, CranInputs, IndexBuildOptions, NoProgress, build_index
 from imagebot.index_pages import MANIFEST_NAME, manifest_from_json, manifest_to_json
 
@@ -218,7 +219,15 @@ def r_inputs(tamper: str = "") -> tuple[CranInputs, FakeCran, FakeCran]:
         RRoot("R6", "2.5.1", "index-only", "old project", "@b"),
         RRoot("here", "1.0.1", "rcran", "paths", "@c"),
     ]
-    return CranInputs(roots, [current, old]), current, old
+    return locked(roots, [current, old]), current, old
+
+
+def locked(roots: list[RRoot], upstreams: list[FakeCran]) -> CranInputs:
+    """The inputs with the requirements/cran.lock that `imagebot lock` writes for them."""
+    listed = [upstream.packages() for upstream in upstreams]
+    inputs = cran_lock_inputs(roots, [u.url for u in upstreams], DEFAULT_R_USER_AGENT)
+    text = format_cran_lock(roots, closure(roots, Available.from_upstreams(listed)), inputs)
+    return CranInputs(roots, upstreams, parse_cran_lock(text, "cran.lock"))
 
 
 def _keep_served(upstream: FakeCran) -> list[RPackage]:
@@ -281,6 +290,50 @@ def test_a_tampered_upstream_file_fails_the_build_and_leaves_out_as_it_was(tmp_p
         build_r(out, r_inputs(tamper="here_1.0.1.tar.gz")[0])
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_build_serves_the_locked_versions_not_the_upstreams_current_ones(tmp_path: Path) -> None:
+    cran, current, old = r_inputs()
+    newer = FakeCran(
+        current.url,
+        {**current.bodies, ("rprojroot", "2.1.0", ""): b"rprojroot 2.1.0"},
+    )  # the upstream moved on after the lock; it still lists the locked 2.0.3
+    result = build_r(tmp_path / "out", CranInputs(cran.roots, [newer, old], cran.lock))
+    contrib = tmp_path / "out" / "cran" / "src" / "contrib"
+    assert sorted(p.name for p in contrib.rglob("*.tar.gz")) == [
+        "R6_2.5.1.tar.gz",
+        "R6_2.6.1.tar.gz",
+        "here_1.0.1.tar.gz",
+        "rprojroot_2.0.3.tar.gz",
+    ]
+    assert result.r_packages == 4 and "rprojroot_2.1.0.tar.gz" not in newer.downloads
+
+
+def test_an_upstream_md5_that_contradicts_the_lock_is_refused(tmp_path: Path) -> None:
+    cran, current, old = r_inputs()
+    republished = FakeCran(
+        current.url, {**current.bodies, ("here", "1.0.1", "rprojroot (>= 2.0.2)"): b"other bytes"}
+    )
+    with pytest.raises(
+        PackageIndexError, match=r"here==1.0.1: .*MD5sum [0-9a-f]{32}, cran.lock has"
+    ):
+        build_r(tmp_path / "out", CranInputs(cran.roots, [republished, old], cran.lock))
+    assert republished.downloads == [] and list(tmp_path.iterdir()) == []
+
+
+def test_a_locked_version_the_upstream_no_longer_lists_is_refused(tmp_path: Path) -> None:
+    cran, current, _old = r_inputs()
+    empty_old = FakeCran("https://ppm.example/cran/2023-01-01", {})
+    with pytest.raises(PackageIndexError, match=r"R6==2.5.1 \(locked in cran.lock\) is no longer"):
+        build_r(tmp_path / "out", CranInputs(cran.roots, [current, empty_old], cran.lock))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_vetted_r_without_a_lock_is_refused(tmp_path: Path) -> None:
+    cran, current, old = r_inputs()
+    with pytest.raises(StaleError, match=r"cran.lock \(missing\)"):
+        build_r(tmp_path / "out", CranInputs(cran.roots, [current, old]))
+    assert current.downloads == [] and not (tmp_path / "out").exists()
 
 
 def test_vetted_r_without_an_upstream_is_one_error(tmp_path: Path) -> None:
