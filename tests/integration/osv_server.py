@@ -86,6 +86,7 @@ class OsvServer:
         self.database = OsvDatabase(root)
         self.page_size = page_size
         self.requests: list[tuple[str, str]] = []
+        self.queries: list[dict[str, Any]] = []  # every querybatch query, in order
         self._failures: list[int] = []
         self._lock = threading.Lock()
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -110,6 +111,8 @@ class OsvServer:
 
     def querybatch(self, body: dict[str, Any]) -> dict[str, Any]:
         results = []
+        with self._lock:
+            self.queries.extend(body["queries"])
         for query in body["queries"]:
             package = query["package"]
             found = self.database.matching(package["ecosystem"], package["name"], query["version"])

@@ -302,3 +302,112 @@ def test_ranges_agree_with_the_records_own_version_lists(project_name: str) -> N
                     disagreements.add((advisory.id, version))
     assert checked > 50
     assert disagreements <= KNOWN_LIST_RANGE_DISAGREEMENTS, sorted(disagreements)
+
+
+# --- R packages (OSV ecosystem CRAN): the R lock with its dependencies, and the index --------
+
+R_RECORD = """\
+schema_version: 1.6.0
+id: RSEC-2099-5
+modified: '2099-01-02T00:00:00Z'
+aliases: [CVE-2099-34567]
+summary: tibble prints a crafted column name as terminal escapes
+affected:
+- package: {ecosystem: CRAN, name: tibble}
+  ranges:
+  - type: ECOSYSTEM
+    events: [{introduced: '0'}, {fixed: 3.2-2}]
+  versions: [3.2.0, 3.2.1]
+"""
+
+
+def r_lock_text() -> str:
+    """The R lock for index-only readxl 1.4.1, whose closure brings tibble (as `imagebot lock`
+    writes it)."""
+    from imagebot.cran import Available, RPackage, RRoot, closure
+    from imagebot.cranlock import format_cran_lock
+
+    def package(name: str, version: str, **fields: str) -> RPackage:
+        fields = {"Package": name, "Version": version, "License": "MIT + file LICENSE", **fields}
+        return RPackage(name, version, "0" * 32, fields, "https://cran.example/2025-11-20")
+
+    upstream = [package("readxl", "1.4.1", Imports="tibble (>= 2.0.1)"), package("tibble", "3.2.1")]
+    roots = [RRoot("readxl", "1.4.1", "index-only", "Excel files", "@kari")]
+    available = Available.from_upstreams([upstream])
+    return format_cran_lock(roots, closure(roots, available), "sha256:" + "0" * 64)
+
+
+@pytest.fixture
+def r_project(project: Path, tmp_path: Path) -> Path:
+    requirements = project.parent / "requirements"
+    (requirements / "base.lock").write_text(LOCK.replace("2.19.0", "2.32.3"), encoding="utf-8")
+    (requirements / "index-only.toml").write_text(
+        '[r]\nreadxl = { version = "1.4.1", reason = "Excel files", requested_by = "@kari" }\n',
+        encoding="utf-8",
+    )
+    (requirements / "cran.lock").write_text(r_lock_text(), encoding="utf-8")
+    folder = tmp_path / "r-osv" / "vulns" / "tibble"
+    folder.mkdir(parents=True)
+    (folder / "RSEC-2099-5.yaml").write_text(R_RECORD, encoding="utf-8")
+    return project
+
+
+def test_an_r_dependency_fails_the_audit_through_the_api_and_the_directory(
+    r_project: Path, tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    with osv_server(tmp_path / "r-osv") as api:
+        through_api = run_cli("--config", r_project, "audit", "--json", "--source", api.url)
+        cran_queries = [q for q in api.queries if q["package"]["ecosystem"] == "CRAN"]
+    assert through_api.code == 15, through_api.err
+    assert {(q["package"]["name"], q["version"]) for q in cran_queries} == {
+        ("readxl", "1.4.1"),
+        ("tibble", "3.2.1"),
+    }
+    (finding,) = json.loads(through_api.out)["findings"]
+    assert (finding["ecosystem"], finding["name"], finding["origins"], finding["fixed"]) == (
+        "CRAN",
+        "tibble",
+        ["cran.lock"],
+        ["3.2-2"],
+    )
+    through_directory = run_cli("--config", r_project, "audit", "--source", tmp_path / "r-osv")
+    assert through_directory.code == 15
+    assert "tibble==3.2.1 (cran.lock): RSEC-2099-5 (CVE-2099-34567), fixed in 3.2-2" in (
+        through_directory.err
+    )
+
+
+def test_the_index_s_r_packages_are_audited(
+    r_project: Path, tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    from imagebot.cran import RIndexed, RManifest, RPackage, RRoot
+    from imagebot.index_pages import MANIFEST_NAME, IndexManifest, Target, manifest_to_json
+
+    (r_project.parent / "requirements" / "cran.lock").unlink()  # lock --check's to report
+    served = RPackage("tibble", "3.2.0", "0" * 32, {"Package": "tibble", "Version": "3.2.0"})
+    manifest = IndexManifest(
+        target=Target("3.11", "x86_64-manylinux_2_36"),
+        roots=(),
+        closures={},
+        packages=(),
+        r=RManifest(
+            roots=(RRoot("old.tool", "1.0", "index-only", "old scripts", "@ola"),),
+            packages=(
+                RIndexed(
+                    served,
+                    "src/contrib/Archive/tibble/tibble_3.2.0.tar.gz",
+                    "a" * 64,
+                    1,
+                    (),
+                    ("old.tool==1.0",),
+                    False,
+                ),
+            ),
+        ),
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MANIFEST_NAME).write_text(manifest_to_json(manifest), encoding="utf-8")
+    result = run_cli("--config", r_project, "audit", "--index", out, "--source", tmp_path / "r-osv")
+    assert result.code == 15, result.err
+    assert "tibble==3.2.0 (index): RSEC-2099-5" in result.err

@@ -287,3 +287,210 @@ def test_hostile_base_is_refused_before_git_sees_it(pull_request: Path, base: st
     assert "Traceback" not in run.err
     assert not (pull_request / "PWNED").exists()
     assert git(pull_request, "status", "--porcelain") == before
+
+
+# --- R: a pull request that vets an R package for the index, with a dependency ---------------
+
+POSIT = "https://packagemanager.posit.co/cran/2025-11-20"
+R_ENTRY = (
+    '[r]\nreadxl = { version = "1.4.1", reason = "read the survey\'s Excel files", '
+    'requested_by = "@kari", safe_because = "tidyverse (Posit), MIT, no open advisories" }\n'
+)
+
+
+def cran_lock() -> str:
+    """requirements/cran.lock as `imagebot lock` writes it for index-only readxl 1.4.1, whose
+    closure (Imports; utils is R's own) brings cellranger, with the upstream's PACKAGES fields."""
+    from imagebot.cran import Available, RPackage, RRoot, closure
+    from imagebot.cranlock import format_cran_lock
+
+    upstream = [
+        RPackage(
+            "readxl",
+            "1.4.1",
+            "2f1b5b4d9c9b2c3b8b2b8e6bb0b0d7e1",
+            {
+                "Package": "readxl",
+                "Version": "1.4.1",
+                "Depends": "R (>= 3.4)",
+                "Imports": "cellranger, utils",
+                "License": "MIT + file LICENSE",
+                "NeedsCompilation": "yes",
+            },
+            POSIT,
+        ),
+        RPackage(
+            "cellranger",
+            "1.1.0",
+            "9a2a5c4b7bd8ef0d7e0a4a4f8a1a2b3c",
+            {
+                "Package": "cellranger",
+                "Version": "1.1.0",
+                "Depends": "R (>= 3.0.0)",
+                "License": "MIT + file LICENSE",
+                "NeedsCompilation": "no",
+            },
+            POSIT,
+        ),
+    ]
+    roots = [RRoot("readxl", "1.4.1", "index-only", "read the survey's Excel files", "@kari")]
+    closures = closure(roots, Available.from_upstreams([upstream]))
+    return format_cran_lock(roots, closures, "sha256:" + "0" * 64)
+
+
+def r_advisories(root: Path) -> Path:
+    """An OSV record for the dependency, shaped as osv.dev's CRAN records (YAML, as the R
+    advisory database keeps them; the loopback server reads the same file)."""
+    folder = root / "vulns" / "cellranger"
+    folder.mkdir(parents=True)
+    (folder / "RSEC-2099-3.yaml").write_text(
+        "schema_version: 1.6.0\n"
+        "id: RSEC-2099-3\n"
+        "modified: '2099-01-02T00:00:00Z'\n"
+        "published: '2099-01-01T00:00:00Z'\n"
+        "aliases: [CVE-2099-23456]\n"
+        "summary: cellranger parses a crafted cell range into an out-of-bounds read\n"
+        "affected:\n"
+        "- package: {ecosystem: CRAN, name: cellranger}\n"
+        "  ranges:\n"
+        "  - type: ECOSYSTEM\n"
+        "    events: [{introduced: '0'}, {fixed: 1.1-1}]\n"
+        "  versions: [1.0.0, 1.1.0]\n",
+        encoding="utf-8",
+    )
+    return root
+
+
+@pytest.fixture
+def r_pull_request(tmp_path: Path) -> Path:
+    """`main` with Python only; branch `r-request` adds index-only readxl and the R lock."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    write(repo, BASE_FILES)
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "-m", "base")
+    git(repo, "checkout", "--quiet", "-b", "r-request")
+    write(
+        repo,
+        {
+            "requirements/index-only.toml": INDEX_ONLY + "\n" + R_ENTRY,
+            "requirements/cran.lock": cran_lock(),
+        },
+    )
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "-m", "ask for readxl")
+    return repo
+
+
+def review_with(repo: Path, source: Path | str, *args: str) -> Run:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEBOT_", "TF_BUILD"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "imagebot", *args, "--advisories", str(source)],
+        cwd=repo,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr, 0.0)
+
+
+def test_an_r_request_shows_its_dependency_with_licence_and_advisory(
+    r_pull_request: Path, tmp_path: Path
+) -> None:
+    source = r_advisories(tmp_path / "osv")
+    markdown = tmp_path / "review.md"
+    text = review_with(
+        r_pull_request, source, "review", "--base", "main", "--markdown", str(markdown)
+    )
+    assert text.code == 0, text.err  # confirmed; the gate on advisories is audit's
+    assert "+ added r readxl 1.4.1  index-only  requirements/index-only.toml:5" in text.out
+    section = text.out.split("R packages new to the R lock (2;")[1].split("R version changes")[0]
+    assert section.splitlines()[1:] == [
+        "  cellranger 1.1.0  needed by readxl==1.4.1",
+        "      licence: MIT + file LICENSE",
+        "      compiles C/C++/Fortran code: no",
+        f"      from {POSIT}",
+        "  readxl 1.4.1  asked for in index-only",
+        "      licence: MIT + file LICENSE",
+        "      compiles C/C++/Fortran code: yes",
+        f"      from {POSIT}",
+        "",
+    ]
+    assert "no publication date" in text.out  # PACKAGES has none: said, not invented
+    assert "  R cellranger 1.1.0: RSEC-2099-3 (CVE-2099-23456); fixed in 1.1-1" in text.out, (
+        text.out
+    )
+    assert "Python packages new to the locks or the index (0" in text.out
+    md = markdown.read_text(encoding="utf-8")
+    assert "### R packages new to the R lock (2)" in md
+    assert "- **cellranger 1.1.0**: needed by readxl==1.4.1" in md
+    assert "- R cellranger 1.1.0: RSEC-2099-3 (CVE-2099-23456); fixed in 1.1-1" in md
+
+    as_json = json.loads(
+        review_with(r_pull_request, source, "review", "--base", "main", "--json").out
+    )
+    assert [
+        (p["name"], p["dependency_of"], p["facts"]["license"]) for p in as_json["r"]["new_packages"]
+    ] == [
+        ("cellranger", ["readxl==1.4.1"], "MIT + file LICENSE"),
+        ("readxl", [], "MIT + file LICENSE"),
+    ]
+    assert as_json["new_packages"] == [] and as_json["requests"] == 0  # no PyPI request for R
+    found = as_json["vulnerabilities"]["found"]
+    assert [(v["ecosystem"], v["name"], v["id"]) for v in found] == [
+        ("CRAN", "cellranger", "RSEC-2099-3")
+    ]
+
+
+def test_the_osv_api_reports_the_r_advisory_and_audit_fails_until_waived(
+    r_pull_request: Path, tmp_path: Path
+) -> None:
+    from .osv_server import osv_server
+
+    with osv_server(r_advisories(tmp_path / "osv")) as server:
+        reviewed = review_with(r_pull_request, server.url, "review", "--base", "main", "--json")
+        assert reviewed.code == 0, reviewed.err
+        found = json.loads(reviewed.out)["vulnerabilities"]["found"]
+        assert [(v["ecosystem"], v["name"], v["fixed"]) for v in found] == [
+            ("CRAN", "cellranger", ["1.1-1"])
+        ]
+        queried = [q["package"] for q in server.queries if q["package"]["ecosystem"] == "CRAN"]
+        assert {q["name"] for q in queried} == {"cellranger", "readxl"}
+        audited = imagebot(r_pull_request, "audit", "--source", server.url)
+    assert audited.code == 15, audited.err
+    assert (
+        "cellranger==1.1.0 (cran.lock): RSEC-2099-3 (CVE-2099-23456), fixed in 1.1-1" in audited.err
+    )
+    write(
+        r_pull_request,
+        {
+            "requirements/waivers.toml": '[r]\n"RSEC-2099-3" = { package = "cellranger", '
+            'reason = "ranges come from our own code only", approved_by = "@platform-team", '
+            "expires = 2099-01-01 }\n"
+        },
+    )
+    waived = imagebot(r_pull_request, "audit", "--source", str(tmp_path / "osv"))
+    assert waived.code == 0, waived.err
+    assert "waived cellranger==1.1.0 (cran.lock): RSEC-2099-3" in waived.err
+
+
+def test_an_r_entry_added_without_confirmation_fails_the_review(
+    r_pull_request: Path, tmp_path: Path
+) -> None:
+    write(
+        r_pull_request,
+        {
+            "requirements/index-only.toml": INDEX_ONLY
+            + "\n"
+            + R_ENTRY.replace(', safe_because = "tidyverse (Posit), MIT, no open advisories"', "")
+        },
+    )
+    run = review_with(r_pull_request, r_advisories(tmp_path / "osv"), "review", "--base", "main")
+    assert run.code == 4, run.err
+    assert (
+        "requirements/index-only.toml:5: r entry 'readxl' is added without the requester's "
+        "confirmation" in run.err
+    )
