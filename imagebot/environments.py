@@ -1,24 +1,33 @@
 """Registered environments: the pinned environments teams keep working, named in this repository.
 
-A team registers an environment by committing `environments/<team>/<name>.txt`, an environment
-file in the format `imagebot env check` reads (one `name==version` per line, pip-compile output
-accepted), with one owner line:
+A team registers a Python environment by committing `environments/<team>/<name>.txt`, an
+environment file in the format `imagebot env check` reads (one `name==version` per line,
+pip-compile output accepted), with one owner line:
 
     # owner: @kari.nordmann
     # The 2024 labour force survey's replay environment (env script).
     numpy==2.4.6
     pandas==3.1.1
 
+and an R environment as `environments/<team>/<name>.renv.lock`: renv's own lock, as
+`renv::snapshot()` writes it and `imagebot env check` reads it, with one top-level
+`"Owner": "@kari.nordmann"` field (renv reads the fields it knows and ignores the others, so
+`renv::restore()` still works; `renv::snapshot()` drops it, so add it again after one).
+
 The owner is who must move when a pinned version can no longer be served: a GitHub handle
 (`@user`) or team (`@org/team`). `imagebot check` validates every registered file (path, owner,
 pins) and that every pin is vetted; `imagebot impact`, `review` and each promotion commit name
 the owner of every registered environment that an upgrade changes or breaks, and the index
-keeps serving every version a registered environment pins (its manifest names the environment).
+keeps serving every version a registered Python environment pins (its manifest names the
+environment).
 
-"Vetted" here, without a built index: the package is a set's entry, pinned in a set's lock, or
-listed in `index-only.toml`. The exact version must be one of those, or one that the locks no longer pin
-(an upgrade moved on): such a version is *kept*, served for the environment, and reported as
-differing from the image, so an upgrade never has to wait for every team to move.
+"Vetted" here, without a built index: a Python package is a set's entry, pinned in a set's lock,
+or listed in `index-only.toml`. The exact version must be one of those, or one that the locks no
+longer pin (an upgrade moved on): such a version is *kept*, served for the environment, and
+reported as differing from the image, so an upgrade never has to wait for every team to move.
+An R environment's packages must be served by the vetted R repository at exactly the pinned
+version (`requirements/cran.lock`, which the repository is built from): a version that leaves
+the lock breaks the environment, and impact names its owner.
 
 Parsing is pure (`parse_environment`); `load_environments` reads the directory. Standard library
 only at module level (`imagebot check` imports this).
@@ -28,7 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,8 +53,12 @@ if TYPE_CHECKING:
     from imagebot.waivers import Waiver
 
 ENVIRONMENTS_DIR = "environments"
-SUFFIX = ".txt"
+SUFFIX = ".txt"  # a Python environment (env check's requirements format)
+RENV_SUFFIX = ".renv.lock"  # an R environment (renv's lock)
+SUFFIXES = (RENV_SUFFIX, SUFFIX)
+PYTHON, R = "python", "r"
 OWNER_PREFIX = "# owner:"
+RENV_OWNER = "Owner"  # renv.lock's top-level field (renv ignores fields it does not know)
 # A GitHub user (@name) or team (@org/team): ASCII, one word.
 _OWNER = re.compile(
     r"@[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?(?:/[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)?",
@@ -56,11 +69,15 @@ _SIMPLE_PIN = re.compile(
 )
 _PART = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?", re.ASCII)
 OWNER_HINT = "add a line `# owner: @github-handle` (or `@org/team`): who moves when a pin breaks"
+RENV_OWNER_HINT = (
+    f'add a top-level "{RENV_OWNER}": "@github-handle" (or "@org/team") to renv.lock: who moves '
+    "when a pin breaks (renv ignores it; add it again after renv::snapshot())"
+)
 
 
 @dataclass(frozen=True, order=True)
 class EnvironmentPin:
-    name: str  # PEP 503 normalised
+    name: str  # PEP 503 normalised (Python); exact (R names are case-sensitive)
     version: str
     line: int
 
@@ -72,6 +89,7 @@ class RegisteredEnvironment:
     name: str
     owner: str
     pins: tuple[EnvironmentPin, ...]
+    ecosystem: str = PYTHON  # "r" for environments/<team>/<name>.renv.lock
 
     @property
     def label(self) -> str:
@@ -87,6 +105,8 @@ class Vetted:
 
     locked: Mapping[str, frozenset[str]]  # package -> versions a set's entry or lock pins
     index_only: Mapping[str, frozenset[str]]  # package -> versions listed in index-only.toml
+    # R package -> versions the vetted R repository serves (requirements/cran.lock)
+    r: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def names(self) -> frozenset[str]:
         return frozenset(self.locked) | frozenset(self.index_only)
@@ -96,18 +116,27 @@ class Vetted:
 
 
 def relative_parts(path: str) -> tuple[str, str] | Problem:
-    """(team, name) of `environments/<team>/<name>.txt`; a Problem for any other shape."""
+    """(team, name) of `environments/<team>/<name>.txt` or `.renv.lock`; a Problem for any
+    other shape."""
     parts = path.split("/")
-    hint = f"register it as {ENVIRONMENTS_DIR}/<team>/<name>{SUFFIX} (lower-case letters, digits, . _ -)"
+    hint = (
+        f"register it as {ENVIRONMENTS_DIR}/<team>/<name>{SUFFIX} (Python) or "
+        f"<name>{RENV_SUFFIX} (R): lower-case letters, digits, . _ -"
+    )
+    suffix = next((s for s in SUFFIXES if parts[-1].endswith(s)), "")
     if (
         len(parts) != 3
         or parts[0] != ENVIRONMENTS_DIR
-        or not parts[2].endswith(SUFFIX)
+        or not suffix
         or not _PART.fullmatch(parts[1])
-        or not _PART.fullmatch(parts[2][: -len(SUFFIX)])
+        or not _PART.fullmatch(parts[2][: -len(suffix)])
     ):
         return Problem(_shown(path), 0, "not a registered environment's path", hint)
-    return parts[1], parts[2][: -len(SUFFIX)]
+    return parts[1], parts[2][: -len(suffix)]
+
+
+def ecosystem_of(path: str) -> str:
+    return R if path.endswith(RENV_SUFFIX) else PYTHON
 
 
 def _normalize(name: str) -> str:
@@ -138,10 +167,7 @@ def owner_of(path: str, text: str) -> str | Problem:
             "keep one `# owner:` line; name a team for several people",
         )
     number, value = found[0]
-    if not _OWNER.fullmatch(value):
-        shown = repr(value) if len(value) <= 60 else repr(value[:60]) + "..."
-        return Problem(path, number, f"owner {shown} is not a GitHub handle or team", OWNER_HINT)
-    return value
+    return _valid_owner(path, number, value, OWNER_HINT)
 
 
 def _simple_pins(text: str) -> list[EnvironmentPin] | None:
@@ -160,10 +186,76 @@ def _simple_pins(text: str) -> list[EnvironmentPin] | None:
     return pins
 
 
+def _valid_owner(path: str, line: int, value: object, hint: str) -> str | Problem:
+    if not isinstance(value, str) or not _OWNER.fullmatch(value):
+        text = repr(value)
+        shown = text if len(text) <= 62 else text[:60] + "..."
+        return Problem(path, line, f"owner {shown} is not a GitHub handle or team", hint)
+    return value
+
+
+def renv_owner_of(path: str, text: str) -> str | Problem:
+    """renv.lock's one top-level "Owner" field, validated. A file that is not a JSON object
+    lends no owner problem: `parse_renv_lock` reports it."""
+    import json
+
+    from imagebot.envfile import _json_key_line
+
+    top: list[list[tuple[str, object]]] = []
+
+    def pairs(found: list[tuple[str, object]]) -> dict[str, object]:
+        top[:] = [found]  # the outermost object is decoded last
+        return dict(found)
+
+    try:
+        raw = json.loads(text, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return ""
+    if not isinstance(raw, dict):
+        return ""
+    owners = [value for key, value in (top[0] if top else ()) if key == RENV_OWNER]
+    line = _json_key_line(text, RENV_OWNER)
+    if not owners:
+        return Problem(path, 0, f'no "{RENV_OWNER}" field', RENV_OWNER_HINT)
+    if len(owners) > 1:
+        return Problem(
+            path,
+            line,
+            f'a second "{RENV_OWNER}" field',
+            "keep one; name a team for several people",
+        )
+    return _valid_owner(path, line, owners[0], RENV_OWNER_HINT)
+
+
+def parse_renv_environment(
+    path: str, text: str
+) -> tuple[RegisteredEnvironment | None, list[Problem]]:
+    """A registered R environment: renv.lock parsed by `imagebot env check`'s own parser
+    (packages that come with R are not pins), and its owner."""
+    from imagebot.envfile import parse_renv_lock
+
+    parts = relative_parts(path)
+    if isinstance(parts, Problem):
+        return None, [parts]
+    lock, problems = parse_renv_lock(path, text)
+    owner = renv_owner_of(path, text)
+    if isinstance(owner, Problem):
+        problems.insert(0, owner)
+    if not lock.packages and not problems:
+        problems.append(Problem(path, 0, "no packages", "write renv.lock with renv::snapshot()"))
+    if problems or isinstance(owner, Problem):
+        return None, problems
+    pins = tuple(EnvironmentPin(p.name, p.version, p.line) for p in lock.packages)
+    team, name = parts
+    return RegisteredEnvironment(path, team, name, owner, pins, R), []
+
+
 def parse_environment(
     path: str, text: str, python: str, platform: str
 ) -> tuple[RegisteredEnvironment | None, list[Problem]]:
     """One registered environment from its path (relative, POSIX) and text; every problem."""
+    if ecosystem_of(path) == R:
+        return parse_renv_environment(path, text)
     parts = relative_parts(path)
     if isinstance(parts, Problem):
         return None, [parts]
@@ -207,7 +299,10 @@ def parse_environment(
 
 
 def vetting_problems(environment: RegisteredEnvironment, vetted: Vetted) -> list[Problem]:
-    """A pin of a package that no lock pins and index-only.toml does not list."""
+    """A pin of a package that no lock pins and index-only.toml does not list; for an R
+    environment, a pin the vetted R repository does not serve at that version."""
+    if environment.ecosystem == R:
+        return r_vetting_problems(environment, vetted)
     return [
         Problem(
             environment.path,
@@ -221,8 +316,52 @@ def vetting_problems(environment: RegisteredEnvironment, vetted: Vetted) -> list
     ]
 
 
+R_ASK_HINT = (
+    'vet it in requirements/index-only.toml [r] (or a set with r_source = "cran"), run '
+    "`imagebot lock`, then register the environment"
+)
+
+
+def r_vetting_problems(environment: RegisteredEnvironment, vetted: Vetted) -> list[Problem]:
+    """Every pin of an R environment that requirements/cran.lock does not serve exactly: R
+    environments replay from the vetted R repository, which serves what that lock holds."""
+    from imagebot.cran import same_r_version
+
+    problems: list[Problem] = []
+    for pin in environment.pins:
+        served = vetted.r.get(pin.name, frozenset())
+        if not served:
+            message = f"R package {pin.name} {pin.version} is not vetted: requirements/cran.lock"
+            problems.append(Problem(environment.path, pin.line, f"{message} lacks it", R_ASK_HINT))
+        elif not any(same_r_version(pin.version, v) for v in served):
+            listed = ", ".join(sorted(served, key=_r_order))
+            problems.append(
+                Problem(
+                    environment.path,
+                    pin.line,
+                    f"R package {pin.name} {pin.version} is not served: the vetted R repository "
+                    f"serves {listed}",
+                    f'renv::install("{pin.name}@VERSION") a served version and snapshot, or '
+                    f"vet {pin.version} in index-only.toml [r]",
+                )
+            )
+    return problems
+
+
+def _r_order(version: str) -> tuple[tuple[int, ...], str]:
+    from imagebot.cran import version_key
+
+    try:
+        return version_key(version), version
+    except ValueError:
+        return (), version
+
+
 def kept_versions(environment: RegisteredEnvironment, vetted: Vetted) -> list[EnvironmentPin]:
-    """Pins of vetted packages at a version that no lock or index-only entry pins (any more)."""
+    """Pins of vetted packages at a version that no lock or index-only entry pins (any more).
+    None for an R environment: its pins must be served exactly (`r_vetting_problems`)."""
+    if environment.ecosystem == R:
+        return []
     return [
         pin
         for pin in environment.pins
@@ -232,7 +371,8 @@ def kept_versions(environment: RegisteredEnvironment, vetted: Vetted) -> list[En
 
 def environment_files(root: Path) -> tuple[list[str], list[Problem]]:
     """Every `environments/**` file (relative POSIX paths, sorted), and problems with the tree:
-    a symlink (its target could be any file) or a file outside `<team>/<name>.txt`."""
+    a symlink (its target could be any file) or a file outside `<team>/<name>.txt` or
+    `<team>/<name>.renv.lock`."""
     base = root / ENVIRONMENTS_DIR
     if base.is_symlink():
         return [], [Problem(ENVIRONMENTS_DIR, 0, "is a symbolic link", "make it a directory")]
@@ -247,7 +387,7 @@ def environment_files(root: Path) -> tuple[list[str], list[Problem]]:
                 Problem(_shown(relative), 0, "is a symbolic link", "commit the file itself")
             )
         elif path.is_file():
-            if path.parent == base and not path.name.endswith(SUFFIX):
+            if path.parent == base and not path.name.endswith(SUFFIXES):
                 continue  # a README beside the team directories
             found.append(relative)
     return found, problems
@@ -279,7 +419,9 @@ def load_environments(
 
 
 def vetted_from(
-    lock_pins: Iterable[tuple[str, str]], index_only: Iterable[tuple[str, str]]
+    lock_pins: Iterable[tuple[str, str]],
+    index_only: Iterable[tuple[str, str]],
+    r_served: Iterable[tuple[str, str]] = (),
 ) -> Vetted:
     def grouped(pairs: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]]:
         result: dict[str, set[str]] = {}
@@ -287,7 +429,7 @@ def vetted_from(
             result.setdefault(name, set()).add(version)
         return {name: frozenset(versions) for name, versions in result.items()}
 
-    return Vetted(grouped(lock_pins), grouped(index_only))
+    return Vetted(grouped(lock_pins), grouped(index_only), grouped(r_served))
 
 
 def check_environments(
@@ -314,8 +456,9 @@ def target_of(config: Config) -> tuple[str, str]:
 
 
 def vetted_in(config: Config) -> Vetted:
-    """Every entry and lock pin of every configured set, and index-only.toml's Python entries.
-    A file that cannot be read or parsed lends nothing: `check` reports it on its own."""
+    """Every entry and lock pin of every configured set, index-only.toml's Python entries, and
+    what requirements/cran.lock serves. A file that cannot be read or parsed lends nothing:
+    `check` and `lock --check` report it on their own."""
     from imagebot.lockfile import lock_path, pins
     from imagebot.requirements import INDEX_ONLY, set_path
 
@@ -326,7 +469,24 @@ def vetted_in(config: Config) -> Vetted:
         text = _text_or_none(lock_path(config.requirements_dir, name))
         in_sets.extend((pin.name, pin.version) for pin in pins(text or ""))
     index_only = _python_entries(set_path(config.requirements_dir, INDEX_ONLY))
-    return vetted_from(in_sets, index_only)
+    return vetted_from(in_sets, index_only, r_served(config.requirements_dir))
+
+
+def r_served(requirements_dir: Path) -> list[tuple[str, str]]:
+    """(name, version) of every package requirements/cran.lock holds: what the vetted R
+    repository serves. Empty when there is no R lock or it does not parse."""
+    from imagebot.cranlock import cran_lock_path, parse_cran_lock
+    from imagebot.errors import ImagebotError
+
+    path = cran_lock_path(requirements_dir)
+    text = _text_or_none(path)
+    if text is None:
+        return []
+    try:
+        lock = parse_cran_lock(text, path.name)
+    except ImagebotError:
+        return []
+    return [(p.name, p.version) for p in lock.packages]
 
 
 def _text_or_none(path: Path) -> str | None:
@@ -376,6 +536,8 @@ def index_roots(
     refused = set(blocked)
     roots: list[Root] = []
     for environment in environments:
+        if environment.ecosystem != PYTHON:
+            continue  # an R environment's pins must be vetted exactly (r_vetting_problems)
         for pin in environment.pins:
             ident = (pin.name, pin.version)
             if ident in have or ident in refused:
@@ -450,6 +612,7 @@ def keep_serving(config: Config, roots: Sequence[Root], today: date | None = Non
     refused = tuple(
         (environment, pin, blocked[(pin.name, pin.version)])
         for environment in environments
+        if environment.ecosystem == PYTHON
         for pin in environment.pins
         if (pin.name, pin.version) in blocked
     )

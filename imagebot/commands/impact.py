@@ -1,8 +1,8 @@
 """Commands: impact (who needs a package and who pins it) and history (when each version
 entered or left each set, the index, each registered environment and each deployed image).
 
-`impact` is local and pure over the working tree (locks, sets, environments/), and the entry
-point runs `impact PACKAGE [--json]` on its fast path (imagebot.checks); `history` reads
+`impact` is local and pure over the working tree (locks, cran.lock, sets, environments/), and
+the entry point runs `impact PACKAGE [--json] [--r]` on its fast path (imagebot.checks); `history` reads
 git: one log of this repository and one per GitOps repository (imagebot.history). Reports go to
 stdout as text, or as JSON with `--json`.
 """
@@ -23,13 +23,17 @@ def impact(
     ctx: typer.Context,
     package: str = typer.Argument(..., help="NAME or NAME==VERSION (as if the image moved to it)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    r: bool = typer.Option(
+        False, "--r", help="PACKAGE is an R package (its name as in cran.lock, case-sensitive)."
+    ),
 ) -> None:
     """Who needs PACKAGE (every entry, directly or through dependencies, with requester and
-    reason) and which registered environments pin it (owner; works or breaks at VERSION)."""
+    reason) and which registered environments pin it (owner; works or breaks at VERSION).
+    Python by default; `--r` for an R package."""
     from imagebot.checks import run_impact
     from imagebot.state import state
 
-    run_impact(state(ctx), package, as_json=as_json)
+    run_impact(state(ctx), package, as_json=as_json, r=r)
 
 
 def history(
