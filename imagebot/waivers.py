@@ -7,7 +7,7 @@ pull request that a reviewer reads whole:
     "PYSEC-2018-28" = { package = "requests", reason = "only talks to our own https hosts", approved_by = "@platform-team", expires = 2027-03-01 }
 
     [r]
-    "RSEC-2023-8" = { package = "readxl", reason = "no user uploads are read", approved_by = "@platform-team", expires = 2027-03-01 }
+    "RSEC-2023-1" = { package = "readxl", reason = "no user uploads are read", approved_by = "@platform-team", expires = 2027-03-01 }
 
 [python] waives a Python package (OSV ecosystem PyPI, names PEP 503 normalised), [r] an R
 package (CRAN, names exact, as R spells them). The key is the advisory's id or one of its

@@ -203,3 +203,52 @@ def test_a_python_waiver_does_not_waive_the_r_package_of_the_same_name(
     result = run_cli("--config", r_project.config, "audit", "--source", "osv")
     assert result.code == 15, result.err
     assert "matches no finding" in result.err
+
+
+# The R Consortium's R advisory database keeps records as vulns/<package>/RSEC-*.yaml; this is
+# the shape of RSEC-2023-1 (readxl's bundled libxls), details shortened.
+RSEC_2023_1 = """\
+id: RSEC-2023-1
+details: The readxl R package has been found susceptible to vulnerabilities due to its
+  dependency on libxls library version 1.4.0.
+affected:
+- package:
+    name: readxl
+    ecosystem: CRAN
+  ranges:
+  - type: ECOSYSTEM
+    events:
+    - introduced: 0.1.0
+    - fixed: 1.3.0
+  versions:
+  - 0.1.0
+  - 0.1.1
+  - 1.0.0
+  - 1.1.0
+  - 1.2.0
+aliases:
+- CVE-2018-20450
+- CVE-2018-20452
+modified: "2023-07-13T02:37:06.600Z"
+published: "2023-07-13T02:37:06.600Z"
+"""
+
+
+@pytest.mark.parametrize(("version", "affected"), [("1.2.0", True), ("1.3.0", False)])
+def test_a_record_of_the_r_advisory_database_read_as_a_directory(
+    tmp_path: Path, version: str, affected: bool
+) -> None:
+    from datetime import date
+
+    from imagebot.audit import audit
+    from imagebot.osv import DirectorySource
+
+    folder = tmp_path / "vulns" / "readxl"
+    folder.mkdir(parents=True)
+    (folder / "RSEC-2023-1.yaml").write_text(RSEC_2023_1, encoding="utf-8")
+    readxl = Package(CRAN, "readxl", version, ("cran.lock",))
+    result = audit([readxl], DirectorySource(tmp_path), [], date(2026, 11, 30))
+    found = [(f.advisory.id, f.advisory.aliases, f.fixed) for f in result.findings]
+    assert found == (
+        [("RSEC-2023-1", ("CVE-2018-20450", "CVE-2018-20452"), ("1.3.0",))] if affected else []
+    )
