@@ -6,6 +6,7 @@ which the entry point also runs without typer; uv is imported only when `lock` r
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -167,7 +168,8 @@ def run_lock(app_state: AppState, *, upgrade: bool) -> None:
             result = resolve_locks(layers, read_text_or_none, UvResolver(), upgrade=upgrade)
         texts.update(result.texts)
         changed.extend(result.changed)
-    with console.group(f"lock R: {len(r.roots)} vetted packages from a CRAN-like repository"):
+    r_title = f"lock R: {len(r.roots)} vetted packages from a CRAN-like repository"
+    with console.group(r_title) if r.roots else contextlib.nullcontext():
         cran = resolve_cran(r, read_text_or_none, _resolve_cran_lock, upgrade=upgrade)
     if cran.text is not None:
         texts[cran.path] = cran.text
