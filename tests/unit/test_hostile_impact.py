@@ -64,7 +64,58 @@ def git_repo(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
         subprocess.run(["git", *args], cwd=project.root, check=True, capture_output=True)
 
 
+RENV = "environments/methods/survey.renv.lock"
+
+
+def renv_file(
+    owner: str = '"@kari"', package: str = '"R6"', source: str = '"Repository"', path: str = RENV
+) -> Callable[[Project, pytest.MonkeyPatch], None]:
+    """A registered R environment (renv.lock with a top-level Owner), values as JSON text."""
+    return env_file(
+        f'{{"Owner": {owner}, "R": {{"Version": "4.2.2", "Repositories": []}},\n'
+        f' "Packages": {{{package}: {{"Package": {package}, "Version": "2.5.1", '
+        f'"Source": {source}}}}}}}\n',
+        path,
+    )
+
+
 CHECK = ("check",)
+R_CASES = [
+    Hostile("renv-owner-missing", env_file('{"Packages": {}}\n', RENV), CHECK, 14, 'no "Owner"'),
+    Hostile("renv-owner-vso", renv_file('"##vso[task.complete]"'), CHECK, 14, "GitHub handle"),
+    Hostile("renv-owner-newline", renv_file('"@kari\\n@evil"'), CHECK, 14, "GitHub handle"),
+    Hostile("renv-owner-object", renv_file('{"a": 1}'), CHECK, 14, "GitHub handle"),
+    Hostile(
+        "renv-owner-twice",
+        env_file('{"Owner": "@a", "Owner": "@b", "Packages": {}}\n', RENV),
+        CHECK,
+        14,
+        'a second "Owner" field',
+    ),
+    Hostile("renv-name-vso", renv_file(package='"##vso[x]"'), CHECK, 14, "R package name"),
+    Hostile(
+        "renv-source-url",
+        renv_file(source='"https://evil.example/R6.tar.gz"'),
+        CHECK,
+        14,
+        "installs from outside the vetted repository",
+    ),
+    Hostile("renv-unvetted", renv_file(), CHECK, 14, "R package R6 2.5.1 is not vetted"),
+    Hostile("renv-not-json", env_file('{"Owner": "@a",\n', RENV), CHECK, 14, "not JSON"),
+    Hostile("renv-deep", env_file("[" * 100_000 + "]" * 100_000, RENV), CHECK, 14, "too deeply"),
+    Hostile(
+        "renv-path-newline",
+        renv_file(path="environments/methods/a\nb.renv.lock"),
+        CHECK,
+        14,
+        "not a registered environment's path",
+    ),
+    Hostile("impact-r-newline", nothing, ("impact", "--r", "R6\n==1"), 2, "PACKAGE"),
+    Hostile("impact-r-python-name", nothing, ("impact", "--r", "data_table"), 2, "R package name"),
+    Hostile("impact-r-bad-version", nothing, ("impact", "--r", "R6==$(touch PWNED)"), 2, "PACKAGE"),
+    Hostile("impact-r-vso", nothing, ("impact", "##vso[x]", "--r"), 2, "PACKAGE"),
+    Hostile("impact-r-broken-renv", renv_file(owner='"x"'), ("impact", "--r", "R6"), 14, "handle"),
+]
 CASES = [
     Hostile("owner-missing", env_file("numpy==2.4.6\n"), CHECK, 14, "no owner line"),
     Hostile(
@@ -139,6 +190,7 @@ CASES = [
         "history-option", git_repo, ("history", "--", "--upload-pack=touch PWNED"), 2, "PACKAGE"
     ),
     Hostile("history-version", git_repo, ("history", "numpy==1.0"), 2, "NAME, not NAME==VERSION"),
+    *R_CASES,
 ]
 
 
