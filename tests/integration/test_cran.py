@@ -9,8 +9,10 @@ r-cran-r6 source package, served on 127.0.0.1, and the build reaches it over the
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -62,7 +64,6 @@ def test_r_package_installs_at_exact_version_and_passes_smoke(stack: Stack, cran
 # --- the vetted index's R side: OUT/cran from real CRAN sources, installed in a pod ----------
 
 RINDEX = FIXTURES / "cran" / "rindex"
-RINDEX_CONFIG = RINDEX / "imagebot.toml"
 R_POD_IMAGE = "imagebot-itest/r-pod:latest"
 # Real CRAN tarballs from Debian's sources: here imports rprojroot (both pure R), and R6 comes
 # in two versions, 2.6.1 (trixie) in the current snapshot and 2.5.1 (bookworm) in an older one.
@@ -99,11 +100,33 @@ def _r_env(url: str, current: str = "current") -> dict[str, str]:
     }
 
 
+def _r_project(where: Path, env: dict[str, str]) -> Path:
+    """A copy of the rindex fixture (imagebot.toml, sets, index-only.toml) after `imagebot
+    lock`, which writes requirements/cran.lock from the upstreams `env` names; returns its
+    imagebot.toml."""
+    shutil.copytree(RINDEX, where)
+    config = where / "imagebot.toml"
+    run = run_imagebot(["lock"], env, config=config)
+    assert run.returncode == 0, run.output
+    return config
+
+
+def _cran_lock(config: Path) -> str:
+    return (config.parent / "requirements" / "cran.lock").read_text()
+
+
 @pytest.fixture(scope="module")
-def r_index(r_upstreams: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def r_config(r_upstreams: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _r_project(tmp_path_factory.mktemp("r-project") / "project", _r_env(r_upstreams[0]))
+
+
+@pytest.fixture(scope="module")
+def r_index(
+    r_upstreams: tuple[str, Path], r_config: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     out = tmp_path_factory.mktemp("r-index") / "out"
     run = run_imagebot(
-        ["index", "build", str(out), "--json"], _r_env(r_upstreams[0]), config=RINDEX_CONFIG
+        ["index", "build", str(out), "--json"], _r_env(r_upstreams[0]), config=r_config
     )
     assert run.returncode == 0, run.output
     summary = json.loads(run.stdout)
@@ -111,7 +134,106 @@ def r_index(r_upstreams: tuple[str, Path], tmp_path_factory: pytest.TempPathFact
     return out
 
 
-def test_r_index_is_a_cran_like_repository(r_index: Path, r_upstreams: tuple[str, Path]) -> None:
+def test_lock_writes_the_r_closure_and_a_second_lock_reads_no_upstream(
+    r_upstreams: tuple[str, Path], r_config: Path, tmp_path: Path
+) -> None:
+    from imagebot.cranlock import parse_cran_lock
+
+    url, root = r_upstreams
+    text = _cran_lock(r_config)
+    lock = parse_cran_lock(text, "cran.lock")
+    assert lock.intact
+    assert [(p.pin, p.vetted_in, p.dependency_of, p.package.repository) for p in lock.packages] == [
+        ("R6==2.5.1", ("index-only",), (), f"{url}/old"),
+        ("R6==2.6.1", ("index-only",), (), f"{url}/current"),
+        ("here==1.0.1", ("rcran",), (), f"{url}/current"),
+        ("rprojroot==2.0.3", (), ("here==1.0.1",), f"{url}/current"),
+    ]
+    assert lock.packages[2].requires == ("rprojroot",)  # a package with dependencies of its own
+    contrib = root / "current" / "src" / "contrib"
+    served = hashlib.md5((contrib / "here_1.0.1.tar.gz").read_bytes()).hexdigest()
+    assert lock.packages[2].package.md5 == served
+    # A fresh lock is kept without a request: with both upstreams gone, lock still succeeds.
+    project = tmp_path / "project"
+    shutil.copytree(r_config.parent, project)
+    (root / "current").rename(root / "current.away")
+    (root / "old").rename(root / "old.away")
+    try:
+        again = run_imagebot(["lock"], _r_env(url), config=project / "imagebot.toml")
+    finally:
+        (root / "current.away").rename(root / "current")
+        (root / "old.away").rename(root / "old")
+    assert again.returncode == 0, again.output
+    assert "unchanged requirements/cran.lock (4 packages)" in again.stderr
+    assert _cran_lock(project / "imagebot.toml") == text
+    check = run_imagebot(["lock", "--check"], _r_env(url), config=project / "imagebot.toml")
+    assert check.returncode == 0, check.output
+
+
+@pytest.mark.parametrize("case", ["stale", "hand-edited", "missing"])
+def test_lock_check_refuses_a_stale_hand_edited_or_missing_cran_lock(
+    r_upstreams: tuple[str, Path], r_config: Path, tmp_path: Path, case: str
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(r_config.parent, project)
+    requirements = project / "requirements"
+    if case == "stale":  # one more vetted version, not locked yet
+        index_only = requirements / "index-only.toml"
+        index_only.write_text(
+            index_only.read_text()
+            + '"R6==2.4.0" = { reason = "an even older project", requested_by = "@ola" }\n'
+        )
+    elif case == "hand-edited":
+        lock = requirements / "cran.lock"
+        lock.write_text(lock.read_text().replace("Version: 2.0.3", "Version: 2.0.4"))
+    else:
+        (requirements / "cran.lock").unlink()
+    before = {p.name: p.read_bytes() for p in requirements.iterdir()}
+    env = _r_env(r_upstreams[0])  # lock --check reads no upstream (the unit tests count)
+    run = run_imagebot(["lock", "--check"], env, config=project / "imagebot.toml")
+    assert run.returncode == 5, run.output
+    state = {"stale": "stale", "hand-edited": "edited by hand", "missing": "missing"}[case]
+    assert f"error: lock files out of date: cran.lock ({state}" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert {p.name: p.read_bytes() for p in requirements.iterdir()} == before
+    build = run_imagebot(
+        ["index", "build", str(tmp_path / "out")],
+        _r_env(r_upstreams[0]),
+        config=project / "imagebot.toml",
+    )
+    assert build.returncode == 5, build.output
+    assert "hint: run `imagebot lock`" in build.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_index_build_refuses_an_upstream_that_contradicts_the_lock(
+    r_upstreams: tuple[str, Path], tmp_path: Path
+) -> None:
+    """The upstream republishes here 1.0.1 with other bytes and a PACKAGES that vouches for
+    them: the reviewed lock vouches for the first bytes, so nothing is served."""
+    url, root = r_upstreams
+    moving = root / f"moving-{tmp_path.name}"
+    build_repo(moving, _tarballs(CURRENT))
+    config = _r_project(tmp_path / "project", _r_env(url, moving.name))
+    here = moving / "src" / "contrib" / "here_1.0.1.tar.gz"
+    republished = tmp_path / "here_1.0.1.tar.gz"
+    republished.write_bytes(here.read_bytes() + b"\0")
+    shutil.rmtree(moving)
+    build_repo(moving, [republished, *(t for t in _tarballs(CURRENT) if "here" not in t.name)])
+    out = tmp_path / "out"
+    run = run_imagebot(["index", "build", str(out)], _r_env(url, moving.name), config=config)
+    assert run.returncode == 13, run.output
+    other = hashlib.md5(republished.read_bytes()).hexdigest()
+    assert f"here==1.0.1: {url}/{moving.name}'s PACKAGES says MD5sum {other}" in run.stderr
+    assert "refusing to serve other bytes than the reviewed lock vouches for" in run.stderr
+    assert "Traceback" not in run.stderr and not out.exists()
+
+
+def test_r_index_is_a_cran_like_repository(
+    r_index: Path, r_upstreams: tuple[str, Path], r_config: Path
+) -> None:
+    from imagebot.cranlock import parse_cran_lock
+
     contrib = r_index / "cran" / "src" / "contrib"
     packages = (contrib / "PACKAGES").read_text()
     assert gzip.decompress((contrib / "PACKAGES.gz").read_bytes()).decode() == packages
@@ -140,9 +262,18 @@ def test_r_index_is_a_cran_like_repository(r_index: Path, r_upstreams: tuple[str
         ("here", "1.0.1"): (["rcran"], []),
         ("rprojroot", "2.0.3"): ([], ["here==1.0.1"]),
     }
+    # Exactly the lock: each locked version, its file's MD5 the lock's.
+    lock = parse_cran_lock(_cran_lock(r_config), "cran.lock")
+    served = {
+        (p["name"], p["version"]): hashlib.md5(
+            (r_index / "cran" / p["path"]).read_bytes()
+        ).hexdigest()
+        for p in manifest["r"]["packages"]
+    }
+    assert served == {(p.name, p.version): p.package.md5 for p in lock.packages}
     # A second build downloads nothing: every kept file matches the upstream's MD5sum.
     again = run_imagebot(
-        ["index", "build", str(r_index), "--json"], _r_env(r_upstreams[0]), config=RINDEX_CONFIG
+        ["index", "build", str(r_index), "--json"], _r_env(r_upstreams[0]), config=r_config
     )
     assert again.returncode == 0, again.output
     assert (json.loads(again.stdout)["r_downloaded"], json.loads(again.stdout)["r_reused"]) == (
@@ -155,14 +286,16 @@ def test_r_index_is_a_cran_like_repository(r_index: Path, r_upstreams: tuple[str
 def test_tampered_tarball_is_refused_at_build_time(
     r_upstreams: tuple[str, Path], tmp_path: Path
 ) -> None:
+    """The tampered upstream's PACKAGES carries the real MD5sum (the lock agrees with it); the
+    file it serves does not match."""
+    env = _r_env(r_upstreams[0], "tampered")
+    config = _r_project(tmp_path / "project", env)
     out = tmp_path / "out"
-    run = run_imagebot(
-        ["index", "build", str(out)], _r_env(r_upstreams[0], "tampered"), config=RINDEX_CONFIG
-    )
+    run = run_imagebot(["index", "build", str(out)], env, config=config)
     assert run.returncode == 13, run.output
     assert "here_1.0.1.tar.gz" in run.stderr and "does not match the MD5sum" in run.stderr
     assert "Traceback" not in run.stderr
-    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["project"]
 
 
 # What a user does in the pod (no network; the index mounted where Rprofile.site points).
@@ -225,13 +358,13 @@ def test_pod_installs_vetted_r_packages_offline_and_replays_renv_lock(
     check = run_imagebot(
         ["env", "check", str(RINDEX / "renv.lock"), "--index", str(r_index)],
         env,
-        config=RINDEX_CONFIG,
+        config=RINDEX / "imagebot.toml",
     )
     assert check.returncode == 0, check.output
     written = run_imagebot(
         ["env", "script", str(RINDEX / "renv.lock"), "--index", str(r_index), "-o", str(script)],
         env,
-        config=RINDEX_CONFIG,
+        config=RINDEX / "imagebot.toml",
     )
     assert written.returncode == 0, written.output
     image = _r_pod_image(tmp_path / "context")
