@@ -42,7 +42,8 @@ def run_check(app_state: AppState) -> None:
     for name in sorted(set(sets) - in_images):
         console.warning(f"set {name!r} is in no image's sets in {config.path.name}")
     statuses: list[Freshness] = [*lock_statuses(plan_layers(config, sets), read_text_or_none)]
-    statuses.append(cran_status(cran_inputs(config, sets.values(), index_only), read_text_or_none))
+    r = cran_status(cran_inputs(config, sets.values(), index_only), read_text_or_none)
+    statuses += [r] if r is not None else []
     stale = [s for s in statuses if not s.fresh]
     for status in stale:
         console.warning(f"{status.path.name} is out of date ({status.state}): run `imagebot lock`")
@@ -124,17 +125,16 @@ def run_lock_check(app_state: AppState) -> None:
     config = app_state.config
     sets = all_sets(config)
     layers = plan_layers(config, sets)
-    r = cran_status(
-        cran_inputs(
-            config, sets.values(), load_index_only(config.requirements_dir, [*sets.values()])
-        ),
-        read_text_or_none,
+    r = cran_inputs(
+        config, sets.values(), load_index_only(config.requirements_dir, [*sets.values()])
     )
-    statuses: list[Freshness] = [*lock_statuses(layers, read_text_or_none), r]
+    r_status = cran_status(r, read_text_or_none)
+    statuses: list[Freshness] = [*lock_statuses(layers, read_text_or_none)]
+    statuses += [r_status] if r_status is not None else []
     error = stale_error(statuses)
     if error is not None:
         raise error
-    count = len(layers) + (r.expected is not None)
+    count = len(layers) + bool(r.roots)
     console.info(f"ok: {count} locks up to date")
 
 

@@ -26,17 +26,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from imagebot.config import Config
-from imagebot.cran import RRoot
-from imagebot.cranlock import (
-    CranLockStatus,
-    cran_lock_path,
-    cran_lock_status,
-    cran_roots,
-    cran_upstream_urls,
-)
 from imagebot.errors import ConfigError, ResolutionError, StaleError
 from imagebot.lockfile import (
     EMPTY_LAYER,
@@ -56,6 +48,10 @@ from imagebot.requirements import RequirementSet, normalize
 from imagebot.uv import ResolveFailed, Resolver, explain, requirement_line, summarize
 from imagebot.uv import Uv as UvResolver
 from imagebot.validate import InvalidValue
+
+if TYPE_CHECKING:
+    from imagebot.cran import RRoot
+    from imagebot.cranlock import CranLockStatus
 
 __all__ = [
     "EMPTY_LAYER",
@@ -231,6 +227,11 @@ def read_text_or_none(path: Path) -> str | None:
 # --- the R lock: requirements/cran.lock ------------------------------------------------------
 
 
+# imagebot.cranlock.CRAN_LOCK_NAME: imagebot.cranlock (and imagebot.cran) are imported only
+# where R is vetted, so that `check` and `lock --check` do not pay for them elsewhere.
+CRAN_LOCK_NAME = "cran.lock"
+
+
 @dataclass(frozen=True)
 class CranLockInputs:
     """What requirements/cran.lock depends on: the R entries served from a CRAN-like
@@ -245,18 +246,27 @@ class CranLockInputs:
 def cran_inputs(
     config: Config, sets: Iterable[RequirementSet], index_only: RequirementSet | None
 ) -> CranLockInputs:
-    return CranLockInputs(
-        cran_lock_path(config.requirements_dir),
-        tuple(cran_roots(sets, index_only)),
-        tuple(cran_upstream_urls(config)),
-        config.index.r_user_agent,
-    )
+    sets = list(sets)
+    path = config.requirements_dir / CRAN_LOCK_NAME
+    served = any(s.r_source == "cran" and s.r for s in sets) or bool(index_only and index_only.r)
+    if not served:
+        return CranLockInputs(path, (), (), config.index.r_user_agent)
+    from imagebot.cranlock import cran_roots, cran_upstream_urls
+
+    roots = tuple(cran_roots(sets, index_only))
+    return CranLockInputs(path, roots, tuple(cran_upstream_urls(config)), config.index.r_user_agent)
 
 
-def cran_status(inputs: CranLockInputs, read: Callable[[Path], str | None]) -> CranLockStatus:
-    """requirements/cran.lock against its inputs, offline; also "left over" when no R package
-    is served from a CRAN-like repository but the file exists."""
+def cran_status(
+    inputs: CranLockInputs, read: Callable[[Path], str | None]
+) -> CranLockStatus | None:
+    """requirements/cran.lock against its inputs, offline ("left over" when no R package is
+    served from a CRAN-like repository but the file exists); None when there is neither."""
     text = read(inputs.path)
+    if not inputs.roots and text is None:
+        return None
+    from imagebot.cranlock import cran_lock_status
+
     return cran_lock_status(inputs.path, text, inputs.roots, inputs.upstreams, inputs.user_agent)
 
 
@@ -283,6 +293,8 @@ def resolve_cran(
     current = read(inputs.path)
     if not inputs.roots:
         return CranLockPlan(inputs.path, None, current is not None)
+    from imagebot.cranlock import cran_lock_status
+
     status = cran_lock_status(
         inputs.path, current, inputs.roots, inputs.upstreams, inputs.user_agent
     )

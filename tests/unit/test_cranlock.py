@@ -445,3 +445,25 @@ def test_lock_check_with_r_entries_imports_no_heavy_library(r_project: Project) 
     assert done.returncode == 0, done.stderr
     assert "cran.lock (missing)" in done.stderr  # it did read the R entries
     assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+def test_check_and_lock_check_import_no_r_module_where_no_r_is_vetted() -> None:
+    """`check` and `lock --check` name cran.lock without importing imagebot.cranlock."""
+    import imagebot.cranlock
+    import imagebot.lock
+
+    assert imagebot.lock.CRAN_LOCK_NAME == imagebot.cranlock.CRAN_LOCK_NAME
+    code = (
+        "import sys\nfrom imagebot.main import main\n"
+        "try:\n    main(['lock', '--check'])\nexcept SystemExit as exc:\n    assert not exc.code\n"
+        "print(sorted(m for m in ('imagebot.cran', 'imagebot.cranlock') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
