@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagebot.cran import (
-    DEPENDENCY_FIELDS,
     RPackage,
     RRoot,
     layout,
@@ -334,7 +333,17 @@ def lock_problem(lock: CranLock, roots: Sequence[RRoot]) -> str:
     return ""
 
 
-# --- serving exactly the lock: the upstream must agree with it ----------------------------------
+# --- the upstream must list each locked package as the lock says -------------------------------
+
+# The fields of a locked package its upstream's stanza must repeat value for value, besides
+# the name and version that find the stanza and the checksums compared first.
+VOUCHED_FIELDS = tuple(
+    f for f in LOCK_FIELDS if f not in ("Package", "Version", "MD5sum", "SHA256")
+)
+UNLOCKED_HINT = (
+    "the lock must say what the upstream says: delete requirements/cran.lock, run "
+    "`imagebot lock` and commit the lock it writes"
+)
 
 
 def locked_entries(
@@ -343,21 +352,16 @@ def locked_entries(
     """(package, vetted_in, dependency_of) for every locked package, with the package as its
     upstream's PACKAGES lists it now (`listed`: upstream URL -> packages). The upstream must
     still list that exact version with the lock's MD5sum (and SHA256, where both have one)
-    and dependencies: the reviewer vetted the locked bytes, and a file is verified against both.
+    and every other field the lock keeps (dependencies, License, NeedsCompilation): the
+    reviewer vetted the locked bytes and facts, and a file is verified against both.
     Anything else is refused (exit 13)."""
-    by_upstream = {
-        url: {(p.name, p.version): p for p in packages} for url, packages in listed.items()
-    }
+    by_upstream = _by_upstream(listed)
     entries = []
     for locked in lock.packages:
         wanted = locked.package
         upstream = by_upstream.get(wanted.repository)
         if upstream is None:
-            raise PackageIndexError(
-                f"{CRAN_LOCK_NAME}: {locked.pin} comes from {wanted.repository or '(no Upstream)'}, "
-                "which is not a configured CRAN-like upstream",
-                LOCK_HINT,
-            )
+            raise _not_configured(locked)
         found = upstream.get((wanted.name, wanted.version))
         if found is None:
             raise PackageIndexError(
@@ -379,14 +383,92 @@ def locked_entries(
     return entries
 
 
+def changed_since(head: CranLock, base: CranLock | None) -> tuple[LockedR, ...]:
+    """The packages of `head` whose stanza `base` does not hold as it is: new versions, and
+    versions whose checksums, upstream or any upstream field differ (VettedIn and
+    DependencyOf are the lock's own). What a review has the upstream vouch for."""
+    known = {_stanza(p.package) for p in base.packages} if base else set()
+    return tuple(p for p in head.packages if _stanza(p.package) not in known)
+
+
+def upstreams_named(packages: Iterable[LockedR], configured: Sequence[str]) -> list[str]:
+    """The configured upstreams that `packages` come from, in the configured order; a
+    PackageIndexError (exit 13) for a package whose `Upstream` is not configured."""
+    named = set()
+    for locked in packages:
+        if locked.package.repository not in configured:
+            raise _not_configured(locked)
+        named.add(locked.package.repository)
+    return [url for url in configured if url in named]
+
+
+def require_listed_as_locked(
+    packages: Sequence[LockedR], listed: Mapping[str, Sequence[RPackage]], where: str
+) -> None:
+    """Refuse (PackageIndexError, exit 13) when the upstream's PACKAGES (`listed`: upstream
+    URL -> packages) does not list each of `packages` exactly as the lock (`where`) says:
+    the version, the MD5sum, the SHA256 where both have one, and every other field the lock
+    keeps. The error names the first such package, the field and both values."""
+    by_upstream = _by_upstream(listed)
+    problems = []
+    for locked in packages:
+        upstream = by_upstream.get(locked.package.repository)
+        if upstream is None:
+            raise _not_configured(locked)
+        found = upstream.get((locked.name, locked.version))
+        if found is None:
+            problems.append(f"{locked.pin} is not in the PACKAGES of {locked.package.repository}")
+        elif differs := _disagreement(locked.package, found):
+            problems.append(f"{locked.pin}: {locked.package.repository}'s PACKAGES says {differs}")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise PackageIndexError(f"{where}: {problems[0]}{more}", UNLOCKED_HINT)
+
+
+def _by_upstream(
+    listed: Mapping[str, Sequence[RPackage]],
+) -> dict[str, dict[tuple[str, str], RPackage]]:
+    return {url: {(p.name, p.version): p for p in packages} for url, packages in listed.items()}
+
+
+def _stanza(package: RPackage) -> tuple[object, ...]:
+    return (
+        package.name,
+        package.version,
+        package.md5,
+        package.sha256 or "",
+        package.repository,
+        tuple(sorted(package.fields.items())),
+    )
+
+
+def _not_configured(locked: LockedR) -> PackageIndexError:
+    return PackageIndexError(
+        f"{CRAN_LOCK_NAME}: {locked.pin} comes from "
+        f"{locked.package.repository or '(no Upstream)'}, which is not a configured CRAN-like "
+        "upstream",
+        LOCK_HINT,
+    )
+
+
 def _disagreement(locked: RPackage, upstream: RPackage) -> str:
-    """What the upstream's stanza says that contradicts the lock's ("" when nothing)."""
+    """What the upstream's stanza says against the lock's ("" when nothing): the MD5sum, the
+    SHA256 where both have one, then every other field the lock keeps (VOUCHED_FIELDS) and any
+    field the lock has that `imagebot lock` never writes, value for value."""
     if upstream.md5 != locked.md5:
         return f"MD5sum {upstream.md5}, {CRAN_LOCK_NAME} has {locked.md5}"
     if upstream.sha256 and locked.sha256 and upstream.sha256 != locked.sha256:
         return f"SHA256 {upstream.sha256}, {CRAN_LOCK_NAME} has {locked.sha256}"
-    for name in DEPENDENCY_FIELDS:
+    checked = [*VOUCHED_FIELDS, *sorted(set(locked.fields) - set(LOCK_FIELDS))]
+    for name in checked:
         theirs, ours = upstream.fields.get(name, ""), locked.fields.get(name, "")
         if theirs != ours:
-            return f"{name}: {theirs or '(none)'}, {CRAN_LOCK_NAME} has {ours or '(none)'}"
+            return f"{name} {_shown(theirs)}, {CRAN_LOCK_NAME} has {_shown(ours)}"
     return ""
+
+
+def _shown(value: str, limit: int = 120) -> str:
+    """A field's value in an error line: quoted, cut to `limit`, or (none)."""
+    if not value:
+        return "(none)"
+    return f'"{value if len(value) <= limit else value[: limit - 1] + "…"}"'
