@@ -11,6 +11,10 @@ Each lock starts with a header that records a digest of its inputs: the Python p
 `imagebot check` recompute it offline, without resolving anything; a second header digest
 covers the lock's whole text, so a hand edit is caught too (`imagebot.lockfile`).
 
+A stale lock is re-resolved with its previous pins as uv's preferences (only when its text is
+the one `imagebot lock` wrote), so a new entry moves only the pins it must; `lock --upgrade`
+re-resolves every layer to the newest versions that fit.
+
 Pure functions build plans, digests and lock text; uv (`imagebot.uv`, here as `UvResolver`)
 is the only side effect, and `resolve_locks` takes the resolver as an argument.
 
@@ -307,10 +311,31 @@ def resolve_cran(
 # --- resolving -------------------------------------------------------------------------------
 
 
+def preference_lines(previous: LockFile | None) -> str:
+    """The pins of a layer's previous lock as `name==version` lines, for uv to keep where they
+    still fit; '' when there is none, or when it is not the text `imagebot lock` wrote (its
+    content digest fails, as after a hand edit in a pull request) or holds a value that does
+    not validate: such a lock must not steer the resolution."""
+    if previous is None or not previous.intact:
+        return ""
+    try:
+        return "".join(
+            requirement_line(name, version) + "\n"
+            for name, version in sorted(previous.pins().items())
+        )
+    except InvalidValue:
+        return ""
+
+
 def resolve_layer(
-    layer: Layer, earlier: Mapping[str, LockFile], resolver: Resolver
+    layer: Layer,
+    earlier: Mapping[str, LockFile],
+    resolver: Resolver,
+    previous: LockFile | None = None,
 ) -> list[LockedPackage]:
-    """Resolve one layer on top of the earlier locks; return only the packages it adds."""
+    """Resolve one layer on top of the earlier locks; return only the packages it adds.
+    The pins of `previous`, the layer's last lock, are kept where they still fit
+    (`preference_lines`)."""
     locked_below: dict[str, str] = {}
     for req_set in layer.earlier:
         locked_below.update(earlier[req_set.name].pins())
@@ -331,7 +356,13 @@ def resolve_layer(
     except InvalidValue as exc:
         raise ResolutionError(f"cannot lock set {layer.name!r}: {exc.message}", exc.hint) from None
     try:
-        compiled = resolver.compile(inputs, constraints, layer.python, layer.platform)
+        compiled = resolver.compile(
+            inputs,
+            constraints,
+            layer.python,
+            layer.platform,
+            preferences=preference_lines(previous),
+        )
     except ResolveFailed as failed:
         raise distill_uv_error(failed.output, layer, earlier) from None
     resolved = split_blocks(compiled)
@@ -354,7 +385,9 @@ def resolve_locks(
     *,
     upgrade: bool = False,
 ) -> LockPlanResult:
-    """New text for every lock; fresh locks are kept unless `upgrade`. Writes nothing."""
+    """New text for every lock; fresh locks are kept unless `upgrade`. A lock that is
+    re-resolved keeps its previous pins where they still fit, so one new entry moves only what
+    it must; `upgrade` re-resolves everything to the newest versions. Writes nothing."""
     texts: dict[Path, str] = {}
     locks: dict[str, LockFile] = {}
     changed: list[Path] = []
@@ -371,7 +404,8 @@ def resolve_locks(
         if fresh and current is not None:
             text = current
         else:
-            packages = resolve_layer(layer, locks, resolver)
+            previous = None if upgrade else parsed
+            packages = resolve_layer(layer, locks, resolver, previous)
             text = format_lock(layer, expected, packages)
         lock = parse_lock(layer.name, text)
         if lock is None:  # format_lock always writes the header

@@ -8,7 +8,9 @@ uv runs isolated from whatever repository or shell it is started in:
     configuration files), and exactly one `--index-url`: the upstream of
     `IMAGEBOT_UPSTREAM_INDEX` (default PyPI), or the vetted index for environment scripts;
   - input files of `name[extras]==version` lines only, every part validated, so no line can
-    be read as an option.
+    be read as an option. That includes the preferences: the pins of a layer's previous lock,
+    written as uv's `--output-file` (which uv reads as the versions to keep where they still
+    fit, unless `--upgrade`), so adding one entry does not float every transitive pin.
 
 Standard library only at module level: `lock --check` imports this module; the `uv` package
 is imported when uv runs.
@@ -29,6 +31,7 @@ from imagebot.errors import ResolutionError
 
 UPSTREAM_VARIABLE = "IMAGEBOT_UPSTREAM_INDEX"
 CONSTRAINTS_FILE = "earlier-layers.txt"
+PREFERENCES_FILE = "previous-lock.txt"
 # The only variables of uv's family a child keeps: where its cache lives is not configuration.
 _KEPT = frozenset({"UV_CACHE_DIR"})
 _REQUIREMENT = re.compile(
@@ -49,10 +52,17 @@ class ResolveFailed(Exception):
 
 class Resolver(Protocol):
     def compile(
-        self, inputs: Mapping[str, str], constraints: str, python: str, platform: str
+        self,
+        inputs: Mapping[str, str],
+        constraints: str,
+        python: str,
+        platform: str,
+        *,
+        preferences: str = "",
     ) -> str:
         """Resolve `inputs` (file name -> requirement lines) under `constraints`
-        (requirement lines) for one Python and platform. Raises ResolveFailed."""
+        (requirement lines) for one Python and platform, keeping the versions of `preferences`
+        (requirement lines) where they still fit. Raises ResolveFailed."""
         ...
 
 
@@ -119,9 +129,17 @@ class Uv:
         self.runs = 0
 
     def command(
-        self, uv_bin: str, input_files: Iterable[str], python: str, platform: str
+        self,
+        uv_bin: str,
+        input_files: Iterable[str],
+        python: str,
+        platform: str,
+        *,
+        preferences: bool = False,
     ) -> list[str]:
         command = [uv_bin, "pip", "compile", *input_files, "--constraint", CONSTRAINTS_FILE]
+        if preferences:  # uv keeps an existing output file's pins; the result replaces it
+            command += ["--output-file", PREFERENCES_FILE]
         command += ["--no-config", "--index-url", self.index_url, "--only-binary", ":all:"]
         command += ["--python-version", python, "--python-platform", platform]
         command += ["--no-header", "--color", "never", "--quiet"]
@@ -136,10 +154,20 @@ class Uv:
         return command
 
     def compile(
-        self, inputs: Mapping[str, str], constraints: str, python: str, platform: str
+        self,
+        inputs: Mapping[str, str],
+        constraints: str,
+        python: str,
+        platform: str,
+        *,
+        preferences: str = "",
     ) -> str:
         from uv import find_uv_bin
 
+        if preferences and self.pylock:
+            raise ValueError(
+                "preferences are requirement lines; pylock.toml output cannot hold them"
+            )
         self.runs += 1
         with tempfile.TemporaryDirectory(prefix="imagebot-uv-") as scratch:
             for file_name, text in inputs.items():
@@ -149,7 +177,12 @@ class Uv:
             Path(scratch, CONSTRAINTS_FILE).write_text(
                 checked_lines(constraints, CONSTRAINTS_FILE), encoding="utf-8"
             )
-            command = self.command(find_uv_bin(), inputs, python, platform)
+            output = Path(scratch, PREFERENCES_FILE)
+            if preferences:
+                output.write_text(checked_lines(preferences, PREFERENCES_FILE), encoding="utf-8")
+            command = self.command(
+                find_uv_bin(), inputs, python, platform, preferences=bool(preferences)
+            )
             try:
                 done = subprocess.run(
                     command,
@@ -163,9 +196,10 @@ class Uv:
                 )
             except subprocess.TimeoutExpired:
                 raise ResolveFailed(f"uv timed out after {self.timeout:.0f}s") from None
-        if done.returncode != 0:
-            raise ResolveFailed(done.stderr or done.stdout)
-        return done.stdout
+            if done.returncode != 0:
+                raise ResolveFailed(done.stderr or done.stdout)
+            # With --quiet uv prints nothing when it writes an output file.
+            return output.read_text(encoding="utf-8") if preferences else done.stdout
 
 
 def _scratch_file(scratch: str, file_name: str) -> Path:

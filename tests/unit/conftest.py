@@ -106,16 +106,26 @@ class FakeResolver:
         self.deps = dict(deps or {})
         self.fail = fail
         self.calls: list[tuple[dict[str, str], str]] = []
+        self.preferences: list[str] = []  # each call's preferences, like uv's output file
 
     def compile(
-        self, inputs: Mapping[str, str], constraints: str, python: str, platform: str
+        self,
+        inputs: Mapping[str, str],
+        constraints: str,
+        python: str,
+        platform: str,
+        *,
+        preferences: str = "",
     ) -> str:
         from imagebot.lock import ResolveFailed
 
         self.calls.append((dict(inputs), constraints))
+        self.preferences.append(preferences)
         if self.fail is not None:
             raise ResolveFailed(self.fail)
-        pinned = dict(line.split("==") for line in constraints.splitlines() if line)
+        preferred = dict(line.split("==") for line in preferences.splitlines() if line)
+        constrained = dict(line.split("==") for line in constraints.splitlines() if line)
+        pinned = {**preferred, **constrained}
         wanted: dict[str, str] = {}
         for text in inputs.values():
             for line in text.splitlines():

@@ -361,12 +361,12 @@ def test_lock_writes_nothing_when_a_later_layer_fails(
     import imagebot.lock
 
     class FailSecond(FakeResolver):
-        def compile(self, inputs, constraints, python, platform):  # type: ignore[no-untyped-def]
+        def compile(self, inputs, constraints, python, platform, **options):  # type: ignore[no-untyped-def]
             if "extra.in" in inputs:
                 return FakeResolver(
                     fail="error: boom\n  cause: Because you require numpy==2.4.6 and numpy==1.0, we can conclude that your requirements are unsatisfiable.\n"
-                ).compile(inputs, constraints, python, platform)
-            return super().compile(inputs, constraints, python, platform)
+                ).compile(inputs, constraints, python, platform, **options)
+            return super().compile(inputs, constraints, python, platform, **options)
 
     monkeypatch.setattr(imagebot.lock, "UvResolver", lambda: FailSecond())
     before = project.snapshot()

@@ -335,6 +335,48 @@ def test_a_line_that_is_not_name_extras_version_never_reaches_uv(fake_uv: Path, 
     assert not fake_uv.exists()
 
 
+def test_preferences_reach_uv_as_its_output_file_in_the_scratch_directory(fake_uv: Path) -> None:
+    from imagebot.uv import PREFERENCES_FILE, Uv
+
+    resolved = Uv(env={}).compile(
+        {"base.in": "pip==26.3\n"},
+        "",
+        "3.11",
+        "x86_64-manylinux_2_36",
+        preferences="babel==2.18.0\n",
+    )
+    record = json.loads(fake_uv.read_text())
+    argv = record["argv"]
+    assert argv[argv.index("--output-file") + 1] == PREFERENCES_FILE  # a plain name: in scratch
+    assert record["files"][PREFERENCES_FILE] == "babel==2.18.0\n"
+    assert "--upgrade" not in argv
+    assert resolved == "babel==2.18.0\n"  # the result is what uv left in its output file
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "--extra-index-url http://127.0.0.1:18081/simple",
+        "-r /etc/passwd",
+        "babel>=2",
+        "babel @ https://evil.example/babel.whl",
+        "--hash=sha256:" + "ab" * 32,
+    ],
+)
+def test_a_preference_that_is_not_name_version_never_reaches_uv(fake_uv: Path, line: str) -> None:
+    from imagebot.uv import Uv
+
+    with pytest.raises(ResolutionError, match=r"refusing to pass line 2 of previous-lock\.txt"):
+        Uv(env={}).compile(
+            {"base.in": "pip==26.3\n"},
+            "",
+            "3.11",
+            "x86_64-manylinux_2_36",
+            preferences=f"babel==2.18.0\n{line}\n",
+        )
+    assert not fake_uv.exists()
+
+
 def test_requirement_lines_are_built_from_validated_values() -> None:
     from imagebot.uv import requirement_line
     from imagebot.validate import InvalidValue

@@ -10,11 +10,13 @@ from imagebot.errors import ConfigError, ResolutionError
 from imagebot.lock import (
     EMPTY_LAYER,
     Layer,
+    LockedPackage,
     LockFile,
     format_lock,
     inputs_digest,
     lock_statuses,
     parse_lock,
+    preference_lines,
     resolve_locks,
     split_blocks,
     stale_error,
@@ -161,6 +163,77 @@ def test_fresh_locks_are_kept_unless_upgrading(tmp_path: Path, fake_resolver) ->
     assert len(upgraded.calls) == 1
 
 
+# An upstream that moved on since the last lock: tornado and numpy have newer releases now.
+FIRST_UPSTREAM = {"jupyterlab": ["tornado==6.5.2"], "pandas": ["numpy==2.4.6"]}
+LATER_UPSTREAM = {"jupyterlab": ["tornado==6.5.3"], "pandas": ["numpy==2.5.0"], "pip": []}
+
+
+def locked_then_one_entry_added(
+    tmp_path: Path, fake_resolver, *, edit=lambda text: text, upgrade: bool = False
+):
+    """Lock base + extra against FIRST_UPSTREAM; add `pip` to base; lock again (after `edit`
+    of base.lock's text) against LATER_UPSTREAM. Returns (first, second, second resolver)."""
+    extra = make_set(tmp_path, "extra", {"pandas": "3.1.1"})
+    base = make_set(tmp_path, "base", {"jupyterlab": "4.6.6"})
+    first = resolve_locks(layers_for(base, extra), reader({}), fake_resolver(FIRST_UPSTREAM))
+    texts = dict(first.texts)
+    base_path = tmp_path / "requirements" / "base.lock"
+    texts[base_path] = edit(texts[base_path])
+    with_pip = make_set(tmp_path, "base", {"jupyterlab": "4.6.6", "pip": "26.3"})
+    resolver = fake_resolver(LATER_UPSTREAM)
+    second = resolve_locks(layers_for(with_pip, extra), reader(texts), resolver, upgrade=upgrade)
+    return first, second, resolver
+
+
+def pins_of(result, tmp_path: Path, name: str) -> dict[str, str]:
+    lock = parse_lock(name, result.texts[tmp_path / "requirements" / f"{name}.lock"])
+    assert lock is not None
+    return lock.pins()
+
+
+def test_adding_an_entry_keeps_every_previous_pin_that_still_fits(
+    tmp_path: Path, fake_resolver
+) -> None:
+    first, second, resolver = locked_then_one_entry_added(tmp_path, fake_resolver)
+    assert pins_of(second, tmp_path, "base") == {
+        **pins_of(first, tmp_path, "base"),
+        "pip": "26.3",
+    }  # tornado stays 6.5.2 although 6.5.3 is out: only pip enters
+    # extra is re-resolved (base.lock is one of its inputs) and keeps numpy 2.4.6 too
+    assert pins_of(second, tmp_path, "extra") == pins_of(first, tmp_path, "extra")
+    assert resolver.preferences == [
+        "jupyterlab==4.6.6\ntornado==6.5.2\n",
+        "numpy==2.4.6\npandas==3.1.1\n",
+    ]
+
+
+def test_upgrade_resolves_everything_to_the_newest_versions(tmp_path: Path, fake_resolver) -> None:
+    _, second, resolver = locked_then_one_entry_added(tmp_path, fake_resolver, upgrade=True)
+    assert pins_of(second, tmp_path, "base")["tornado"] == "6.5.3"
+    assert pins_of(second, tmp_path, "extra")["numpy"] == "2.5.0"
+    assert resolver.preferences == ["", ""]
+
+
+def test_a_lock_edited_by_hand_does_not_steer_the_resolution(tmp_path: Path, fake_resolver) -> None:
+    # A pull request pins tornado back to a release of its choosing in base.lock's text.
+    _, second, resolver = locked_then_one_entry_added(
+        tmp_path, fake_resolver, edit=lambda text: text.replace("tornado==6.5.2", "tornado==6.0.0")
+    )
+    assert pins_of(second, tmp_path, "base")["tornado"] == "6.5.3"
+    assert resolver.preferences[0] == ""
+    # extra.lock is intact: it still keeps its pins
+    assert pins_of(second, tmp_path, "extra")["numpy"] == "2.4.6"
+
+
+def test_a_previous_pin_that_does_not_validate_drops_the_preferences() -> None:
+    good = LockedPackage("tornado", "6.5.2", "tornado==6.5.2\n")
+    evil = LockedPackage("six", "1 --index-url http://x", "six==1 --index-url http://x\n")
+    assert preference_lines(LockFile("base", "sha256:x", (good,))) == "tornado==6.5.2\n"
+    assert preference_lines(LockFile("base", "sha256:x", (good, evil))) == ""
+    assert preference_lines(LockFile("base", "sha256:x", (good,), intact=False)) == ""
+    assert preference_lines(None) == ""
+
+
 def test_set_without_python_gets_an_empty_lock_without_resolving(
     tmp_path: Path, fake_resolver
 ) -> None:
@@ -270,12 +343,12 @@ class _FailLast:
         )
         self.output = output
 
-    def compile(self, inputs, constraints, python, platform):
+    def compile(self, inputs, constraints, python, platform, *, preferences=""):
         from imagebot.lock import ResolveFailed
 
         if any(name.startswith("bad") for name in inputs):
             raise ResolveFailed(self.output)
-        return self.ok.compile(inputs, constraints, python, platform)
+        return self.ok.compile(inputs, constraints, python, platform, preferences=preferences)
 
 
 @pytest.mark.parametrize("output", [UV_MISSING_VERSION, UV_FANCY])
