@@ -1,4 +1,5 @@
-"""`imagebot lock` against the real uv and the real PyPI: layering and distilled clashes.
+"""`imagebot lock` against the real uv and the real PyPI: layering, distilled clashes, and a new
+entry that keeps every existing pin that still fits.
 
 Needs network access to pypi.org; skipped when it is unreachable.
 """
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from imagebot.lockfile import Pin, hashes_by_pin, parse_lock, seal
 
 from .conftest import pypi_reachable
 
@@ -135,3 +138,68 @@ def test_committed_locks_resolve_again(tmp_path: Path) -> None:
     done = imagebot(tmp_path, "lock")
     assert done.returncode == 0, done.stderr
     assert "pandas==" in (tmp_path / "requirements" / "datascience.lock").read_text()
+
+
+# --- a new entry moves only what it must -------------------------------------------------------
+
+
+def aged(root: Path, set_name: str, name: str, version: str) -> str:
+    """Pin `name` of `<set_name>.lock` back to `version` and seal the text again, as `imagebot
+    lock` wrote it when `version` was the newest; returns the version it replaced."""
+    path = root / "requirements" / f"{set_name}.lock"
+    text = path.read_text()
+    lock = parse_lock(set_name, text)
+    assert lock is not None and name in lock.pins()
+    newest = lock.pins()[name]
+    assert newest != version
+    path.write_text(seal(text.replace(f"\n{name}=={newest} \\\n", f"\n{name}=={version} \\\n")))
+    return newest
+
+
+def locked_pins(root: Path, set_name: str) -> dict[str, str]:
+    lock = parse_lock(set_name, (root / "requirements" / f"{set_name}.lock").read_text())
+    assert lock is not None and lock.intact
+    return lock.pins()
+
+
+def test_adding_an_entry_keeps_older_transitive_pins_and_upgrade_moves_them(
+    tmp_path: Path,
+) -> None:
+    dateutil = {"python-dateutil": "2.9.0.post0"}  # depends on six
+    root = project(tmp_path, pins(**dateutil), pins(arrow="1.4.0"))  # arrow: tzdata
+    assert imagebot(root, "lock").returncode == 0
+    base_lock = root / "requirements" / "base.lock"
+    newest_hashes = set().union(*hashes_by_pin(base_lock.read_text()).values())
+    newest_six = aged(root, "base", "six", "1.16.0")
+    newest_tzdata = aged(root, "extra", "tzdata", "2024.1")
+
+    (root / "requirements" / "base.toml").write_text(pins(**dateutil, idna="3.10"))
+    done = imagebot(root, "lock")
+    assert done.returncode == 0, done.stderr
+    base = locked_pins(root, "base")
+    assert base == {"idna": "3.10", "python-dateutil": "2.9.0.post0", "six": "1.16.0"}
+    assert locked_pins(root, "extra")["tzdata"] == "2024.1"  # the later layer keeps its pins
+    # uv wrote six 1.16.0's own hashes, not the ones left over from the newer release
+    six_hashes = hashes_by_pin(base_lock.read_text())[Pin("six", "1.16.0")]
+    assert six_hashes and not six_hashes & newest_hashes
+    assert imagebot(root, "lock", "--check").returncode == 0
+
+    done = imagebot(root, "lock", "--upgrade")
+    assert done.returncode == 0, done.stderr
+    assert locked_pins(root, "base")["six"] == newest_six
+    assert locked_pins(root, "extra")["tzdata"] == newest_tzdata
+
+
+def test_a_lock_edited_by_hand_does_not_steer_the_resolution(tmp_path: Path) -> None:
+    dateutil = {"python-dateutil": "2.9.0.post0"}
+    root = project(tmp_path, pins(**dateutil), pins(arrow="1.4.0"))
+    assert imagebot(root, "lock").returncode == 0
+    path = root / "requirements" / "base.lock"
+    newest_six = aged(root, "base", "six", "1.16.0")
+    # the pull request's own edit, not sealed: its content digest fails
+    path.write_text(path.read_text().replace("\nsix==1.16.0 \\\n", "\nsix==1.15.0 \\\n"))
+
+    (root / "requirements" / "base.toml").write_text(pins(**dateutil, idna="3.10"))
+    done = imagebot(root, "lock")
+    assert done.returncode == 0, done.stderr
+    assert locked_pins(root, "base")["six"] == newest_six
