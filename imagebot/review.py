@@ -6,8 +6,10 @@ enter, change or leave the locks and the index, and the R packages that enter, c
 the R lock (`requirements/cran.lock`: every R version the vetted CRAN-like repository serves,
 dependencies included). The caller adds facts about the new Python packages (`PackageFacts`,
 from the upstream index) and known vulnerabilities, and gets a `Review`, which renders as text,
-Markdown or JSON. An R package's facts are its lock stanza's (the upstream's PACKAGES fields). An entry added or changed without the
-requester's confirmation (`safe_because`) is a problem of the review (exit 4, file:line).
+Markdown or JSON. An R package's facts are its lock stanza's (the upstream's PACKAGES fields),
+which the caller has had the upstream vouch for (`RVerified`). An entry added or changed
+without the requester's confirmation (`safe_because`) is a problem of the review (exit 4,
+file:line).
 
 Every string in a report comes from a pull request or from an upstream index, so the renderers
 treat all of it as hostile: control characters go, Azure's command markers (`##vso[`, `##[`)
@@ -573,6 +575,18 @@ class Vulnerabilities:
 
 NO_METADATA = "summary, licence and URLs unknown: the index has no metadata file (PEP 658)"
 NOT_AUDITED = Vulnerabilities(False, "not checked: no advisory source is available to review")
+
+
+@dataclass(frozen=True)
+class RVerified:
+    """The head R lock's stanzas that are new or changed since the base, each found in its
+    upstream's PACKAGES exactly as the lock says (else the review fails before any report)."""
+
+    packages: int = 0  # stanzas checked; 0: none new or changed, and no request was made
+    upstreams: tuple[str, ...] = ()  # the upstreams whose PACKAGES were read
+    requests: int = 0
+
+
 WHO_THIS_MAY_HURT = "not reported yet: requesters and registered environments (issue 13)"
 
 
@@ -583,6 +597,7 @@ class Review:
     facts_source: str = ""  # the upstream index the facts came from
     requests: int = 0  # HTTP requests made for the facts
     vulnerabilities: Vulnerabilities = NOT_AUDITED
+    r_verified: RVerified = field(default_factory=RVerified)
     who_this_may_hurt: str = WHO_THIS_MAY_HURT
     problems: tuple[Problem, ...] = field(default=())
 
@@ -722,7 +737,7 @@ def render_text(review: Review) -> str:
     if not changes.leaving:
         out.append("  none")
     out.append("")
-    out += _text_r(changes.r)
+    out += _text_r(changes.r, review.r_verified)
     out.append("Known vulnerabilities")
     out.extend(f"  {line}" for line in _vulnerability_lines(review.vulnerabilities, p))
     out.append("")
@@ -755,10 +770,12 @@ def _text_entries(entries: Sequence[EntryChange]) -> list[str]:
     return [*out, ""]
 
 
-def _text_r(r: RChanges) -> list[str]:
+def _text_r(r: RChanges, verified: RVerified) -> list[str]:
     """The text report's R sections: packages new to, changed in and leaving the R lock."""
     p = _plain
     out = [f"R packages new to the R lock ({len(r.new_packages)}; {R_FACTS_SOURCE})"]
+    if verified.packages:
+        out.append(f"  {p(_verified_text(verified))}")
     if r.note:
         out.append(f"  note: {p(r.note)}")
     for n in r.new_packages:
@@ -790,6 +807,16 @@ R_FACTS_SOURCE = (
     "publication date"
 )
 NO_R_FACTS = "facts: not in requirements/cran.lock (imagebot lock writes them)"
+
+
+def _verified_text(verified: RVerified) -> str:
+    requests = f"{verified.requests} request{'s' if verified.requests != 1 else ''}"
+    verb = "lists" if len(verified.upstreams) == 1 else "list"
+    return (
+        f"verified: the PACKAGES of {' and '.join(verified.upstreams)} {verb} the "
+        f"{verified.packages} new or changed package versions of requirements/cran.lock exactly "
+        f"as the lock says ({requests})"
+    )
 
 
 def _r_how(vetted_in: Sequence[str], dependency_of: Sequence[str]) -> str:
@@ -865,7 +892,7 @@ def render_markdown(review: Review) -> str:
     out += _md_new_packages(review)
     out += _md_version_changes(changes.version_changes)
     out += _md_leaving(changes.leaving)
-    out += _md_r(changes.r)
+    out += _md_r(changes.r, review.r_verified)
     out.append("### Known vulnerabilities")
     out.append("")
     out.extend(
@@ -954,11 +981,14 @@ def _md_leaving(leaving: Sequence[LeavingPackage]) -> list[str]:
     return [*out, ""]
 
 
-def _md_r(r: RChanges) -> list[str]:
+def _md_r(r: RChanges, verified: RVerified) -> list[str]:
     """The Markdown R sections: packages new to, changed in and leaving the R lock."""
     m = _md
     out = [f"### R packages new to the R lock ({len(r.new_packages)})", ""]
     out += [f"{m(R_FACTS_SOURCE[0].upper() + R_FACTS_SOURCE[1:])}.", ""]
+    if verified.packages:
+        text = _verified_text(verified)
+        out += [f"{m(text[0].upper() + text[1:])}.", ""]
     if r.note:
         out += [f"**Note: {m(r.note)}.**", ""]
     for n in r.new_packages:
@@ -1039,6 +1069,7 @@ def review_json(review: Review) -> dict[str, Any]:
             "version_changes": [_asdict(v) for v in changes.r.version_changes],
             "leaving": [_asdict(gone) for gone in changes.r.leaving],
             "note": changes.r.note,
+            "verified": _asdict(review.r_verified),
         },
         "facts_source": review.facts_source,
         "requests": review.requests,

@@ -5,7 +5,9 @@ It compares the working tree's requirement sets, index-only list and locks (the 
 about every Python package that is new (an R package's are in its lock stanza), and prints the
 report (imagebot.review): text on stdout, `--json`, `--markdown FILE`; inside Azure
 Pipelines the Markdown also goes on the run's summary page. An entry added or changed without
-the requester's confirmation fails the review (exit 4) after the whole report is printed.
+the requester's confirmation fails the review (exit 4) after the whole report is printed. An R
+lock stanza, new or changed, that its upstream's PACKAGES does not list exactly as the lock
+says fails it (exit 13) before any report: the report shows no fact the upstream did not give.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from imagebot.errors import ImagebotError, UsageError
 
 if TYPE_CHECKING:
     from imagebot.config import Config
-    from imagebot.review import Review, Vulnerabilities
+    from imagebot.review import Review, RVerified, Vulnerabilities
 
 # Branches tried, in order, when no --base is given and no CI names the target branch.
 DEFAULT_BASES = ("origin/HEAD", "origin/main", "origin/master", "main", "master")
@@ -77,7 +79,8 @@ def review(
     console.info(
         f"review: {len(result.changes.new_packages)} new Python and "
         f"{len(result.changes.r.new_packages)} new R packages, {result.requests} requests "
-        f"for facts, {elapsed:.1f}s"
+        f"for facts, {result.r_verified.requests} for R packages' upstream PACKAGES, "
+        f"{elapsed:.1f}s"
     )
     if as_json:
         console.print_json(review_json(result))
@@ -158,6 +161,7 @@ def run_review(
         raise RequirementsError(
             problems, str(config.requirements_dir), "fix the entries above, then review again"
         )
+    r_verified = verify_r_lock(config, base_files, head_files, r_lock)
     changes = compare(base_state, head_state)
     upstream = env.get("IMAGEBOT_UPSTREAM_INDEX") or PYPI_SIMPLE_URL
     source = PackageFactsSource(upstream)
@@ -174,7 +178,46 @@ def run_review(
         ),
         who_this_may_hurt=who_this_may_hurt(config, base_files, head_files, directory),
         problems=tuple(confirmations),
+        r_verified=r_verified,
     )
+
+
+def verify_r_lock(
+    config: Config, base_files: Mapping[str, str], head_files: Mapping[str, str], path: str
+) -> RVerified:
+    """Have the upstream vouch for every stanza of the head's R lock (`path`) that is new or
+    changed since the base: each must be in its upstream's PACKAGES exactly as the lock says
+    (PackageIndexError, exit 13, otherwise), so the facts the report shows are the upstream's
+    and not the pull request's. The upstreams are the ones `imagebot lock` reads for the
+    working tree's imagebot.toml (`cran_upstream_urls`, `r_user_agent`); only those the
+    changed stanzas name are read, and none when no stanza changed."""
+    from imagebot.cran_upstream import CranUpstream, fetch_listed
+    from imagebot.cranlock import (
+        changed_since,
+        cran_upstream_urls,
+        parse_cran_lock,
+        require_listed_as_locked,
+        upstreams_named,
+    )
+    from imagebot.errors import StaleError
+    from imagebot.review import RVerified
+
+    text = head_files.get(path)
+    if text is None:
+        return RVerified()
+    head = parse_cran_lock(text, path)  # readable: state_from_files said so
+    try:
+        base = parse_cran_lock(base_files[path], path) if path in base_files else None
+    except StaleError:  # an unreadable base lock lends nothing: every stanza is new
+        base = None
+    changed = changed_since(head, base)
+    if not changed:
+        return RVerified()
+    urls = upstreams_named(changed, cran_upstream_urls(config))
+    upstreams = [CranUpstream(url, config.index.r_user_agent) for url in urls]
+    listed = fetch_listed(upstreams)
+    require_listed_as_locked(changed, dict(zip(urls, listed, strict=True)), path)
+    return RVerified(len(changed), tuple(urls), sum(u.requests for u in upstreams))
 
 
 def who_this_may_hurt(

@@ -3,6 +3,7 @@ lock`, `lock --check`, `check` and `index build` against a CRAN-like upstream on
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -16,13 +17,18 @@ from cran_fixtures import PACKAGES, R_SET, Upstream, cran_upstream, r_config
 from imagebot.cran import Available, RPackage, RRoot, closure
 from imagebot.cranlock import (
     CranLockStatus,
+    LockedR,
+    changed_since,
     cran_lock_inputs,
     cran_lock_status,
     format_cran_lock,
     lock_problem,
+    locked_entries,
     parse_cran_lock,
+    require_listed_as_locked,
+    upstreams_named,
 )
-from imagebot.errors import StaleError
+from imagebot.errors import PackageIndexError, StaleError
 from imagebot.lock import CranLockInputs, resolve_cran
 from imagebot.lockfile import seal
 from tests.unit.conftest import CONFIG, Project, Result
@@ -199,6 +205,129 @@ def test_a_resealed_hand_edit_is_still_caught(edit: Callable[[str], str], proble
         return
     assert not found.fresh and found.state == f"edited by hand: {found.problem}"
     assert problem in found.problem
+
+
+# --- the upstream vouches for the lock: every field it keeps, value for value -----------------
+
+
+def listed_upstreams() -> dict[str, list[RPackage]]:
+    """The upstreams' PACKAGES as `imagebot lock` read them for lock_text()."""
+    return {
+        UP: [
+            pkg("here", "1.0.1", "rprojroot (>= 2.0.2), methods"),
+            pkg("rprojroot", "2.0.3"),
+            pkg("R6", "2.6.1"),
+        ],
+        OLD: [pkg("R6", "2.5.1", repository=OLD)],
+    }
+
+
+def restated(edit: Callable[[str], str]) -> list[LockedR]:
+    """The packages of lock_text() after `edit`, resealed as a hand edit would be."""
+    return list(parse_cran_lock(seal(edit(lock_text())), "cran.lock").packages)
+
+
+HERE_STANZA = "Package: here\nVersion: 1.0.1\nImports: rprojroot (>= 2.0.2), methods\n"
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (
+            lambda t: t.replace(HERE_STANZA + "License: MIT", HERE_STANZA + "License: GPL-3"),
+            'License "MIT", cran.lock has "GPL-3"',
+        ),
+        (
+            lambda t: t.replace(HERE_STANZA + "License: MIT", HERE_STANZA[:-1]),
+            'License "MIT", cran.lock has (none)',
+        ),
+        (
+            lambda t: t.replace(HERE_STANZA, HERE_STANZA + "NeedsCompilation: no\n"),
+            'NeedsCompilation (none), cran.lock has "no"',
+        ),
+        (
+            lambda t: t.replace("(>= 2.0.2), methods", "(>= 2.0.2), methods, evil"),
+            'Imports "rprojroot (>= 2.0.2), methods", cran.lock has "rprojroot (>= 2.0.2), '
+            'methods, evil"',
+        ),
+        (
+            lambda t: t.replace(HERE_STANZA, HERE_STANZA + "LinkingTo: evil\n"),
+            'LinkingTo (none), cran.lock has "evil"',
+        ),
+        (
+            lambda t: t.replace(HERE_STANZA, HERE_STANZA + "OS_type: unix\n"),
+            'OS_type (none), cran.lock has "unix"',
+        ),
+    ],
+    ids=["license", "license-dropped", "needs-compilation", "imports", "linking-to", "other-field"],
+)
+def test_the_upstream_must_list_every_field_the_lock_keeps(
+    edit: Callable[[str], str], says: str
+) -> None:
+    """index build (locked_entries) and review (require_listed_as_locked) refuse a lock that
+    claims what the upstream's PACKAGES does not say, with the field and both values."""
+    packages = restated(edit)
+    lock = parse_cran_lock(seal(edit(lock_text())), "cran.lock")
+    with pytest.raises(PackageIndexError) as built:
+        locked_entries(lock, listed_upstreams())
+    assert f"here==1.0.1: {UP}'s PACKAGES says {says}; refusing to serve" in built.value.message
+    with pytest.raises(PackageIndexError) as reviewed:
+        require_listed_as_locked(packages, listed_upstreams(), "requirements/cran.lock")
+    assert (
+        reviewed.value.message
+        == f"requirements/cran.lock: here==1.0.1: {UP}'s PACKAGES says {says}"
+    )
+    assert "run `imagebot lock`" in reviewed.value.hint
+
+
+def test_a_lock_the_upstream_lists_as_it_is_passes_both_checks() -> None:
+    lock = parse_cran_lock(lock_text(), "cran.lock")
+    assert len(locked_entries(lock, listed_upstreams())) == 4
+    require_listed_as_locked(lock.packages, listed_upstreams(), "cran.lock")  # no error
+    # a lock of a SHA256-less upstream agrees with an upstream that now publishes one
+    listed = listed_upstreams()
+    listed[OLD] = [dataclasses.replace(listed[OLD][0], sha256="a" * 64)]
+    require_listed_as_locked(lock.packages, listed, "cran.lock")
+
+
+def test_every_disagreement_is_counted_and_the_first_named() -> None:
+    packages = restated(lambda t: t.replace("License: MIT", "License: GPL-3"))
+    with pytest.raises(PackageIndexError) as refused:
+        require_listed_as_locked(packages, listed_upstreams(), "requirements/cran.lock")
+    assert refused.value.message == (
+        f'requirements/cran.lock: R6==2.5.1: {OLD}\'s PACKAGES says License "MIT", cran.lock '
+        'has "GPL-3" (and 3 more)'
+    )
+    gone = {UP: listed_upstreams()[UP][:2], OLD: listed_upstreams()[OLD]}  # R6 2.6.1 gone
+    with pytest.raises(PackageIndexError, match=rf"R6==2.6.1 is not in the PACKAGES of {UP}$"):
+        require_listed_as_locked(
+            parse_cran_lock(lock_text(), "cran.lock").packages, gone, "cran.lock"
+        )
+
+
+def test_only_new_or_changed_stanzas_are_what_review_has_vouched_for() -> None:
+    base = parse_cran_lock(lock_text(), "cran.lock")
+    assert changed_since(base, None) == base.packages
+    assert changed_since(base, base) == ()
+    relicensed = parse_cran_lock(
+        seal(lock_text().replace(HERE_STANZA + "License: MIT", HERE_STANZA + "License: GPL-3")),
+        "cran.lock",
+    )
+    assert [p.pin for p in changed_since(relicensed, base)] == ["here==1.0.1"]
+    # VettedIn and DependencyOf are the lock's own, not the upstream's: nothing to vouch for
+    moved = parse_cran_lock(seal(lock_text().replace("VettedIn: rcran", "VettedIn: other")), "x")
+    assert changed_since(moved, base) == ()
+    one_less = dataclasses.replace(base, packages=base.packages[1:])
+    assert [p.pin for p in changed_since(base, one_less)] == ["R6==2.5.1"]
+
+
+def test_upstreams_named_are_the_configured_ones_the_packages_come_from() -> None:
+    lock = parse_cran_lock(lock_text(), "cran.lock")
+    assert upstreams_named(lock.packages, [UP, OLD]) == [UP, OLD]
+    assert upstreams_named(lock.packages[1:], [UP, OLD]) == [UP]  # R6 2.5.1 (OLD) unchanged
+    assert upstreams_named((), [UP, OLD]) == []
+    with pytest.raises(PackageIndexError, match=rf"R6==2.5.1 comes from {OLD}, which is not a"):
+        upstreams_named(lock.packages, [UP])
 
 
 # --- resolve_cran: keep, resolve, remove ------------------------------------------------------

@@ -70,6 +70,12 @@ def inject_md5(text: str) -> str:
     return text.replace("Package: here\n", "Package: here\nMD5sum: " + "1" * 32 + "\n", 1)
 
 
+def claim(field: str) -> Callable[[str], str]:
+    """A fact the upstream's PACKAGES does not state, added to here's stanza (then resealed,
+    so `lock --check` passes: the closure's shape is unchanged)."""
+    return lambda text: seal(text.replace("Package: here\n", f"Package: here\n{field}\n", 1))
+
+
 def contradicting_upstream(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     """The upstream now lists here 1.0.1 with other bytes and their (matching) MD5sum."""
     UPSTREAM[0].publish({**PACKAGES, ("here", "1.0.1", "rprojroot (>= 2.0.2)"): b"other bytes"})
@@ -130,6 +136,20 @@ ROWS = [
         13,
         "refusing to serve other bytes",
     ),
+    Hostile(
+        "index-build-false-license-resealed",
+        locked(claim("License: MIT")),
+        BUILD,
+        13,
+        'here==1.0.1: {url}\'s PACKAGES says License (none), cran.lock has "MIT"; refusing',
+    ),
+    Hostile(
+        "index-build-false-needs-compilation-resealed",
+        locked(claim("NeedsCompilation: no")),
+        BUILD,
+        13,
+        'NeedsCompilation (none), cran.lock has "no"',
+    ),
     Hostile("set-named-cran-check", set_named_cran, ("check",), 4, "set name 'cran' is reserved"),
     Hostile("set-named-cran-lock", set_named_cran, ("lock",), 4, "1 problem in"),
 ]
@@ -139,8 +159,12 @@ ROWS = [
 def test_hostile_cran_lock_is_refused(
     case: Hostile, project: Project, monkeypatch: pytest.MonkeyPatch, run_cli: Run
 ) -> None:
-    result = assert_refused(case, project, monkeypatch, run_cli)
+    expected = case.expected.replace("{url}", UPSTREAM[0].url)
+    row = Hostile(case.id, case.setup, case.argv, case.code, expected)
+    result = assert_refused(row, project, monkeypatch, run_cli)
     assert not project.path("out").exists()
+    if "resealed" in case.id and case.code == 13:  # lock --check passes it: only the upstream
+        assert run_cli("--config", project.config, *CHECK).code == 0  # can refute the claim
     if case.id == "index-build-upstream-md5-contradicts-the-lock":
         other = hashlib.md5(b"other bytes").hexdigest()
         assert f"MD5sum {other}, cran.lock has " in result.err

@@ -6,15 +6,22 @@ every file (the git repository included) byte-identical, and git never saw the v
 
 from __future__ import annotations
 
+import gzip
+import json
 import re
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from cran_fixtures import Upstream, cran_upstream, r_config
 
-from tests.unit.conftest import Hostile, Project, Result, assert_refused
+from imagebot.lockfile import seal
+from tests.unit.conftest import CONFIG, Hostile, Project, Result, assert_refused
+
+if TYPE_CHECKING:
+    from imagebot.cran import RPackage
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
@@ -142,15 +149,23 @@ def test_refused(
 # --- R: the R lock (requirements/cran.lock) is pull-request text too ------------------------
 
 POSIT = "https://packagemanager.posit.co/cran/2025-11-20"
+UPSTREAM: list[Upstream] = []  # the module's loopback CRAN-like upstream, for the rows' setups
 
 
-def r_lock(license: str = "MIT + file LICENSE", name: str = "dplyr") -> str:
-    """The R lock `imagebot lock` writes for index-only `name` 1.1.0 and its dependency R6,
-    then with `license` (and `name`) spliced in as a hand edit would."""
-    from imagebot.cran import Available, RPackage, RRoot, closure
-    from imagebot.cranlock import format_cran_lock
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    with cran_upstream({}) as served:
+        UPSTREAM[:] = [served]
+        yield served
+        UPSTREAM.clear()
 
-    upstream = [
+
+def listing(repository: str, license: str = "MIT + file LICENSE") -> list[RPackage]:
+    """What the upstream's PACKAGES lists: dplyr 1.1.0, which imports R6 2.5.1 (`license`
+    for both)."""
+    from imagebot.cran import RPackage
+
+    return [
         RPackage(
             "dplyr",
             "1.1.0",
@@ -159,10 +174,10 @@ def r_lock(license: str = "MIT + file LICENSE", name: str = "dplyr") -> str:
                 "Package": "dplyr",
                 "Version": "1.1.0",
                 "Imports": "R6",
-                "License": "MIT + file LICENSE",
+                "License": license,
                 "NeedsCompilation": "yes",
             },
-            POSIT,
+            repository,
         ),
         RPackage(
             "R6",
@@ -171,18 +186,44 @@ def r_lock(license: str = "MIT + file LICENSE", name: str = "dplyr") -> str:
             {
                 "Package": "R6",
                 "Version": "2.5.1",
-                "License": "MIT + file LICENSE",
+                "License": license,
                 "NeedsCompilation": "no",
             },
-            POSIT,
+            repository,
         ),
     ]
+
+
+def r_lock(
+    license: str = "MIT + file LICENSE", name: str = "dplyr", repository: str = POSIT
+) -> str:
+    """The R lock `imagebot lock` writes for index-only `name` 1.1.0 and its dependency R6
+    from `repository`, then with `license` (and `name`) spliced in as a hand edit would."""
+    from imagebot.cran import Available, RRoot, closure
+    from imagebot.cranlock import format_cran_lock
+
     roots = [RRoot("dplyr", "1.1.0", "index-only", "wrangling", "@anna")]
     text = format_cran_lock(
-        roots, closure(roots, Available.from_upstreams([upstream])), "sha256:" + "0" * 64
+        roots,
+        closure(roots, Available.from_upstreams([listing(repository)])),
+        "sha256:" + "0" * 64,
     )
     text = text.replace("License: MIT + file LICENSE", f"License: {license}")
     return text.replace("Package: dplyr", f"Package: {name}")
+
+
+def serve(upstream: Upstream, packages: list[RPackage]) -> None:
+    """The upstream's PACKAGES.gz: exactly `packages`' stanzas."""
+    from imagebot.cran import write_dcf
+
+    text = write_dcf({**p.fields, "MD5sum": p.md5} for p in packages)
+    upstream.served = {"/cran/src/contrib/PACKAGES.gz": gzip.compress(text.encode(), mtime=0)}
+    upstream.requests.clear()
+
+
+def r_project(project: Project, upstream: Upstream) -> None:
+    """imagebot.toml names the loopback upstream, as `[index] cran_upstream`."""
+    project.write("imagebot.toml", r_config(CONFIG, upstream.url))
 
 
 def advisories(project: Project) -> None:
@@ -249,11 +290,15 @@ def test_r_facts_with_markdown_and_azure_injection_are_escaped(
     monkeypatch: pytest.MonkeyPatch,
     run_cli: Callable[..., Result],
     tmp_path_factory: pytest.TempPathFactory,
+    upstream: Upstream,
 ) -> None:
+    """Even a licence the upstream itself lists is hostile text to the report."""
+    r_project(project, upstream)
     git_repo(project, monkeypatch)
     advisories(project)
+    serve(upstream, listing(upstream.url, HOSTILE_LICENSE))
     project.path("requirements/cran.lock").write_text(
-        r_lock(license=HOSTILE_LICENSE), encoding="utf-8"
+        r_lock(license=HOSTILE_LICENSE, repository=upstream.url), encoding="utf-8"
     )
     markdown = tmp_path_factory.mktemp("md") / "review.md"
     result = run_cli(
@@ -278,16 +323,24 @@ def test_r_facts_with_markdown_and_azure_injection_are_escaped(
 
 
 def test_a_hostile_name_in_the_base_r_lock_is_not_the_head_s_problem(
-    project: Project, monkeypatch: pytest.MonkeyPatch, run_cli: Callable[..., Result]
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[..., Result],
+    upstream: Upstream,
 ) -> None:
     """The base revision's R lock is history: an unreadable one lends no R packages (so every
-    head R package is new to the reviewer), and none of its bytes reach the report."""
+    head R package is new to the reviewer, and verified), and none of its bytes reach the
+    report."""
+    r_project(project, upstream)
     project.path("requirements/cran.lock").write_text(
         r_lock(name="dplyr\x1b]0;pwned\x07\r##vso[task.complete]"), encoding="utf-8"
     )
     git_repo(project, monkeypatch)
     advisories(project)
-    project.path("requirements/cran.lock").write_text(r_lock(), encoding="utf-8")
+    serve(upstream, listing(upstream.url))
+    project.path("requirements/cran.lock").write_text(
+        r_lock(repository=upstream.url), encoding="utf-8"
+    )
     result = run_cli(
         "--config",
         project.config,
@@ -300,8 +353,156 @@ def test_a_hostile_name_in_the_base_r_lock_is_not_the_head_s_problem(
     )
     assert result.code == 0, result.err
     assert "\x1b" not in result.out + result.err and "pwned" not in result.out + result.err
-    import json
-
     data = json.loads(result.out)
     assert [p["name"] for p in data["r"]["new_packages"]] == ["R6", "dplyr"]
+    assert data["r"]["verified"] == {"packages": 2, "upstreams": [upstream.url], "requests": 1}
     assert data["vulnerabilities"]["checked"] is True
+
+
+# --- R: a resealed lock must still be what the upstream lists ---------------------------------
+# A pull request can edit requirements/cran.lock and recompute its digests (plain sha256), so
+# `lock --check` passes; review has the upstream's PACKAGES vouch for every new or changed
+# stanza before it shows one fact from it.
+
+Edit = Callable[[str], str]
+
+
+def in_stanza(name: str, old: str, new: str) -> Edit:
+    """Replace `old` by `new` in the stanza of package `name` only."""
+
+    def edit(text: str) -> str:
+        head, marker, rest = text.partition(f"Package: {name}\n")
+        stanza, gap, tail = rest.partition("\n\n")
+        assert marker and old in stanza, (name, old)
+        return head + marker + stanza.replace(old, new, 1) + gap + tail
+
+    return edit
+
+
+def vouched(
+    edit: Edit,
+    *,
+    resealed: bool = True,
+    base_locked: bool = False,
+    repository: str = "",
+    listed: Callable[[str], list[RPackage]] = listing,
+) -> Callable[[Project, pytest.MonkeyPatch], None]:
+    """The head's cran.lock as `imagebot lock` writes it against the loopback upstream, then
+    `edit`ed (and resealed); the base has no R lock, or (`base_locked`) the unedited one."""
+
+    def setup(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+        up = UPSTREAM[0]
+        r_project(project, up)
+        clean = r_lock(repository=repository or up.url)
+        if base_locked:
+            project.path("requirements/cran.lock").write_text(clean, encoding="utf-8")
+        git_repo(project, monkeypatch)
+        advisories(project)
+        serve(up, listed(up.url))
+        edited = edit(clean)
+        text = seal(edited) if resealed else edited
+        project.path("requirements/cran.lock").write_text(text, encoding="utf-8")
+
+    return setup
+
+
+def same(text: str) -> str:
+    return text
+
+
+REVIEW = ("review", "--base", "main", "--advisories", "osv")
+VOUCH_ROWS = [
+    Hostile(
+        "r-lock-false-license-resealed",
+        vouched(in_stanza("dplyr", "License: MIT + file LICENSE", "License: Apache-2.0")),
+        REVIEW,
+        13,
+        'dplyr==1.1.0: {url}\'s PACKAGES says License "MIT + file LICENSE", cran.lock has '
+        '"Apache-2.0"',
+    ),
+    Hostile(
+        "r-lock-false-license-not-resealed",
+        vouched(
+            in_stanza("dplyr", "License: MIT + file LICENSE", "License: Apache-2.0"),
+            resealed=False,
+        ),
+        REVIEW,
+        13,
+        'License "MIT + file LICENSE", cran.lock has "Apache-2.0"',
+    ),
+    Hostile(
+        "r-lock-false-license-on-a-locked-version",
+        vouched(in_stanza("R6", "License: MIT + file LICENSE", "License: CC0"), base_locked=True),
+        REVIEW,
+        13,
+        'R6==2.5.1: {url}\'s PACKAGES says License "MIT + file LICENSE", cran.lock has "CC0"',
+    ),
+    Hostile(
+        "r-lock-false-needs-compilation",
+        vouched(in_stanza("dplyr", "NeedsCompilation: yes", "NeedsCompilation: no")),
+        REVIEW,
+        13,
+        'NeedsCompilation "yes", cran.lock has "no"',
+    ),
+    Hostile(
+        "r-lock-false-dependency",
+        vouched(in_stanza("dplyr", "Imports: R6", "Imports: R6 (>= 2.0)")),
+        REVIEW,
+        13,
+        'Imports "R6", cran.lock has "R6 (>= 2.0)"',
+    ),
+    Hostile(
+        "r-lock-dependency-dropped",
+        vouched(in_stanza("dplyr", "Imports: R6\n", "")),
+        REVIEW,
+        13,
+        'Imports "R6", cran.lock has (none)',
+    ),
+    Hostile(
+        "r-lock-field-imagebot-never-writes",
+        vouched(in_stanza("dplyr", "NeedsCompilation: yes", "NeedsCompilation: yes\nSuggests: x")),
+        REVIEW,
+        13,
+        'Suggests (none), cran.lock has "x"',
+    ),
+    Hostile(
+        "r-lock-false-md5",
+        vouched(in_stanza("R6", "MD5sum: " + "1" * 32, "MD5sum: " + "2" * 32)),
+        REVIEW,
+        13,
+        f"MD5sum {'1' * 32}, cran.lock has {'2' * 32}",
+    ),
+    Hostile(
+        "r-lock-version-not-listed",
+        vouched(same, listed=lambda url: listing(url)[1:]),
+        REVIEW,
+        13,
+        "dplyr==1.1.0 is not in the PACKAGES of {url}",
+    ),
+    Hostile(
+        "r-lock-upstream-not-configured",
+        vouched(same, repository="http://127.0.0.1:9/cran"),
+        REVIEW,
+        13,
+        "R6==2.5.1 comes from http://127.0.0.1:9/cran, which is not a configured CRAN-like",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", VOUCH_ROWS, ids=lambda c: c.id)
+def test_a_lock_the_upstream_does_not_vouch_for_is_refused(
+    case: Hostile,
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[..., Result],
+    upstream: Upstream,
+) -> None:
+    monkeypatch.chdir(project.root)  # --advisories osv: relative to the working directory
+    row = Hostile(case.id, case.setup, case.argv, case.code, case.expected.format(url=upstream.url))
+    result = assert_refused(row, project, monkeypatch, run_cli)
+    assert result.out == ""  # refused before any report: no fact the upstream did not give
+    if case.id == "r-lock-upstream-not-configured":
+        assert upstream.requests == []  # refused before any request
+    else:
+        assert "delete requirements/cran.lock, run `imagebot lock`" in result.err
+        assert upstream.requests == ["/cran/src/contrib/PACKAGES.gz"]

@@ -36,6 +36,7 @@ from imagebot.review import (
     Review,
     RFacts,
     RPin,
+    RVerified,
     State,
     Vulnerabilities,
     Vulnerability,
@@ -570,6 +571,7 @@ def sample_review(vulnerabilities: Vulnerabilities | None = None) -> Review:
         facts_source="https://pypi.org/simple",
         requests=5,
         problems=tuple(confirmation_problems(changes)),
+        r_verified=RVerified(4, (POSIT,), 1),  # vctrs, withr, cli and data.table's stanzas
     )
     return replace(review, vulnerabilities=vulnerabilities) if vulnerabilities else review
 
