@@ -99,9 +99,14 @@ def _check_registered_environments(config: Config) -> None:
 
 
 def _check_r_sources(config: Config, sets: Mapping[str, RequirementSet]) -> None:
+    # Only an image without r_repo can lack it: imagebot.render (importlib.resources, its
+    # templates' model) is imported only then.
+    missing = [image for image in config.rendered_images if not image.r_repo]
+    if not missing:
+        return
     from imagebot.render import require_r_repo
 
-    for image in config.rendered_images:  # a hand-written Dockerfile installs R its own way
+    for image in missing:  # a hand-written Dockerfile installs R its own way
         require_r_repo(
             config.path.name, image.name, image.r_repo, (sets[name] for name in image.sets)
         )

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagebot import validate
-from imagebot.errors import EnvFileError, Problem
+from imagebot.errors import EnvFileError, ImagebotError, Problem
 
 if TYPE_CHECKING:
     from datetime import date
@@ -58,6 +58,9 @@ RENV_SUFFIX = ".renv.lock"  # an R environment (renv's lock)
 SUFFIXES = (RENV_SUFFIX, SUFFIX)
 PYTHON, R = "python", "r"
 OWNER_PREFIX = "# owner:"
+# imagebot.cranlock.CRAN_LOCK_NAME: imagebot.cranlock (and imagebot.cran) are imported only
+# when the file exists, so that `check` does not pay for them where no R is vetted.
+CRAN_LOCK_NAME = "cran.lock"
 RENV_OWNER = "Owner"  # renv.lock's top-level field (renv ignores fields it does not know)
 # A GitHub user (@name) or team (@org/team): ASCII, one word.
 _OWNER = re.compile(
@@ -475,13 +478,12 @@ def vetted_in(config: Config) -> Vetted:
 def r_served(requirements_dir: Path) -> list[tuple[str, str]]:
     """(name, version) of every package requirements/cran.lock holds: what the vetted R
     repository serves. Empty when there is no R lock or it does not parse."""
-    from imagebot.cranlock import cran_lock_path, parse_cran_lock
-    from imagebot.errors import ImagebotError
-
-    path = cran_lock_path(requirements_dir)
+    path = requirements_dir / CRAN_LOCK_NAME
     text = _text_or_none(path)
     if text is None:
         return []
+    from imagebot.cranlock import parse_cran_lock
+
     try:
         lock = parse_cran_lock(text, path.name)
     except ImagebotError:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import signal
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import PurePath
@@ -127,6 +126,8 @@ def run_with_boundary(body: Callable[[], object], *, verbose: bool = False) -> i
     except BrokenPipeError:
         return 0
     except Exception as exc:
+        import traceback  # only a failure pays for it (linecache, tokenize): not the fast path
+
         typer_code = _typer_exit_code(exc)
         if typer_code is not None:
             return typer_code

@@ -24,14 +24,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagebot import validate
-from imagebot.advisories import CRAN, PYPI, Finding, advisory_id, package_key
 from imagebot.errors import Problem, RequirementsError
 from imagebot.requirements import line_numbers
 
+if TYPE_CHECKING:
+    from imagebot.advisories import Finding
+
 WAIVERS_FILE = "waivers.toml"
+# imagebot.advisories.PYPI and CRAN, the OSV ecosystem names: imagebot.advisories (its record
+# model and JSON) is imported only when a waiver is read, so `check` does not pay for it when
+# the waivers file has none.
+PYPI, CRAN = "PyPI", "CRAN"
 FIELDS = ("package", "reason", "approved_by", "expires")
 ECOSYSTEMS = {"python": PYPI, "r": CRAN}  # table name -> OSV ecosystem
 PACKAGE_RULES = {PYPI: validate.python_name, CRAN: validate.r_name}
@@ -109,6 +115,8 @@ def parse_waivers(file: str, text: str) -> tuple[list[Waiver], list[Problem]]:
 def _waiver(
     ecosystem: str, key: str, entry: Any, file: str, line: int, problem: Any
 ) -> Waiver | None:
+    from imagebot.advisories import advisory_id, package_key
+
     try:
         advisory = advisory_id(key)
     except validate.InvalidValue as exc:

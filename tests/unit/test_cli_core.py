@@ -406,6 +406,53 @@ def test_fast_commands_import_no_heavy_library(argv: list[str]) -> None:
     assert json.loads(done.stdout) == []
 
 
+# What the fast commands import only when the repository uses it: the R lock's model when
+# requirements/cran.lock exists, the advisory model when waivers.toml holds a waiver, render
+# when a rendered image lacks r_repo (check), traceback when something fails. (render --check
+# writes R's site profile, imagebot.cran's, for an image with R.)
+NOT_HERE = ("imagebot.cranlock", "imagebot.advisories", "traceback")
+
+
+@pytest.mark.parametrize(
+    ("argv", "not_here"),
+    [
+        (["check"], (*NOT_HERE, "imagebot.cran", "imagebot.render")),
+        (["lock", "--check"], (*NOT_HERE, "imagebot.cran", "imagebot.render")),
+        (["render", "--check"], NOT_HERE),
+    ],
+)
+def test_fast_commands_import_only_what_the_repository_uses(
+    argv: list[str], not_here: tuple[str, ...]
+) -> None:
+    requirements = REPO_ROOT / "requirements"
+    assert not (requirements / "cran.lock").exists(), "this repository vets no R from CRAN"
+    waivers = (requirements / "waivers.toml").read_text(encoding="utf-8")
+    assert not any(line.strip().startswith('"') for line in waivers.splitlines())
+    code = (
+        "import sys\nfrom imagebot.main import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        f"print(__import__('json').dumps(sorted(m for m in {not_here!r} if m in sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+
+
+def test_waivers_and_environments_name_what_they_import_lazily() -> None:
+    import imagebot.advisories
+    import imagebot.cranlock
+    import imagebot.environments
+    import imagebot.waivers
+
+    assert imagebot.environments.CRAN_LOCK_NAME == imagebot.cranlock.CRAN_LOCK_NAME
+    assert (imagebot.waivers.PYPI, imagebot.waivers.CRAN) == (
+        imagebot.advisories.PYPI,
+        imagebot.advisories.CRAN,
+    )
+
+
 @pytest.mark.parametrize(
     ("argv", "handled"),
     [
