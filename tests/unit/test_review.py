@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cran_fixtures import R_SET, Upstream, cran_upstream, r_config
 
 from imagebot.package_facts import (
     PackageFactsSource,
@@ -52,6 +53,7 @@ from imagebot.review import (
     state_from_files,
     with_facts,
 )
+from tests.unit.conftest import CONFIG
 
 GOLDEN = Path(__file__).parent / "golden" / "review"
 
@@ -705,3 +707,114 @@ def test_add_writes_the_confirmation(project: Any, run_cli: Any) -> None:
         'polars = { version = "1.0.0", reason = "frames", requested_by = "@anna", '
         'safe_because = "known publisher (pola-rs), MIT" }\n'
     ) in text
+
+
+# --- the R lock's new or changed stanzas, verified against the upstream (commands/review) -----
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.org",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.org",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "HOME": "/nonexistent",
+}
+R6_ENTRY = (
+    '[r]\nR6 = { version = "2.5.1", reason = "classes", requested_by = "@ola", '
+    'safe_because = "r-lib, MIT, no advisories" }\n'
+)
+
+
+@pytest.fixture
+def r_repo(
+    project: Any, monkeypatch: pytest.MonkeyPatch, run_cli: Any
+) -> Iterator[tuple[Any, Upstream]]:
+    """A git repository whose `main` locks here==1.0.1 (and rprojroot) from a loopback
+    upstream with `imagebot lock`; an advisory directory so review needs no network."""
+    import subprocess
+
+    with cran_upstream() as upstream:
+        monkeypatch.chdir(project.root)
+        for name, value in GIT_ENV.items():
+            monkeypatch.setenv(name, value)
+        project.write("imagebot.toml", r_config(CONFIG, upstream.url))
+        project.write("requirements/base.toml", '[set]\ndescription = "none"\n')
+        project.write("requirements/extra.toml", R_SET)
+        project.write(
+            "osv/vulns/R6/RSEC-2099-1.json",
+            '{"id": "RSEC-2099-1", "modified": "2099-01-01T00:00:00Z", "affected": [{"package": '
+            '{"ecosystem": "CRAN", "name": "R6"}, "versions": ["2.4.0"]}]}',
+        )
+        assert run_cli("--config", project.config, "lock").code == 0
+        for args in (
+            ["init", "--quiet", "--initial-branch=main"],
+            ["add", "--all"],
+            ["commit", "--quiet", "-m", "base"],
+        ):
+            subprocess.run(["git", *args], cwd=project.root, check=True, capture_output=True)
+        upstream.requests.clear()
+        yield project, upstream
+
+
+def review_r(project: Any, run_cli: Any) -> tuple[Any, dict[str, Any]]:
+    result = run_cli(
+        "--config", project.config, "review", "--base", "main", "--json", "--advisories", "osv"
+    )
+    return result, (json.loads(result.out) if result.code == 0 else {})
+
+
+def test_no_r_package_changed_makes_no_cran_request(
+    r_repo: tuple[Any, Upstream], run_cli: Any
+) -> None:
+    project, upstream = r_repo
+    upstream.served.clear()  # any request would fail the review
+    result, report = review_r(project, run_cli)
+    assert result.code == 0, result.err
+    assert upstream.requests == []
+    assert report["r"]["verified"] == {"packages": 0, "upstreams": [], "requests": 0}
+    assert "0 requests for facts, 0 for R packages' upstream PACKAGES" in result.err
+
+
+def test_a_clean_r_lock_is_verified_on_its_new_stanzas_only(
+    r_repo: tuple[Any, Upstream], run_cli: Any
+) -> None:
+    project, upstream = r_repo
+    project.write("requirements/index-only.toml", R6_ENTRY)
+    assert run_cli("--config", project.config, "lock").code == 0  # the lock gains R6 2.5.1
+    upstream.requests.clear()
+    result, report = review_r(project, run_cli)
+    assert result.code == 0, result.err
+    assert upstream.requests == ["/cran/src/contrib/PACKAGES.gz"]
+    # here and rprojroot are as the base locked them: only R6's stanza needed the upstream
+    assert report["r"]["verified"] == {"packages": 1, "upstreams": [upstream.url], "requests": 1}
+    assert [p["name"] for p in report["r"]["new_packages"]] == ["R6"]
+    assert "0 requests for facts, 1 for R packages' upstream PACKAGES" in result.err
+    text = run_cli(
+        "--config", project.config, "review", "--base", "main", "--advisories", "osv"
+    ).out
+    assert (
+        f"  verified: the PACKAGES of {upstream.url} lists the 1 new or changed package versions "
+        "of requirements/cran.lock exactly as the lock says (1 request)\n"
+    ) in text
+
+
+def test_a_resealed_r_lock_the_upstream_contradicts_fails_before_the_report(
+    r_repo: tuple[Any, Upstream], run_cli: Any
+) -> None:
+    """here's stanza claims a licence the upstream's PACKAGES does not state; lock --check
+    passes the resealed lock, review does not."""
+    from imagebot.lockfile import seal
+
+    project, upstream = r_repo
+    path = project.path("requirements/cran.lock")
+    path.write_text(
+        seal(path.read_text().replace("Package: here\n", "Package: here\nLicense: MIT\n", 1))
+    )
+    assert run_cli("--config", project.config, "lock", "--check").code == 0
+    result, _ = review_r(project, run_cli)
+    assert result.code == 13 and result.out == ""
+    assert result.error_lines == [
+        f"error: requirements/cran.lock: here==1.0.1: {upstream.url}'s PACKAGES says License "
+        '(none), cran.lock has "MIT"'
+    ]
+    assert "Traceback" not in result.err
