@@ -13,16 +13,23 @@ reports cannot drift. Regenerate the goldens after an intended change with
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+from .fixtures.cran.cran_repo import build_repo, download_orig_tarball, serve
+
+if TYPE_CHECKING:
+    from imagebot.cran import RPackage
 
 GOLDEN = Path(__file__).parent / "golden" / "review"
 # The snapshot of the Python Packaging Advisory Database: the offline advisory source.
@@ -291,20 +298,18 @@ def test_hostile_base_is_refused_before_git_sees_it(pull_request: Path, base: st
 
 # --- R: a pull request that vets an R package for the index, with a dependency ---------------
 
-POSIT = "https://packagemanager.posit.co/cran/2025-11-20"
 R_ENTRY = (
     '[r]\nreadxl = { version = "1.4.1", reason = "read the survey\'s Excel files", '
     'requested_by = "@kari", safe_because = "tidyverse (Posit), MIT, no open advisories" }\n'
 )
 
 
-def cran_lock() -> str:
-    """requirements/cran.lock as `imagebot lock` writes it for index-only readxl 1.4.1, whose
-    closure (Imports; utils is R's own) brings cellranger, with the upstream's PACKAGES fields."""
-    from imagebot.cran import Available, RPackage, RRoot, closure
-    from imagebot.cranlock import format_cran_lock
+def posit_packages(url: str) -> list[RPackage]:
+    """readxl 1.4.1, whose Imports (utils is R's own) bring cellranger, as a Posit Package
+    Manager snapshot's PACKAGES lists them; `url` is the upstream they come from."""
+    from imagebot.cran import RPackage
 
-    upstream = [
+    return [
         RPackage(
             "readxl",
             "1.4.1",
@@ -317,7 +322,7 @@ def cran_lock() -> str:
                 "License": "MIT + file LICENSE",
                 "NeedsCompilation": "yes",
             },
-            POSIT,
+            url,
         ),
         RPackage(
             "cellranger",
@@ -330,12 +335,42 @@ def cran_lock() -> str:
                 "License": "MIT + file LICENSE",
                 "NeedsCompilation": "no",
             },
-            POSIT,
+            url,
         ),
     ]
+
+
+def cran_lock(url: str) -> str:
+    """requirements/cran.lock as `imagebot lock` writes it for index-only readxl 1.4.1 and its
+    closure, from the upstream at `url`."""
+    from imagebot.cran import Available, RRoot, closure
+    from imagebot.cranlock import format_cran_lock
+
     roots = [RRoot("readxl", "1.4.1", "index-only", "read the survey's Excel files", "@kari")]
-    closures = closure(roots, Available.from_upstreams([upstream]))
+    closures = closure(roots, Available.from_upstreams([posit_packages(url)]))
     return format_cran_lock(roots, closures, "sha256:" + "0" * 64)
+
+
+def with_cran_upstream(config: str, url: str) -> str:
+    anchor = 'request_url = "https://example.org/stats/images#asking-for-a-package"\n'
+    return config.replace(anchor, f'{anchor}cran_upstream = "{url}"\n')
+
+
+@pytest.fixture
+def posit_like(tmp_path: Path) -> Iterator[str]:
+    """A CRAN-like upstream on loopback (tests/integration/fixtures/cran/cran_repo.serve)
+    whose PACKAGES lists readxl and cellranger; review reads PACKAGES, never a tarball."""
+    from imagebot.cran import write_dcf
+
+    root = tmp_path / "posit"
+    contrib = root / "cran" / "src" / "contrib"
+    contrib.mkdir(parents=True)
+    with serve(root) as base_url:
+        url = f"{base_url}/cran"
+        text = write_dcf({**p.fields, "MD5sum": p.md5} for p in posit_packages(url))
+        (contrib / "PACKAGES").write_text(text, encoding="utf-8")
+        (contrib / "PACKAGES.gz").write_bytes(gzip.compress(text.encode(), mtime=0))
+        yield url
 
 
 def r_advisories(root: Path) -> Path:
@@ -362,12 +397,13 @@ def r_advisories(root: Path) -> Path:
 
 
 @pytest.fixture
-def r_pull_request(tmp_path: Path) -> Path:
-    """`main` with Python only; branch `r-request` adds index-only readxl and the R lock."""
+def r_pull_request(tmp_path: Path, posit_like: str) -> Path:
+    """`main` with Python only and the CRAN-like upstream configured; branch `r-request` adds
+    index-only readxl and the R lock."""
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "--quiet", "--initial-branch=main")
-    write(repo, BASE_FILES)
+    write(repo, {**BASE_FILES, "imagebot.toml": with_cran_upstream(CONFIG, posit_like)})
     git(repo, "add", "--all")
     git(repo, "commit", "--quiet", "-m", "base")
     git(repo, "checkout", "--quiet", "-b", "r-request")
@@ -375,7 +411,7 @@ def r_pull_request(tmp_path: Path) -> Path:
         repo,
         {
             "requirements/index-only.toml": INDEX_ONLY + "\n" + R_ENTRY,
-            "requirements/cran.lock": cran_lock(),
+            "requirements/cran.lock": cran_lock(posit_like),
         },
     )
     git(repo, "add", "--all")
@@ -398,7 +434,7 @@ def review_with(repo: Path, source: Path | str, *args: str) -> Run:
 
 
 def test_an_r_request_shows_its_dependency_with_licence_and_advisory(
-    r_pull_request: Path, tmp_path: Path
+    r_pull_request: Path, tmp_path: Path, posit_like: str
 ) -> None:
     source = r_advisories(tmp_path / "osv")
     markdown = tmp_path / "review.md"
@@ -409,14 +445,16 @@ def test_an_r_request_shows_its_dependency_with_licence_and_advisory(
     assert "+ added r readxl 1.4.1  index-only  requirements/index-only.toml:5" in text.out
     section = text.out.split("R packages new to the R lock (2;")[1].split("R version changes")[0]
     assert section.splitlines()[1:] == [
+        f"  verified: the PACKAGES of {posit_like} lists the 2 new or changed package versions "
+        "of requirements/cran.lock exactly as the lock says (1 request)",
         "  cellranger 1.1.0  needed by readxl==1.4.1",
         "      licence: MIT + file LICENSE",
         "      compiles C/C++/Fortran code: no",
-        f"      from {POSIT}",
+        f"      from {posit_like}",
         "  readxl 1.4.1  asked for in index-only",
         "      licence: MIT + file LICENSE",
         "      compiles C/C++/Fortran code: yes",
-        f"      from {POSIT}",
+        f"      from {posit_like}",
         "",
     ]
     assert "no publication date" in text.out  # PACKAGES has none: said, not invented
@@ -439,6 +477,7 @@ def test_an_r_request_shows_its_dependency_with_licence_and_advisory(
         ("readxl", [], "MIT + file LICENSE"),
     ]
     assert as_json["new_packages"] == [] and as_json["requests"] == 0  # no PyPI request for R
+    assert as_json["r"]["verified"] == {"packages": 2, "upstreams": [posit_like], "requests": 1}
     found = as_json["vulnerabilities"]["found"]
     assert [(v["ecosystem"], v["name"], v["id"]) for v in found] == [
         ("CRAN", "cellranger", "RSEC-2099-3")
@@ -494,3 +533,122 @@ def test_an_r_entry_added_without_confirmation_fails_the_review(
         "requirements/index-only.toml:5: r entry 'readxl' is added without the requester's "
         "confirmation" in run.err
     )
+
+
+# --- R: the lock says what the upstream lists, or the review fails (real CRAN sources) --------
+
+R_SOURCES = Path.home() / ".cache" / "imagebot" / "r-sources"  # test_cran.py's cache
+HERE_ENTRY = (
+    '[r]\nhere = { version = "1.0.1", reason = "paths relative to the project", '
+    'requested_by = "@kari", safe_because = "r-lib (Posit), MIT, no open advisories" }\n'
+)
+
+
+@pytest.fixture(scope="module")
+def real_cran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A CRAN-layout repository of the real CRAN tarballs of here 1.0.1 and rprojroot 2.0.3
+    (from Debian's source packages, tests/integration/fixtures/cran), served on loopback."""
+    try:
+        tarballs = [
+            download_orig_tarball(name, R_SOURCES) for name in ("r-cran-here", "r-cran-rprojroot")
+        ]
+    except Exception as exc:  # no deb-src reachable: the repository cannot be built
+        pytest.fail(f"cannot fetch R sources with apt-get source: {exc}")
+    root = tmp_path_factory.mktemp("real-cran")
+    build_repo(root / "cran", tarballs)
+    with serve(root) as url:
+        yield f"{url}/cran"
+
+
+@pytest.fixture
+def r_locked_request(tmp_path: Path, real_cran: str) -> Path:
+    """An R-only repository (no image set, so `imagebot lock` resolves no Python): `main`
+    without R, branch `r-request` adding index-only here, locked by the real `imagebot lock`
+    against the real upstream and committed."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    config = with_cran_upstream(CONFIG, real_cran).replace('sets = ["base", "web"]\n', "", 1)
+    write(
+        repo,
+        {
+            "imagebot.toml": config,
+            "jupyter/Dockerfile": "FROM scratch\n",
+            "requirements/index-only.toml": INDEX_ONLY,
+        },
+    )
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "-m", "base")
+    git(repo, "checkout", "--quiet", "-b", "r-request")
+    write(repo, {"requirements/index-only.toml": INDEX_ONLY + "\n" + HERE_ENTRY})
+    locked = imagebot(repo, "lock")
+    assert locked.code == 0, locked.err
+    assert "wrote requirements/cran.lock (2 packages)" in locked.err
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "-m", "ask for here")
+    return repo
+
+
+def test_a_locked_r_request_is_verified_against_the_real_upstream(
+    r_locked_request: Path, real_cran: str, tmp_path: Path
+) -> None:
+    source = r_advisories(tmp_path / "osv")
+    run = review_with(r_locked_request, source, "review", "--base", "main", "--json")
+    assert run.code == 0, run.err
+    report = json.loads(run.out)
+    assert report["r"]["verified"] == {"packages": 2, "upstreams": [real_cran], "requests": 1}
+    assert [(p["name"], p["facts"]["license"]) for p in report["r"]["new_packages"]] == [
+        ("here", "MIT + file LICENSE"),
+        ("rprojroot", "MIT + file LICENSE"),
+    ]
+    assert "0 requests for facts, 1 for R packages' upstream PACKAGES" in run.err
+    # Nothing new or changed in the R lock: no request to the upstream at all.
+    same = review_with(r_locked_request, source, "review", "--base", "HEAD", "--json")
+    assert same.code == 0, same.err
+    assert json.loads(same.out)["r"]["verified"]["requests"] == 0
+    assert "0 for R packages' upstream PACKAGES" in same.err
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "says"),
+    [
+        (
+            "License: MIT + file LICENSE",
+            "License: CC0",
+            'License "MIT + file LICENSE", cran.lock has "CC0"',
+        ),
+        (
+            "NeedsCompilation: no",
+            "NeedsCompilation: yes",
+            'NeedsCompilation "no", cran.lock has "yes"',
+        ),
+        (
+            "Imports: rprojroot (>= 2.0.2)",
+            "Imports: rprojroot (>= 2.0.0)",
+            'Imports "rprojroot (>= 2.0.2)", cran.lock has "rprojroot (>= 2.0.0)"',
+        ),
+    ],
+    ids=["license", "needs-compilation", "dependency"],
+)
+def test_a_resealed_r_lock_the_upstream_contradicts_fails_the_review(
+    r_locked_request: Path, real_cran: str, tmp_path: Path, old: str, new: str, says: str
+) -> None:
+    """The pull request edits here's stanza and recomputes the digests: `lock --check` passes
+    it, the review does not (exit 13, one error line, no report)."""
+    from imagebot.lockfile import seal
+
+    path = r_locked_request / "requirements" / "cran.lock"
+    text = path.read_text(encoding="utf-8")
+    head, marker, rest = text.partition("Package: here\n")
+    assert marker and old in rest.split("\n\n", 1)[0]
+    path.write_text(seal(head + marker + rest.replace(old, new, 1)), encoding="utf-8")
+    git(r_locked_request, "commit", "--quiet", "--all", "-m", "a hand-made claim")
+    assert imagebot(r_locked_request, "lock", "--check").code == 0
+    run = review_with(r_locked_request, r_advisories(tmp_path / "osv"), "review", "--base", "main")
+    assert run.code == 13, run.err
+    errors = [line for line in run.err.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: requirements/cran.lock: here==1.0.1: {real_cran}'s PACKAGES says {says}"
+    ]
+    assert "hint: the lock must say what the upstream says" in run.err
+    assert run.out == "" and "Traceback" not in run.err
