@@ -284,7 +284,9 @@ def _install_and_pack(
         raise EngineError(
             f"pip installed no files for {', '.join(missing)}", "check the lock's package names"
         )
-    removed = [layers.whiteout(p) for p in installed.removed]
+    removed = {
+        name: [layers.whiteout(p) for p in paths] for name, paths in installed.removed.items()
+    }
     return _upload_layers(
         registry, repository, packages, installed_on, payloads, dir_modes, removed
     )
@@ -333,10 +335,12 @@ def _upload_layers(
     installed_on: str,
     payloads: Mapping[str, Sequence[layers.Entry]],
     dir_modes: Mapping[str, int],
-    removed: Sequence[layers.Entry],
+    removed: Mapping[str, Sequence[layers.Entry]],
 ) -> tuple[list[layers.Layer], int]:
-    """The packages' files grouped into layers (the first also keeps `removed` out of the venv),
-    each compressed and uploaded; the layers and the bytes sent."""
+    """The packages' files grouped into layers, each compressed and uploaded; the layers and the
+    bytes sent. A package's layer also keeps out of the venv what its install removed (its
+    earlier version's files: `removed[name]`), so the whiteouts last as long as that layer is
+    reused; the first layer takes the removals of no package (`removed[""]`)."""
     order = [p.name for p in packages]
     sizes = [(name, sum(len(e.data) for e in payloads[name])) for name in order]
     keys = {p.name: p.key(installed_on) for p in packages}
@@ -344,9 +348,9 @@ def _upload_layers(
 
     def pack(index: int) -> tuple[layers.Layer, int]:
         names = groups[index]
-        entries = [e for name in names for e in payloads[name]]
+        entries = [e for name in names for e in [*payloads[name], *removed.get(name, ())]]
         if index == 0:
-            entries += removed  # files the installs took out of the venv stay out
+            entries += removed.get("", ())
         blob = layers.layer_blob(layers.with_parents(entries, dir_modes))
         sent = len(blob.data) if registry.upload_blob(repository, blob.digest, blob.data) else 0
         layer = layers.Layer(
@@ -367,7 +371,7 @@ def _upload_layers(
 @dataclass(frozen=True)
 class _Installed:
     owners: Mapping[str, Sequence[str]]  # package -> absolute paths of its files
-    removed: Sequence[str]  # venv files the installs deleted
+    removed: Mapping[str, Sequence[str]]  # package ('' for none) -> venv paths its install deleted
 
 
 def _installed(output: str) -> _Installed:
@@ -376,7 +380,8 @@ def _installed(output: str) -> _Installed:
             try:
                 data = json.loads(line[len(MARKER) :])
                 owners = {str(k): [str(p) for p in v] for k, v in data["owners"].items()}
-                return _Installed(owners, [str(p) for p in data["removed"]])
+                removed = {str(k): [str(p) for p in v] for k, v in data["removed"].items()}
+                return _Installed(owners, removed)
             except (ValueError, KeyError, TypeError, AttributeError):
                 break
     raise EngineError("the package installer printed no result", "read its output above")

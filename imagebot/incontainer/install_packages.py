@@ -5,7 +5,9 @@ code): the venv, and per set the lock blocks to install. Each set is installed e
 Dockerfile's own RUN does it (`pip install --require-hashes --no-deps --only-binary :all:`),
 with SOURCE_DATE_EPOCH set, so the .pyc files pip writes are hash-checked and the same bytes on
 every build. It then prints one marker line: for each installed distribution the files its
-RECORD lists (absolute paths), and the files of the venv that the installs removed.
+RECORD lists (absolute paths), and the paths of the venv that the installs removed, under the
+name of the package whose earlier version they belonged to (pip, when the venv's bundled pip is
+upgraded), so that their whiteouts travel in that package's layer.
 """
 
 from __future__ import annotations
@@ -26,10 +28,38 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def files_under(root: str) -> set[str]:
+def paths_under(root: str) -> set[str]:
+    """Every file, link and directory under `root`."""
     found: set[str] = set()
-    for directory, _, names in os.walk(root):
-        found.update(os.path.join(directory, name) for name in names)
+    for directory, subdirectories, names in os.walk(root):
+        found.update(os.path.join(directory, name) for name in [*subdirectories, *names])
+    return found
+
+
+def topmost(removed: set[str]) -> list[str]:
+    """The removed paths whose parent directory is still there, sorted: one whiteout each hides
+    a whole removed directory (an upgrade of a package the venv came with, such as pip, takes
+    out the old version's dist-info and vendored directories). A whiteout of a file inside one
+    would keep that directory in the image, empty: an empty `pip-23.0.1.dist-info` makes
+    `pip list` show `pip None`."""
+    return sorted(path for path in removed if os.path.dirname(path) not in removed)
+
+
+def removed_by_package(removed: list[str], earlier: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each removed path under the name of the package whose earlier version's RECORD listed it
+    (or files inside it); '' for paths no earlier version listed."""
+    found: dict[str, list[str]] = {}
+    for path in removed:
+        inside = path + os.sep
+        owner = next(
+            (
+                name
+                for name, paths in sorted(earlier.items())
+                if any(p == path or p.startswith(inside) for p in paths)
+            ),
+            "",
+        )
+        found.setdefault(owner, []).append(path)
     return found
 
 
@@ -84,15 +114,17 @@ def main() -> None:
     with open(sys.argv[1], encoding="utf-8") as handle:
         spec = json.load(handle)
     venv = str(spec["venv"])
-    before = files_under(venv)
+    names = {normalize(n) for n in spec["names"]}
+    before = paths_under(venv)
+    earlier = owners(venv, names)  # the versions already in the venv that the installs replace
     try:
         install(venv, spec["sets"], int(spec["epoch"]))
     except subprocess.CalledProcessError as exc:
         print(f"pip install failed with exit code {exc.returncode}", file=sys.stderr)
         raise SystemExit(1) from None
     result = {
-        "owners": owners(venv, {normalize(n) for n in spec["names"]}),
-        "removed": sorted(before - files_under(venv)),
+        "owners": owners(venv, names),
+        "removed": removed_by_package(topmost(before - paths_under(venv)), earlier),
     }
     print("\n" + MARKER + json.dumps(result), flush=True)
 

@@ -212,3 +212,48 @@ def test_an_index_s_linux_amd64_image_is_the_frame() -> None:
     ]
     assert _image_entry(entries) == "sha256:amd"
     assert _image_entry(entries[:2]) is None
+
+
+def test_an_upgrade_s_whiteouts_travel_in_the_upgraded_package_s_layer() -> None:
+    """pip's whiteouts of the venv's pip 23.0.1 go into pip's layer, not the first one, so a
+    later rebuild of the first layer (which reinstalls no pip) cannot bring 23.0.1 back."""
+    from imagebot.assemble import _upload_layers
+
+    class Registry:
+        def __init__(self) -> None:
+            self.blobs: dict[str, bytes] = {}
+
+        def upload_blob(self, repository: str, digest: str, data: bytes) -> bool:
+            self.blobs[digest] = data
+            return True
+
+    site = "opt/venv/lib/python3.11/site-packages"
+    big = b"x" * layers.BIG_PACKAGE
+    payloads = {
+        "alembic": [Entry(f"{site}/alembic/__init__.py", "file", data=big)],
+        "pip": [Entry(f"{site}/pip/__init__.py", "file", data=big)],
+    }
+    removed = {
+        "pip": [layers.whiteout(f"/{site}/pip-23.0.1.dist-info")],
+        "": [layers.whiteout(f"/{site}/stray.txt")],
+    }
+    registry = Registry()
+    made, _ = _upload_layers(
+        registry,  # type: ignore[arg-type]
+        "j/lab",
+        [pkg("alembic"), pkg("pip", "26.3")],
+        ON,
+        payloads,
+        {},
+        removed,
+    )
+
+    def names(layer: Layer) -> list[str]:
+        data = gzip.decompress(registry.blobs[layer.digest])
+        return tarfile.open(fileobj=io.BytesIO(data)).getnames()
+
+    first, second = made
+    assert f"{site}/.wh.stray.txt" in names(first)
+    assert f"{site}/.wh.pip-23.0.1.dist-info" not in names(first)
+    assert f"{site}/.wh.pip-23.0.1.dist-info" in names(second)
+    assert f"{site}/pip/__init__.py" in names(second)

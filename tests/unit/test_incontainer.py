@@ -101,3 +101,40 @@ def test_probe_input_is_json_data() -> None:
         "jupyter": False,
         "server_timeout": spec.server_timeout,
     }
+
+
+def test_an_upgrade_of_a_package_the_venv_came_with_is_whited_out_in_that_package_s_layer() -> None:
+    """pip 26 over the venv's pip 23.0.1: whole removed directories get one whiteout each (a
+    file's whiteout would keep its directory, empty), filed under the package that replaced them."""
+    from imagebot.incontainer.install_packages import removed_by_package, topmost
+
+    site = "/opt/venv/lib/python3.11/site-packages"
+    old_dist = f"{site}/pip-23.0.1.dist-info"
+    removed = {
+        old_dist,
+        f"{old_dist}/METADATA",
+        f"{old_dist}/RECORD",
+        f"{site}/pip/_vendor/chardet",
+        f"{site}/pip/_vendor/chardet/__init__.py",
+        f"{site}/pip/_vendor/chardet/cli",
+        f"{site}/pip/_vendor/chardet/cli/chardetect.py",
+        f"{site}/pip/_vendor/six.py",
+        f"{site}/stray.txt",  # no earlier version listed it
+    }
+    top = topmost(removed)
+    assert top == [
+        old_dist,
+        f"{site}/pip/_vendor/chardet",
+        f"{site}/pip/_vendor/six.py",
+        f"{site}/stray.txt",
+    ]
+    earlier = {
+        "pip": [
+            f"{old_dist}/METADATA",
+            f"{old_dist}/RECORD",
+            f"{site}/pip/_vendor/chardet/__init__.py",
+            f"{site}/pip/_vendor/chardet/cli/chardetect.py",
+            f"{site}/pip/_vendor/six.py",
+        ]
+    }
+    assert removed_by_package(top, earlier) == {"pip": top[:3], "": [f"{site}/stray.txt"]}
