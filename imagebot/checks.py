@@ -99,9 +99,13 @@ def _check_registered_environments(config: Config) -> None:
 
 
 def _check_r_sources(config: Config, sets: Mapping[str, RequirementSet]) -> None:
-    # Only an image without r_repo can lack it: imagebot.render (importlib.resources, its
-    # templates' model) is imported only then.
-    missing = [image for image in config.rendered_images if not image.r_repo]
+    # Only an image with R packages and no r_repo can lack it: imagebot.render (importlib
+    # resources, its model) is imported only then.
+    missing = [
+        image
+        for image in config.rendered_images
+        if not image.r_repo and any(sets[name].r for name in image.sets)
+    ]
     if not missing:
         return
     from imagebot.render import require_r_repo

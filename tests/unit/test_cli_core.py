@@ -407,36 +407,46 @@ def test_fast_commands_import_no_heavy_library(argv: list[str]) -> None:
 
 
 # What the fast commands import only when the repository uses it: the R lock's model when
-# requirements/cran.lock exists, the advisory model when waivers.toml holds a waiver, render
-# when a rendered image lacks r_repo (check), traceback when something fails. (render --check
-# writes R's site profile, imagebot.cran's, for an image with R.)
-NOT_HERE = ("imagebot.cranlock", "imagebot.advisories", "traceback")
+# requirements/cran.lock exists, R's site profile (imagebot.cran) for an image with R, the
+# advisory model when waivers.toml holds a waiver, render (for check) when an image with R has
+# no r_repo, traceback when something fails.
+NOT_USED = ("imagebot.cranlock", "imagebot.cran", "imagebot.advisories", "traceback")
 
 
 @pytest.mark.parametrize(
-    ("argv", "not_here"),
+    ("argv", "not_used"),
     [
-        (["check"], (*NOT_HERE, "imagebot.cran", "imagebot.render")),
-        (["lock", "--check"], (*NOT_HERE, "imagebot.cran", "imagebot.render")),
-        (["render", "--check"], NOT_HERE),
+        (["check"], (*NOT_USED, "imagebot.render")),
+        (["lock", "--check"], (*NOT_USED, "imagebot.render")),
+        (["render", "--check"], NOT_USED),
     ],
 )
 def test_fast_commands_import_only_what_the_repository_uses(
-    argv: list[str], not_here: tuple[str, ...]
+    argv: list[str],
+    not_used: tuple[str, ...],
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[..., Result],
 ) -> None:
-    requirements = REPO_ROOT / "requirements"
-    assert not (requirements / "cran.lock").exists(), "this repository vets no R from CRAN"
-    waivers = (requirements / "waivers.toml").read_text(encoding="utf-8")
-    assert not any(line.strip().startswith('"') for line in waivers.splitlines())
+    import imagebot.lock
+
+    extra = project.path("requirements/extra.toml")  # no R: no R lock, no r_repo in play
+    extra.write_text(extra.read_text(encoding="utf-8").split("[r]")[0], encoding="utf-8")
+    project.write("requirements/waivers.toml", "# none for now\n[python]\n")
+    project.write("environments/team/replay.txt", "# owner: @anna\nnumpy==2.4.6\n")
+    monkeypatch.setattr(imagebot.lock, "UvResolver", lambda: FakeResolver({"numpy": []}))
+    assert run_cli("--config", project.config, "lock").code == 0
+    assert run_cli("--config", project.config, "render").code == 0
     code = (
         "import sys\nfrom imagebot.main import main\n"
         f"try:\n    main({argv!r})\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
-        f"print(__import__('json').dumps(sorted(m for m in {not_here!r} if m in sys.modules)))"
+        f"print(__import__('json').dumps(sorted(m for m in {not_used!r} if m in sys.modules)))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-c", code], cwd=project.root, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
+    assert "registered environment" in done.stderr or argv != ["check"], done.stderr
     assert json.loads(done.stdout) == []
 
 
