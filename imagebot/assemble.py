@@ -69,10 +69,12 @@ def is_assembled(dockerfile_text: str) -> bool:
 
 
 def wanted_packages(config: Config, image_name: str) -> list[layers.WantedPackage]:
-    """Every locked Python package of the image, in set and lock order."""
+    """Every locked Python package of the image, in set and lock order. Each set is installed
+    by the venv's pip as the sets before it left it: the last pip an earlier set locks."""
     from imagebot.errors import StaleError
 
     wanted = []
+    installer = ""
     for set_name in config.image(image_name).sets:
         path = lock_path(config.requirements_dir, set_name)
         lock = parse_lock(set_name, path.read_text(encoding="utf-8")) if path.is_file() else None
@@ -81,9 +83,15 @@ def wanted_packages(config: Config, image_name: str) -> list[layers.WantedPackag
         for package in lock.packages:
             wanted.append(
                 layers.WantedPackage(
-                    set_name, package.name, package.version, package.hashes, package.text
+                    set_name,
+                    package.name,
+                    package.version,
+                    package.hashes,
+                    package.text,
+                    installer,
                 )
             )
+        installer = next((f"pip=={p.version}" for p in lock.packages if p.name == "pip"), installer)
     return wanted
 
 

@@ -49,11 +49,16 @@ class WantedPackage:
     version: str
     hashes: frozenset[str]
     requirement: str  # the lock's block for it: `name==version --hash=...`
+    # The pip that installs it, when an earlier set locks one ("pip==26.3"); "" for the venv's
+    # own. pip writes the console scripts and RECORD, so another pip makes other bytes.
+    installer: str = ""
 
     def key(self, installed_on: str) -> str:
-        """Everything the installed files depend on: the wheel, and the venv it went into."""
+        """Everything the installed files depend on: the wheel, the venv it went into and the
+        pip that installed it."""
+        installer = [f"installer {self.installer}"] if self.installer else []
         text = "\n".join(
-            [FORMAT, installed_on, self.name, self.version, *sorted(self.hashes)]
+            [FORMAT, installed_on, *installer, self.name, self.version, *sorted(self.hashes)]
         ).encode()
         return f"{self.name}=={self.version}@{hashlib.sha256(text).hexdigest()[:32]}"
 

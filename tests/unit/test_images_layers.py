@@ -7,6 +7,7 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from types import SimpleNamespace
 
 from imagebot import layers
 from imagebot.assemble import is_assembled, pip_index_url, split_archive
@@ -37,6 +38,41 @@ def test_a_key_names_the_package_and_covers_wheel_and_venv() -> None:
     other_hash = WantedPackage("s", "six", "1.0", frozenset({"sha256:x"}), "")
     assert other_hash.key(ON) != key
     assert pkg("six", set_name="other").key(ON) == key  # the set does not change the files
+
+
+def test_a_key_covers_the_pip_that_installs_it() -> None:
+    bundled = pkg("six")
+    by_pip26 = WantedPackage("s", "six", "1.0", bundled.hashes, bundled.requirement, "pip==26.3")
+    assert by_pip26.key(ON) != bundled.key(ON)
+    assert bundled.key(ON) == WantedPackage("s", "six", "1.0", bundled.hashes, "", "").key(ON)
+
+
+def test_later_sets_are_installed_by_the_pip_an_earlier_set_locks(tmp_path: Path) -> None:
+    from imagebot.assemble import wanted_packages
+
+    blocks = {
+        "first": "six==1.16.0 \\\n    --hash=sha256:" + "1" * 64 + "\n",
+        "second": "pip==26.3 \\\n    --hash=sha256:"
+        + "2" * 64
+        + "\n"
+        + "tabulate==0.9.0 \\\n    --hash=sha256:"
+        + "3" * 64
+        + "\n",
+        "third": "idna==3.10 \\\n    --hash=sha256:" + "4" * 64 + "\n",
+    }
+    (tmp_path / "requirements").mkdir()
+    for name, body in blocks.items():
+        header = "# inputs: sha256:" + "0" * 64 + "\n"
+        (tmp_path / "requirements" / f"{name}.lock").write_text(header + body)
+    image = SimpleNamespace(sets=("first", "second", "third"))
+    config = SimpleNamespace(requirements_dir=tmp_path / "requirements", image=lambda _: image)
+    wanted = wanted_packages(config, "lab")  # type: ignore[arg-type]
+    assert [(p.name, p.installer) for p in wanted] == [
+        ("six", ""),
+        ("pip", ""),  # the venv's own pip installs the set that upgrades it
+        ("tabulate", ""),
+        ("idna", "pip==26.3"),
+    ]
 
 
 def test_plan_reuses_every_layer_whose_packages_are_all_wanted() -> None:
