@@ -23,14 +23,8 @@ if TYPE_CHECKING:
 
 
 def run_check(app_state: AppState) -> None:
-    from imagebot.lock import (
-        Freshness,
-        cran_inputs,
-        cran_status,
-        lock_statuses,
-        plan_layers,
-        read_text_or_none,
-    )
+    from imagebot.lock import Freshness, cran_inputs, cran_status, lock_statuses, plan_layers
+    from imagebot.lockfile import read_text_or_none
     from imagebot.requirements import load_index_only, load_sets
 
     config = app_state.config
@@ -126,9 +120,9 @@ def run_lock_check(app_state: AppState) -> None:
         cran_status,
         lock_statuses,
         plan_layers,
-        read_text_or_none,
         stale_error,
     )
+    from imagebot.lockfile import read_text_or_none
     from imagebot.requirements import load_index_only
 
     config = app_state.config
@@ -165,8 +159,7 @@ def all_sets(config: Config) -> dict[str, RequirementSet]:
 
 
 def run_render(app_state: AppState, *, check_only: bool) -> None:
-    from imagebot.lock import read_text_or_none
-    from imagebot.lockfile import lock_path
+    from imagebot.lockfile import lock_path, read_text_or_none
     from imagebot.render import check_rendered, render_dockerfile, spec_for_image
 
     config = _render_config(app_state)
@@ -190,7 +183,8 @@ def run_render(app_state: AppState, *, check_only: bool) -> None:
 
 def _warn_stale_locks(config: Config, sets: Mapping[str, RequirementSet]) -> None:
     """The render reads which locks have packages; a stale lock may change that."""
-    from imagebot.lock import lock_statuses, plan_layers, read_text_or_none
+    from imagebot.lock import lock_statuses, plan_layers
+    from imagebot.lockfile import read_text_or_none
 
     for status in lock_statuses(plan_layers(config, sets), read_text_or_none):
         if not status.fresh:

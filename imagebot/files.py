@@ -6,7 +6,6 @@ Stdlib only: `render --check`'s fast path imports this.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -50,6 +49,8 @@ def write_atomically(files: Mapping[Path, str], *, mode: int | None = None) -> N
     a new one gets `mode` or 0644. A symlink's target is replaced, not the link. On failure no
     target has changed and no temp file is left behind; the error names the file (exit 1).
     """
+    import tempfile  # here, not at the top: the read-only checks never write
+
     staged: list[tuple[str, Path]] = []
     try:
         for path, text in files.items():

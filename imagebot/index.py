@@ -765,7 +765,7 @@ def _fresh_cran_lock(
         return None
     if not urls:
         raise no_upstream_error(roots)
-    from imagebot.lock import read_text_or_none
+    from imagebot.lockfile import read_text_or_none
 
     path = cran_lock_path(config.requirements_dir)
     status = cran_lock_status(path, read_text_or_none(path), roots, urls, config.index.r_user_agent)

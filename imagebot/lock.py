@@ -15,8 +15,9 @@ A stale lock is re-resolved with its previous pins as uv's preferences (only whe
 the one `imagebot lock` wrote), so a new entry moves only the pins it must; `lock --upgrade`
 re-resolves every layer to the newest versions that fit.
 
-Pure functions build plans, digests and lock text; uv (`imagebot.uv`, here as `UvResolver`)
-is the only side effect, and `resolve_locks` takes the resolver as an argument.
+Pure functions build plans, digests and lock text; uv (`imagebot.uv`, made by `uv_resolver`)
+is the only side effect, and `resolve_locks` takes the resolver as an argument. `check` and
+`lock --check` import this module, so it imports uv (subprocess, tempfile) only to resolve.
 
 The R packages served from a CRAN-like repository have one lock of their own,
 `requirements/cran.lock` (`imagebot.cranlock`), kept, checked and resolved the same way:
@@ -49,13 +50,12 @@ from imagebot.lockfile import (
     split_blocks,
 )
 from imagebot.requirements import RequirementSet, normalize
-from imagebot.uv import ResolveFailed, Resolver, explain, requirement_line, summarize
-from imagebot.uv import Uv as UvResolver
 from imagebot.validate import InvalidValue
 
 if TYPE_CHECKING:
     from imagebot.cran import RRoot
     from imagebot.cranlock import CranLockStatus
+    from imagebot.uv import Resolver
 
 __all__ = [
     "EMPTY_LAYER",
@@ -63,8 +63,6 @@ __all__ = [
     "LOCK_SUFFIX",
     "LockFile",
     "LockedPackage",
-    "ResolveFailed",
-    "UvResolver",
     "lock_path",
     "parse_lock",
     "split_blocks",
@@ -214,20 +212,6 @@ def stale_error(statuses: Sequence[Freshness]) -> StaleError | None:
     )
 
 
-def read_text_or_none(path: Path) -> str | None:
-    """A lock's text; None when absent. Bytes that are not UTF-8 are replaced, so such a lock
-    reads as edited (its digest fails) and `imagebot lock` rewrites it."""
-    try:
-        return path.read_bytes().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StaleError(
-            f"{path}: cannot read the lock file ({exc.strerror or exc})",
-            f"make {path.name} a regular file (remove it and run `imagebot lock`)",
-        ) from None
-
-
 # --- the R lock: requirements/cran.lock ------------------------------------------------------
 
 
@@ -311,11 +295,20 @@ def resolve_cran(
 # --- resolving -------------------------------------------------------------------------------
 
 
+def uv_resolver() -> Resolver:
+    """The resolver `imagebot lock` runs: uv, isolated from the repository (`imagebot.uv`)."""
+    from imagebot.uv import Uv
+
+    return Uv()
+
+
 def preference_lines(previous: LockFile | None) -> str:
     """The pins of a layer's previous lock as `name==version` lines, for uv to keep where they
     still fit; '' when there is none, or when it is not the text `imagebot lock` wrote (its
     content digest fails, as after a hand edit in a pull request) or holds a value that does
     not validate: such a lock must not steer the resolution."""
+    from imagebot.uv import requirement_line
+
     if previous is None or not previous.intact:
         return ""
     try:
@@ -336,6 +329,8 @@ def resolve_layer(
     """Resolve one layer on top of the earlier locks; return only the packages it adds.
     The pins of `previous`, the layer's last lock, are kept where they still fit
     (`preference_lines`)."""
+    from imagebot.uv import ResolveFailed, requirement_line
+
     locked_below: dict[str, str] = {}
     for req_set in layer.earlier:
         locked_below.update(earlier[req_set.name].pins())
@@ -457,6 +452,8 @@ def _needed_by(lock: LockFile, name: str) -> list[str]:
 
 def distill_uv_error(output: str, layer: Layer, earlier: Mapping[str, LockFile]) -> ResolutionError:
     """One ResolutionError naming the clashing pins and where they are written."""
+    from imagebot.uv import explain, summarize
+
     explanation = explain(output)
     set_file = f"{layer.set.path.parent.name}/{layer.set.path.name}"
     what = f"cannot lock set {layer.name!r}"

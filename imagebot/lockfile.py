@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagebot.errors import StaleError
 from imagebot.requirements import normalize
 
 LOCK_FORMAT = 3
@@ -103,6 +104,20 @@ class LockFile:
 
 def lock_path(requirements_dir: Path, set_name: str) -> Path:
     return requirements_dir / f"{set_name}{LOCK_SUFFIX}"
+
+
+def read_text_or_none(path: Path) -> str | None:
+    """A lock's text; None when absent. Bytes that are not UTF-8 are replaced, so such a lock
+    reads as edited (its digest fails) and `imagebot lock` rewrites it."""
+    try:
+        return path.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StaleError(
+            f"{path}: cannot read the lock file ({exc.strerror or exc})",
+            f"make {path.name} a regular file (remove it and run `imagebot lock`)",
+        ) from None
 
 
 def split_blocks(text: str) -> list[LockedPackage]:

@@ -89,7 +89,7 @@ class SmokeSpec:
 def expectations(config: Config, image_name: str) -> SmokeSpec:
     """The spec for a configured image: its sets' entries and the pins of their layered locks."""
     from imagebot.index_pages import parse_compiled
-    from imagebot.lock import lock_path, read_text_or_none
+    from imagebot.lockfile import lock_path, read_text_or_none
     from imagebot.requirements import load_sets
 
     image = config.image(image_name)

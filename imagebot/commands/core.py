@@ -142,14 +142,8 @@ def lock(
 
 
 def run_lock(app_state: AppState, *, upgrade: bool) -> None:
-    from imagebot.lock import (
-        UvResolver,
-        cran_inputs,
-        plan_layers,
-        read_text_or_none,
-        resolve_cran,
-        resolve_locks,
-    )
+    from imagebot.lock import cran_inputs, plan_layers, resolve_cran, resolve_locks, uv_resolver
+    from imagebot.lockfile import read_text_or_none
     from imagebot.requirements import load_index_only
 
     config = app_state.config
@@ -165,7 +159,7 @@ def run_lock(app_state: AppState, *, upgrade: bool) -> None:
     changed: list[Path] = []
     if layers:
         with console.group(f"lock {', '.join(layer.name for layer in layers)} (uv)"):
-            result = resolve_locks(layers, read_text_or_none, UvResolver(), upgrade=upgrade)
+            result = resolve_locks(layers, read_text_or_none, uv_resolver(), upgrade=upgrade)
         texts.update(result.texts)
         changed.extend(result.changed)
     r_title = f"lock R: {len(r.roots)} vetted packages from a CRAN-like repository"

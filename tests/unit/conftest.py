@@ -117,7 +117,7 @@ class FakeResolver:
         *,
         preferences: str = "",
     ) -> str:
-        from imagebot.lock import ResolveFailed
+        from imagebot.uv import ResolveFailed
 
         self.calls.append((dict(inputs), constraints))
         self.preferences.append(preferences)
@@ -153,7 +153,7 @@ def locked_project(
     import imagebot.lock
 
     resolver = FakeResolver({"jupyterlab": ["tornado==6.5.2"], "numpy": []})
-    monkeypatch.setattr(imagebot.lock, "UvResolver", lambda: resolver)
+    monkeypatch.setattr(imagebot.lock, "uv_resolver", lambda: resolver)
     assert run_cli("--config", project.config, "lock").code == 0
     assert run_cli("--config", project.config, "render").code == 0
     return project

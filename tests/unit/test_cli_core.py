@@ -29,7 +29,7 @@ def edit(project: Project, relative: str, old: str, new: str) -> None:
 def fail_resolver(monkeypatch: pytest.MonkeyPatch, output: str) -> None:
     import imagebot.lock
 
-    monkeypatch.setattr(imagebot.lock, "UvResolver", lambda: FakeResolver(fail=output))
+    monkeypatch.setattr(imagebot.lock, "uv_resolver", lambda: FakeResolver(fail=output))
 
 
 NUMPY = 'numpy = { version = "2.4.6", reason = "arrays", requested_by = "@anna" }'
@@ -311,7 +311,7 @@ def test_add_then_lock_then_render(
     assert run_cli("--config", config, "lock", "--check").code == 5
     base_lock = locked_project.path("requirements/base.lock").read_bytes()
     resolver = FakeResolver()
-    monkeypatch.setattr(imagebot.lock, "UvResolver", lambda: resolver)
+    monkeypatch.setattr(imagebot.lock, "uv_resolver", lambda: resolver)
     result = run_cli("--config", config, "lock")
     assert result.code == 0 and "unchanged requirements/base.lock" in result.err
     assert "wrote requirements/extra.lock (2 packages)" in result.err
@@ -368,7 +368,7 @@ def test_lock_writes_nothing_when_a_later_layer_fails(
                 ).compile(inputs, constraints, python, platform, **options)
             return super().compile(inputs, constraints, python, platform, **options)
 
-    monkeypatch.setattr(imagebot.lock, "UvResolver", lambda: FailSecond())
+    monkeypatch.setattr(imagebot.lock, "uv_resolver", lambda: FailSecond())
     before = project.snapshot()
     result = run_cli("--config", project.config, "lock")
     assert result.code == 6 and "numpy==2.4.6 (requirements/extra.toml:5)" in result.err
@@ -434,7 +434,7 @@ def test_fast_commands_import_only_what_the_repository_uses(
     extra.write_text(extra.read_text(encoding="utf-8").split("[r]")[0], encoding="utf-8")
     project.write("requirements/waivers.toml", "# none for now\n[python]\n")
     project.write("environments/team/replay.txt", "# owner: @anna\nnumpy==2.4.6\n")
-    monkeypatch.setattr(imagebot.lock, "UvResolver", lambda: FakeResolver({"numpy": []}))
+    monkeypatch.setattr(imagebot.lock, "uv_resolver", lambda: FakeResolver({"numpy": []}))
     assert run_cli("--config", project.config, "lock").code == 0
     assert run_cli("--config", project.config, "render").code == 0
     code = (

@@ -128,7 +128,7 @@ class _SignalledResolver:
 def _signal_in_lock(monkeypatch: pytest.MonkeyPatch, signum: int) -> None:
     import imagebot.lock
 
-    monkeypatch.setattr(imagebot.lock, "UvResolver", lambda: _SignalledResolver(signum))
+    monkeypatch.setattr(imagebot.lock, "uv_resolver", lambda: _SignalledResolver(signum))
 
 
 def _signal_in_check(monkeypatch: pytest.MonkeyPatch, signum: int) -> None:

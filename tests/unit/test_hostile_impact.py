@@ -204,7 +204,7 @@ def test_hostile_impact_input_is_refused(
     import imagebot.lock
     from tests.unit.conftest import FakeResolver
 
-    monkeypatch.setattr(imagebot.lock, "UvResolver", lambda: FakeResolver())
+    monkeypatch.setattr(imagebot.lock, "uv_resolver", lambda: FakeResolver())
     assert run_cli("--config", project.config, "lock").code == 0
     result = assert_refused(case, project, monkeypatch, run_cli)
     assert "PWNED" not in {p.name for p in Path(project.root).iterdir()}
@@ -224,7 +224,7 @@ def test_a_reason_with_a_log_command_is_neutralised_in_pipelines(
             'reason = "arrays"', 'reason = "##vso[task.setvariable variable=x]1"'
         )
     )
-    monkeypatch.setattr(imagebot.lock, "UvResolver", lambda: FakeResolver())
+    monkeypatch.setattr(imagebot.lock, "uv_resolver", lambda: FakeResolver())
     assert run_cli("--config", project.config, "lock").code == 0
     monkeypatch.setenv("TF_BUILD", "True")
     result = run_cli("--config", project.config, "impact", "numpy==2.5.0")

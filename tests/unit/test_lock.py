@@ -344,7 +344,7 @@ class _FailLast:
         self.output = output
 
     def compile(self, inputs, constraints, python, platform, *, preferences=""):
-        from imagebot.lock import ResolveFailed
+        from imagebot.uv import ResolveFailed
 
         if any(name.startswith("bad") for name in inputs):
             raise ResolveFailed(self.output)
