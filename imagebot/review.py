@@ -9,7 +9,8 @@ from the upstream index) and known vulnerabilities, and gets a `Review`, which r
 Markdown or JSON. An R package's facts are its lock stanza's (the upstream's PACKAGES fields),
 which the caller has had the upstream vouch for (`RVerified`). An entry added or changed
 without the requester's confirmation (`safe_because`) is a problem of the review (exit 4,
-file:line).
+file:line). So is a change to imagebot.toml (`config_changes`: every key whose raw value the
+pull request adds, changes or removes, shown first) until a reviewer accepts it.
 
 Every string in a report comes from a pull request or from an upstream index, so the renderers
 treat all of it as hostile: control characters go, Azure's command markers (`##vso[`, `##[`)
@@ -549,6 +550,240 @@ def confirmation_problems(changes: Changes) -> list[Problem]:
     ]
 
 
+# --- imagebot.toml: where packages come from and go -----------------------------------------
+
+CONFIG_FILE = "imagebot.toml"
+ACCEPT_OPTION = "--accept-config"
+ACCEPT_VARIABLE = "IMAGEBOT_REVIEW_ACCEPT_CONFIG"
+# The keys that choose the CRAN-like upstream which vouches for the R lock
+# (imagebot.cranlock.cran_upstream_urls, and the User-Agent it is asked with).
+_R_UPSTREAM_KEYS = (
+    ("index", "cran_upstream"),
+    ("index", "cran_snapshots"),
+    ("index", "r_user_agent"),
+)
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    """One key of imagebot.toml whose value the pull request adds, changes or removes: the
+    file's own TOML value (before `${VAR:-default}` expansion, profiles included), as the diff
+    shows it."""
+
+    key: str  # dotted, with TOML quoting where a part is not a bare key
+    kind: str  # "added" | "changed" | "removed"
+    old: Any  # the base's value; None when the base does not set the key
+    new: Any  # the working tree's value; None when it no longer sets the key
+    meaning: str  # what the key decides (imagebot.config's key metadata); "" for no known key
+    r_upstream: bool = False  # it picks the upstream that vouches for the R lock
+
+
+@dataclass(frozen=True)
+class ConfigChanges:
+    """What the pull request changes in imagebot.toml. Any change fails the review (exit 4)
+    until it is accepted: a reviewer passes the `fingerprint` of exactly these changes."""
+
+    changes: tuple[ConfigChange, ...] = ()
+    note: str = ""  # why the base's (or the working tree's) file could not be compared
+    accepted_with: str = ""  # the acceptance given, when it matches the fingerprint
+    refused: str = ""  # an acceptance given that is not for these changes
+
+    @property
+    def shown(self) -> bool:
+        return bool(self.changes or self.note)
+
+    @property
+    def fingerprint(self) -> str:
+        """16 hex digits of sha256 over every changed key with both values: an acceptance is
+        for these exact changes, and a later push that changes a value again needs a new one."""
+        if not self.changes:
+            return ""
+        import hashlib
+        import json
+
+        data = [[c.key, c.kind, _jsonable(c.old), _jsonable(c.new)] for c in self.changes]
+        text = json.dumps(data, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
+
+    @property
+    def accepted(self) -> bool:
+        return bool(self.changes) and self.accepted_with == self.fingerprint
+
+    @property
+    def r_upstream_keys(self) -> tuple[str, ...]:
+        return tuple(c.key for c in self.changes if c.r_upstream)
+
+    def problems(self) -> list[Problem]:
+        """One problem when a change is not accepted (the review fails with exit 4)."""
+        if not self.changes or self.accepted:
+            return []
+        keys = ", ".join(c.key for c in self.changes[:5])
+        more = f" and {len(self.changes) - 5} more" if len(self.changes) > 5 else ""
+        return [
+            Problem(
+                CONFIG_FILE,
+                0,
+                f"this pull request changes {len(self.changes)} key(s) that decide what gets "
+                f"built, served or run and where packages come from and go ({keys}{more}), and "
+                "no reviewer has accepted these changes",
+                f"a platform maintainer who has read them reruns the review with "
+                f"{ACCEPT_OPTION} {self.fingerprint} (or {ACCEPT_VARIABLE}={self.fingerprint})",
+            )
+        ]
+
+
+def config_changes(
+    base_text: str | None,
+    head_text: str,
+    *,
+    profile: str | None = None,
+    base_unreadable: str = "",
+) -> ConfigChanges:
+    """Every key whose value differs between the base's imagebot.toml (`base_text`; None when
+    the base has none, `base_unreadable` says why when it could not be read) and the working
+    tree's, compared as the files say (raw TOML, `[profiles.*]` included). A base that is
+    absent or does not parse lends no keys: every key of the working tree's is then added, and
+    the note says why. `profile` is the one the review runs with: a change under
+    `[profiles.PROFILE]` can pick the R upstream as a top-level one can."""
+    head, head_problem = _toml(head_text)
+    if head is None:
+        return ConfigChanges(note=f"the working tree's {CONFIG_FILE} {head_problem}")
+    note = ""
+    if base_unreadable or base_text is None:
+        why = base_unreadable or "does not exist"
+        note = f"the base's {CONFIG_FILE} {why}: every key of the working tree's is new"
+        base: dict[str, Any] = {}
+    else:
+        parsed, problem = _toml(base_text)
+        if parsed is None:
+            note = f"the base's {CONFIG_FILE} {problem}: every key of the working tree's is new"
+        base = parsed or {}
+    old, new = _flatten(base), _flatten(head)
+    changes = []
+    for path in sorted(set(old) | set(new), key=lambda p: tuple(map(str, p))):
+        before, after = old.get(path), new.get(path)
+        if before == after and type(before) is type(after):
+            continue
+        kind = "added" if path not in old else "removed" if path not in new else "changed"
+        changes.append(
+            ConfigChange(
+                ".".join(_key_part(part) for part in path),
+                kind,
+                before,
+                after,
+                config_key_meaning(path),
+                _picks_r_upstream(path, profile),
+            )
+        )
+    return ConfigChanges(tuple(changes), note)
+
+
+def accept_config_changes(changes: ConfigChanges, given: str | None) -> ConfigChanges:
+    """`changes`, accepted when `given` is their fingerprint (else `refused` shows it)."""
+    if not given:
+        return changes
+    if changes.changes and given.strip() == changes.fingerprint:
+        return replace(changes, accepted_with=changes.fingerprint)
+    return replace(changes, refused=given)
+
+
+def config_key_meaning(path: Sequence[str]) -> str:
+    """What the key at `path` decides, from imagebot.config's key metadata (written once
+    there); "" when imagebot reads no such key."""
+    import dataclasses
+
+    from imagebot import config
+
+    parts = list(path)
+    if len(parts) > 2 and parts[0] == "profiles":
+        parts = parts[2:]
+    tables: dict[str, tuple[type, int]] = {
+        "project": (config.ProjectConfig, 1),
+        "registry": (config.RegistryConfig, 1),
+        "index": (config.IndexConfig, 1),
+        "advisories": (config.AdvisoriesConfig, 1),
+        "images": (config.ImageConfig, 2),
+        "environments": (config.EnvironmentConfig, 2),
+    }
+    if not parts or parts[0] not in tables:
+        return ""
+    cls, at = tables[parts[0]]
+    if len(parts) <= at:
+        return ""
+    for spec in dataclasses.fields(cls):
+        if spec.name == parts[at] and "meaning" in spec.metadata:
+            return str(spec.metadata["meaning"])
+    return ""
+
+
+def _picks_r_upstream(path: Sequence[str], profile: str | None) -> bool:
+    parts = tuple(path)
+    if len(parts) > 2 and parts[0] == "profiles":
+        if parts[1] != profile:
+            return False
+        parts = parts[2:]
+    if parts[:2] in _R_UPSTREAM_KEYS:
+        return True
+    return len(parts) == 3 and parts[0] == "images" and parts[2] == "r_repo"
+
+
+def _toml(text: str) -> tuple[dict[str, Any] | None, str]:
+    import tomllib
+
+    try:
+        return tomllib.loads(text), ""
+    except tomllib.TOMLDecodeError as exc:
+        return None, f"is not valid TOML ({clean(str(exc), 120)})"
+    except RecursionError:
+        return None, "is not valid TOML (nested too deeply)"
+
+
+def _flatten(table: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """`{key path: value}` of every leaf; a table with keys is not a leaf, an empty one is."""
+    leaves: dict[tuple[str, ...], Any] = {}
+    for name, value in table.items():
+        path = (*prefix, name)
+        if isinstance(value, Mapping) and value:
+            leaves.update(_flatten(value, path))
+        else:
+            leaves[path] = value
+    return leaves
+
+
+def _key_part(name: str) -> str:
+    import json
+
+    return name if _BARE_KEY.fullmatch(name) else json.dumps(name, ensure_ascii=True)
+
+
+def _jsonable(value: Any) -> Any:
+    """A TOML value as JSON data: dates and times as ISO 8601 text, a float JSON cannot hold
+    (inf, nan) as text."""
+    import math
+
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def config_value_text(value: Any) -> str:
+    """A value as the report shows it: JSON with every non-ASCII character escaped, so a
+    look-alike letter in a host name, a newline or a bidirectional control is seen, not acted
+    on; "(not set)" for a key the file does not set."""
+    import json
+
+    if value is None:
+        return "(not set)"
+    return json.dumps(_jsonable(value), ensure_ascii=True)
+
+
 # --- the report ------------------------------------------------------------------------------
 
 
@@ -585,6 +820,9 @@ class RVerified:
     packages: int = 0  # stanzas checked; 0: none new or changed, and no request was made
     upstreams: tuple[str, ...] = ()  # the upstreams whose PACKAGES were read
     requests: int = 0
+    # the imagebot.toml keys choosing those upstreams that this pull request changes: its own
+    # upstream vouched for its lock
+    changed_by_pull_request: tuple[str, ...] = ()
 
 
 WHO_THIS_MAY_HURT = "not reported yet: requesters and registered environments (issue 13)"
@@ -599,7 +837,14 @@ class Review:
     vulnerabilities: Vulnerabilities = NOT_AUDITED
     r_verified: RVerified = field(default_factory=RVerified)
     who_this_may_hurt: str = WHO_THIS_MAY_HURT
-    problems: tuple[Problem, ...] = field(default=())
+    problems: tuple[Problem, ...] = field(default=())  # entries without a confirmation
+    config: ConfigChanges = field(default_factory=ConfigChanges)
+
+    @property
+    def all_problems(self) -> tuple[Problem, ...]:
+        """What fails the review (exit 4): an unaccepted imagebot.toml change, then the
+        entries without a confirmation."""
+        return (*self.config.problems(), *self.problems)
 
 
 def with_facts(changes: Changes, facts: Mapping[tuple[str, str], PackageFacts]) -> Changes:
@@ -708,6 +953,7 @@ def render_text(review: Review) -> str:
     p = _plain
     changes = review.changes
     out = [f"imagebot review: the working tree against {p(review.base)}", ""]
+    out += _text_config(review.config)
     out += _text_entries(changes.entries)
     source = f"; facts from {p(review.facts_source)}" if review.facts_source else ""
     out.append(
@@ -815,8 +1061,120 @@ def _verified_text(verified: RVerified) -> str:
     return (
         f"verified: the PACKAGES of {' and '.join(verified.upstreams)} {verb} the "
         f"{verified.packages} new or changed package versions of requirements/cran.lock exactly "
-        f"as the lock says ({requests})"
+        f"as the lock says ({requests})" + _upstream_changed_text(verified)
     )
+
+
+def _upstream_changed_text(verified: RVerified) -> str:
+    if not verified.changed_by_pull_request:
+        return ""
+    keys = ", ".join(verified.changed_by_pull_request)
+    return (
+        f"; BUT this pull request itself sets that upstream (it changes {CONFIG_FILE}'s {keys}), "
+        f"so the upstream vouching for its lock is the pull request's own: see "
+        f'"{CONFIG_SECTION}"'
+    )
+
+
+CONFIG_SECTION = "Where packages come from and go"
+CONFIG_INTRO = (
+    f"this pull request changes {CONFIG_FILE}: keys that decide what gets built, served and run "
+    "and where packages come from and go (a package request needs none of them); values as the "
+    "file writes them, before ${VAR:-default} expansion"
+)
+
+
+def _config_title(config: ConfigChanges) -> str:
+    state = "accepted" if config.accepted else "NOT accepted" if config.changes else "not compared"
+    return f"{CONFIG_SECTION}: {CONFIG_FILE} changes ({len(config.changes)}; {state})"
+
+
+def _config_verdict(config: ConfigChanges) -> str:
+    if config.accepted:
+        return (
+            f"accepted with {ACCEPT_OPTION} {config.fingerprint}: exactly these changes, as a "
+            "reviewer confirmed"
+        )
+    refused = (
+        f"the acceptance given ({config.refused}) is not for these changes; "
+        if config.refused
+        else ""
+    )
+    return (
+        f"NOT accepted: {refused}the review fails (exit 4) until a platform maintainer who has "
+        f"read these changes reruns it with {ACCEPT_OPTION} {config.fingerprint} (or "
+        f"{ACCEPT_VARIABLE}={config.fingerprint})"
+    )
+
+
+def _text_config(config: ConfigChanges) -> list[str]:
+    """The text report's first section, only when imagebot.toml changed (or was not read)."""
+    if not config.shown:
+        return []
+    p = _plain
+    out = [f"!! {_config_title(config)}", f"  {p(CONFIG_INTRO)}"]
+    if config.note:
+        out.append(f"  note: {p(config.note)}")
+    for c in config.changes:
+        out.append(
+            f"  {_MARK[c.kind]} {p(c.key)}: {p(config_value_text(c.old), 500)} -> "
+            f"{p(config_value_text(c.new), 500)}"
+        )
+        out.append(
+            f"      {p(c.meaning or 'not a key imagebot reads (imagebot check refuses it)')}"
+        )
+        if c.r_upstream:
+            out.append("      it picks the upstream that vouches for requirements/cran.lock")
+    if config.changes:
+        out.append(f"  {p(_config_verdict(config))}")
+    return [*out, ""]
+
+
+def _md_config(config: ConfigChanges) -> list[str]:
+    """The Markdown report's first section, only when imagebot.toml changed (or was not read)."""
+    if not config.shown:
+        return []
+    m = _md
+    out = [
+        f"### {m(_config_title(config))}",
+        "",
+        f"**{m(CONFIG_INTRO[0].upper() + CONFIG_INTRO[1:])}.**",
+        "",
+    ]
+    if config.note:
+        out += [f"**Note: {m(config.note)}.**", ""]
+    if config.changes:
+        out.append("| | key | before | after | what it decides |")
+        out.append("|---|---|---|---|---|")
+        for c in config.changes:
+            meaning = m(c.meaning) or "not a key imagebot reads (imagebot check refuses it)"
+            if c.r_upstream:
+                meaning += "; **it picks the upstream that vouches for requirements/cran.lock**"
+            out.append(
+                f"| {c.kind} | {m(c.key)} | {m(config_value_text(c.old), 500)} | "
+                f"{m(config_value_text(c.new), 500)} | {meaning} |"
+            )
+        out += [
+            "",
+            f"**{m(_config_verdict(config))}**"
+            if not config.accepted
+            else m(_config_verdict(config)),
+            "",
+        ]
+    return out
+
+
+def _config_json(config: ConfigChanges) -> dict[str, Any]:
+    return {
+        "file": CONFIG_FILE,
+        "changes": [
+            {**_asdict(c, exclude=("old", "new")), "old": _jsonable(c.old), "new": _jsonable(c.new)}
+            for c in config.changes
+        ],
+        "note": config.note,
+        "fingerprint": config.fingerprint,
+        "accepted": config.accepted,
+    }
 
 
 def _r_how(vetted_in: Sequence[str], dependency_of: Sequence[str]) -> str:
@@ -878,16 +1236,26 @@ def _vulnerability_lines(vulns: Vulnerabilities, p: Any) -> list[str]:
 
 def _verdict(review: Review) -> str:
     count = len(review.problems)
-    if not count:
+    unaccepted = bool(review.config.problems())
+    if not count and not unaccepted:
         return "No problems: every added or changed entry carries its requester's confirmation."
+    if not count:
+        return (
+            "Every added or changed entry carries its requester's confirmation, but "
+            f"{CONFIG_FILE} changes that no reviewer has accepted fail the review; see below."
+        )
     noun = "entry lacks" if count == 1 else "entries lack"
-    return f"{count} {noun} the requester's confirmation ({CONFIRMATION_FIELD}); see below."
+    also = (
+        f" {CONFIG_FILE} changes that no reviewer has accepted fail it too." if unaccepted else ""
+    )
+    return f"{count} {noun} the requester's confirmation ({CONFIRMATION_FIELD}); see below.{also}"
 
 
 def render_markdown(review: Review) -> str:
     m = _md
     changes = review.changes
     out = ["## Package review", "", f"Compared with {m(review.base)}.", ""]
+    out += _md_config(review.config)
     out += _md_entries(changes.entries)
     out += _md_new_packages(review)
     out += _md_version_changes(changes.version_changes)
@@ -908,8 +1276,8 @@ def render_markdown(review: Review) -> str:
     )
     out.append("")
     verdict = _verdict(review)
-    out.append(f"**{m(verdict)}**" if review.problems else m(verdict))
-    for problem in review.problems:
+    out.append(f"**{m(verdict)}**" if review.all_problems else m(verdict))
+    for problem in review.all_problems:
         out.append(f"- {m(problem.render())}")
     return "\n".join(out) + "\n"
 
@@ -1051,6 +1419,7 @@ def review_json(review: Review) -> dict[str, Any]:
     changes = review.changes
     return {
         "base": review.base,
+        "config": _config_json(review.config),
         "entries": [_asdict(c) for c in changes.entries],
         "new_packages": [
             {**_asdict(n, exclude=("facts",)), "facts": _asdict(n.facts) if n.facts else None}
@@ -1081,7 +1450,7 @@ def review_json(review: Review) -> dict[str, Any]:
         "who_this_may_hurt": review.who_this_may_hurt,
         "problems": [
             {"file": p.file, "line": p.line, "message": p.message, "hint": p.hint}
-            for p in review.problems
+            for p in review.all_problems
         ],
     }
 

@@ -8,6 +8,9 @@ Pipelines the Markdown also goes on the run's summary page. An entry added or ch
 the requester's confirmation fails the review (exit 4) after the whole report is printed. An R
 lock stanza, new or changed, that its upstream's PACKAGES does not list exactly as the lock
 says fails it (exit 13) before any report: the report shows no fact the upstream did not give.
+The base's and the working tree's imagebot.toml are compared too, and any change is the
+report's first section; it fails the review (exit 4) unless a reviewer accepts exactly those
+changes (`--accept-config FINGERPRINT`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +29,7 @@ from imagebot.errors import ImagebotError, UsageError
 
 if TYPE_CHECKING:
     from imagebot.config import Config
-    from imagebot.review import Review, RVerified, Vulnerabilities
+    from imagebot.review import ConfigChanges, Review, RVerified, Vulnerabilities
 
 # Branches tried, in order, when no --base is given and no CI names the target branch.
 DEFAULT_BASES = ("origin/HEAD", "origin/main", "origin/master", "main", "master")
@@ -58,13 +62,23 @@ def review(
         help="Advisory source, as imagebot audit's --source: an OSV API URL or a directory of "
         "OSV records (default: [advisories] source in imagebot.toml).",
     ),
+    accept_config: str | None = typer.Option(
+        None,
+        "--accept-config",
+        envvar="IMAGEBOT_REVIEW_ACCEPT_CONFIG",
+        help="Accept this pull request's imagebot.toml changes: the fingerprint the report "
+        "shows for exactly those changes (a reviewer's confirmation; without it they fail the "
+        "review).",
+    ),
 ) -> None:
     """Report what this branch changes in the vetted packages: entries, new packages with
-    facts from the upstream index, version changes, vulnerabilities; exit 4 when an added or
-    changed entry lacks the requester's confirmation (safe_because)."""
+    facts from the upstream index, version changes, vulnerabilities, and first any imagebot.toml
+    change; exit 4 when an added or changed entry lacks the requester's confirmation
+    (safe_because), or when imagebot.toml changes without a reviewer's --accept-config."""
     from imagebot import console
     from imagebot.errors import PackageIndexError, RequirementsError
     from imagebot.review import (
+        ACCEPT_OPTION,
         CONFIRMATION_FIELD,
         render_markdown,
         render_text,
@@ -74,7 +88,7 @@ def review(
 
     config = state(ctx).config
     start = time.monotonic()
-    result = run_review(config, base, os.environ, advisories)
+    result = run_review(config, base, os.environ, advisories, accept_config)
     elapsed = time.monotonic() - start
     console.info(
         f"review: {len(result.changes.new_packages)} new Python and "
@@ -94,14 +108,19 @@ def review(
 
         write_atomically({summary: render_markdown(result)})
         console.upload_summary(summary)
-    if result.problems:
-        raise RequirementsError(
-            result.problems,
-            "the pull request's entries",
+    if result.all_problems:
+        confirm = (
             f"each added or changed entry needs {CONFIRMATION_FIELD}: what its requester "
             f'checked, in one line, e.g. {CONFIRMATION_FIELD} = "known publisher (pola-rs), '
-            'MIT, no open advisories"',
+            'MIT, no open advisories"'
         )
+        accept = (
+            f"a package request leaves imagebot.toml alone; a platform maintainer accepts a "
+            f"change they have read with {ACCEPT_OPTION} {result.config.fingerprint}"
+        )
+        hints = [confirm] if result.problems else []
+        hints += [accept] if result.config.problems() else []
+        raise RequirementsError(result.all_problems, "the pull request", "; and ".join(hints))
     missing = [p for p in result.changes.new_packages if p.facts is None or p.facts.problem]
     if missing:
         raise PackageIndexError(
@@ -120,15 +139,21 @@ def _tempdir() -> str:
 
 
 def run_review(
-    config: Config, base: str | None, env: Mapping[str, str], advisories: str | None = None
+    config: Config,
+    base: str | None,
+    env: Mapping[str, str],
+    advisories: str | None = None,
+    accept_config: str | None = None,
 ) -> Review:
-    """Read both states, compare them, look up facts and advisories; the Review (no output)."""
+    """Read both states, compare them, look up facts and advisories; the Review (no output).
+    `accept_config` is a reviewer's acceptance of the imagebot.toml changes (their fingerprint)."""
     from imagebot.cranlock import CRAN_LOCK_NAME
     from imagebot.errors import Problem, RequirementsError, StaleError
     from imagebot.package_facts import PYPI_SIMPLE_URL, PackageFactsSource
     from imagebot.requirements import check_sets, index_only_problems, parse_set
     from imagebot.review import (
         Review,
+        accept_config_changes,
         compare,
         confirmation_problems,
         state_from_files,
@@ -161,7 +186,10 @@ def run_review(
         raise RequirementsError(
             problems, str(config.requirements_dir), "fix the entries above, then review again"
         )
+    configured = accept_config_changes(config_changes_since(config, revision), accept_config)
     r_verified = verify_r_lock(config, base_files, head_files, r_lock)
+    if r_verified.packages and configured.r_upstream_keys:
+        r_verified = replace(r_verified, changed_by_pull_request=configured.r_upstream_keys)
     changes = compare(base_state, head_state)
     upstream = env.get("IMAGEBOT_UPSTREAM_INDEX") or PYPI_SIMPLE_URL
     source = PackageFactsSource(upstream)
@@ -179,7 +207,31 @@ def run_review(
         who_this_may_hurt=who_this_may_hurt(config, base_files, head_files, directory),
         problems=tuple(confirmations),
         r_verified=r_verified,
+        config=configured,
     )
+
+
+def config_changes_since(config: Config, revision: str) -> ConfigChanges:
+    """What the working tree's imagebot.toml changes since `revision`'s, as the files say
+    (imagebot.review.config_changes). A base file that is absent, not UTF-8 or not TOML is
+    said in the report, never fatal: the base is history."""
+    from imagebot.files import read_text
+    from imagebot.gitops import run_git
+    from imagebot.review import config_changes
+
+    root = config.root
+    name = config.path.resolve().relative_to(root).as_posix()
+    head = read_text(config.path)  # load_config read it a moment ago
+    code, listed = _git(root, ["ls-tree", "-z", "--name-only", revision, "--", name])
+    if code != 0 or not listed.strip("\0"):
+        return config_changes(None, head, profile=config.profile)
+    try:
+        proc = run_git(["show", f"{revision}:./{name}"], root, {"GIT_TERMINAL_PROMPT": "0"})
+    except UnicodeDecodeError:
+        return config_changes(None, head, profile=config.profile, base_unreadable="is not UTF-8")
+    if proc.returncode != 0:
+        return config_changes(None, head, profile=config.profile, base_unreadable="cannot be read")
+    return config_changes(proc.stdout, head, profile=config.profile)
 
 
 def verify_r_lock(

@@ -477,7 +477,12 @@ def test_an_r_request_shows_its_dependency_with_licence_and_advisory(
         ("readxl", [], "MIT + file LICENSE"),
     ]
     assert as_json["new_packages"] == [] and as_json["requests"] == 0  # no PyPI request for R
-    assert as_json["r"]["verified"] == {"packages": 2, "upstreams": [posit_like], "requests": 1}
+    assert as_json["r"]["verified"] == {
+        "packages": 2,
+        "upstreams": [posit_like],
+        "requests": 1,
+        "changed_by_pull_request": [],
+    }
     found = as_json["vulnerabilities"]["found"]
     assert [(v["ecosystem"], v["name"], v["id"]) for v in found] == [
         ("CRAN", "cellranger", "RSEC-2099-3")
@@ -596,7 +601,12 @@ def test_a_locked_r_request_is_verified_against_the_real_upstream(
     run = review_with(r_locked_request, source, "review", "--base", "main", "--json")
     assert run.code == 0, run.err
     report = json.loads(run.out)
-    assert report["r"]["verified"] == {"packages": 2, "upstreams": [real_cran], "requests": 1}
+    assert report["r"]["verified"] == {
+        "packages": 2,
+        "upstreams": [real_cran],
+        "requests": 1,
+        "changed_by_pull_request": [],
+    }
     assert [(p["name"], p["facts"]["license"]) for p in report["r"]["new_packages"]] == [
         ("here", "MIT + file LICENSE"),
         ("rprojroot", "MIT + file LICENSE"),

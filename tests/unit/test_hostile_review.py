@@ -355,7 +355,12 @@ def test_a_hostile_name_in_the_base_r_lock_is_not_the_head_s_problem(
     assert "\x1b" not in result.out + result.err and "pwned" not in result.out + result.err
     data = json.loads(result.out)
     assert [p["name"] for p in data["r"]["new_packages"]] == ["R6", "dplyr"]
-    assert data["r"]["verified"] == {"packages": 2, "upstreams": [upstream.url], "requests": 1}
+    assert data["r"]["verified"] == {
+        "packages": 2,
+        "upstreams": [upstream.url],
+        "requests": 1,
+        "changed_by_pull_request": [],
+    }
     assert data["vulnerabilities"]["checked"] is True
 
 

@@ -771,7 +771,12 @@ def test_no_r_package_changed_makes_no_cran_request(
     result, report = review_r(project, run_cli)
     assert result.code == 0, result.err
     assert upstream.requests == []
-    assert report["r"]["verified"] == {"packages": 0, "upstreams": [], "requests": 0}
+    assert report["r"]["verified"] == {
+        "packages": 0,
+        "upstreams": [],
+        "requests": 0,
+        "changed_by_pull_request": [],
+    }
     assert "0 requests for facts, 0 for R packages' upstream PACKAGES" in result.err
 
 
@@ -786,7 +791,12 @@ def test_a_clean_r_lock_is_verified_on_its_new_stanzas_only(
     assert result.code == 0, result.err
     assert upstream.requests == ["/cran/src/contrib/PACKAGES.gz"]
     # here and rprojroot are as the base locked them: only R6's stanza needed the upstream
-    assert report["r"]["verified"] == {"packages": 1, "upstreams": [upstream.url], "requests": 1}
+    assert report["r"]["verified"] == {
+        "packages": 1,
+        "upstreams": [upstream.url],
+        "requests": 1,
+        "changed_by_pull_request": [],
+    }
     assert [p["name"] for p in report["r"]["new_packages"]] == ["R6"]
     assert "0 requests for facts, 1 for R packages' upstream PACKAGES" in result.err
     text = run_cli(
