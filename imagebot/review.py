@@ -618,7 +618,7 @@ class ConfigChanges:
         """One problem when a change is not accepted (the review fails with exit 4)."""
         if not self.changes or self.accepted:
             return []
-        keys = ", ".join(c.key for c in self.changes[:5])
+        keys = _plain(", ".join(c.key for c in self.changes[:5]))  # printed outside the report
         more = f" and {len(self.changes) - 5} more" if len(self.changes) > 5 else ""
         return [
             Problem(

@@ -511,3 +511,115 @@ def test_a_lock_the_upstream_does_not_vouch_for_is_refused(
     else:
         assert "delete requirements/cran.lock, run `imagebot lock`" in result.err
         assert upstream.requests == ["/cran/src/contrib/PACKAGES.gz"]
+
+
+# --- imagebot.toml: a change of where packages come from and go ------------------------------
+
+# Values and key names that no `[profiles.NAME]` the review runs with reads, so load_config
+# never validates them: only the report shows them. Control characters, a bidirectional
+# override, Azure commands and Markdown/HTML markup.
+HOSTILE_VALUE = '"http://evil.example/\\u202e\\n##vso[task.setvariable variable=X]1\\r| **x** <b>`y`</b> [z](http://e)"'
+HOSTILE_KEY = '"x\\n##vso[task.complete result=Succeeded]|*"'
+
+
+def with_config(change: Callable[[str], str]) -> Callable[[Project, pytest.MonkeyPatch], None]:
+    """The base commits the project's imagebot.toml; the working tree's is `change(text)`."""
+
+    def setup(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+        git_repo(project, monkeypatch)
+        path = project.path("imagebot.toml")
+        path.write_text(change(path.read_text(encoding="utf-8")), encoding="utf-8")
+
+    return setup
+
+
+def with_base_config(text: str) -> Callable[[Project, pytest.MonkeyPatch], None]:
+    """The base's imagebot.toml is `text` (history: anything); the working tree's is sound."""
+
+    def setup(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+        path = project.path("imagebot.toml")
+        good = path.read_bytes()
+        path.write_text(text, encoding="utf-8")
+        git_repo(project, monkeypatch)
+        path.write_bytes(good)
+
+    return setup
+
+
+CONFIG_CASES = [
+    Hostile(
+        "config-hostile-profile-value",
+        with_config(lambda t: t + f"\n[profiles.evil.index]\ncran_upstream = {HOSTILE_VALUE}\n"),
+        ("review", "--base", "main"),
+        4,
+        "imagebot.toml: this pull request changes 1 key(s)",
+    ),
+    Hostile(
+        "config-hostile-key-name",
+        with_config(lambda t: t + f"\n[profiles.{HOSTILE_KEY}]\na = 1\n"),
+        ("review", "--base", "main"),
+        4,
+        "imagebot.toml: this pull request changes 1 key(s)",
+    ),
+    Hostile(
+        "config-hostile-base-value",
+        with_base_config(CONFIG + f"\n[profiles.evil.index]\ncran_upstream = {HOSTILE_VALUE}\n"),
+        ("review", "--base", "main"),
+        4,
+        "imagebot.toml: this pull request changes 1 key(s)",
+    ),
+    Hostile(
+        "config-base-not-toml",
+        with_base_config("[registry\n\x00\x1b[2J"),
+        ("review", "--base", "main"),
+        4,
+        "imagebot.toml: this pull request changes",
+    ),
+    Hostile(
+        "config-acceptance-for-other-changes",
+        with_config(lambda t: t.replace("registry.example.org", "evil.example")),
+        ("review", "--base", "main", "--accept-config", "0123456789abcdef"),
+        4,
+        "and go (registry.url), and no reviewer has accepted these changes",
+    ),
+    Hostile(
+        "config-hostile-acceptance",
+        with_config(lambda t: t.replace("registry.example.org", "evil.example")),
+        ("review", "--base", "main", "--accept-config", "x\n##vso[task.complete]\x1b[2J"),
+        4,
+        "and go (registry.url), and no reviewer has accepted these changes",
+    ),
+]
+
+
+def _no_raw_markup(text: str) -> None:
+    assert "\u202e" not in text and "\x1b" not in text and "\r" not in text
+    assert "##vso[" not in text
+    assert "##[" not in text
+
+
+@pytest.mark.parametrize("case", CONFIG_CASES, ids=lambda c: c.id)
+def test_a_changed_imagebot_toml_is_shown_escaped_and_fails_the_review(
+    case: Hostile,
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[..., Result],
+    tmp_path: Path,
+) -> None:
+    result = assert_refused(case, project, monkeypatch, run_cli)
+    _no_raw_markup(result.out + result.err)
+    assert "Where packages come from and go" in result.out.splitlines()[2]
+    markdown = tmp_path / "review.md"
+    run_cli("--config", project.config, *case.argv, "--markdown", str(markdown))
+    text = markdown.read_text(encoding="utf-8")
+    _no_raw_markup(text)
+    section = text[text.index("### Where packages") : text.index("### Entries")]
+    assert not re.search(r"(?<!\\)(<b>|\*x|\[z|`y)", section)  # every markup character escaped
+    assert all(line.count("|") - line.count("\\|") == 6 for line in section.splitlines() if line.startswith("| "))  # fmt: skip
+    data = json.loads(run_cli("--config", project.config, *case.argv, "--json").out)
+    if case.id == "config-hostile-profile-value":
+        (change,) = data["config"]["changes"]
+        assert change["new"].startswith("http://evil.example/\u202e\n##vso[")  # JSON: as it is
+        assert change["key"] == "profiles.evil.index.cran_upstream"
+        assert not change["r_upstream"]  # the review does not run with profile evil
+        assert "\\u202e\\n\\u0023" not in result.out and "\\u202e\\n" in result.out

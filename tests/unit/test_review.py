@@ -828,3 +828,208 @@ def test_a_resealed_r_lock_the_upstream_contradicts_fails_before_the_report(
         '(none), cran.lock has "MIT"'
     ]
     assert "Traceback" not in result.err
+
+
+# --- imagebot.toml: where packages come from and go --------------------------------------------
+
+OTHER_UPSTREAM = "http://127.0.0.1:9/cran"
+
+
+def test_a_changed_cran_upstream_is_reported_first_with_both_values() -> None:
+    from imagebot.review import config_changes
+
+    head = r_config(CONFIG, OTHER_UPSTREAM)
+    base = r_config(CONFIG, "https://packagemanager.posit.co/cran/2025-11-20")
+    found = config_changes(base, head)
+    assert [(c.key, c.kind, c.old, c.new, c.r_upstream) for c in found.changes] == [
+        ("images.lab.r_repo", "changed", "https://packagemanager.posit.co/cran/2025-11-20",
+         OTHER_UPSTREAM, True),
+        ("index.cran_upstream", "changed", "https://packagemanager.posit.co/cran/2025-11-20",
+         OTHER_UPSTREAM, True),
+    ]  # fmt: skip
+    assert found.changes[1].meaning.startswith("CRAN-like repository the vetted R packages")
+    assert re.fullmatch(r"[0-9a-f]{16}", found.fingerprint)
+    review = Review("main (abc)", Changes((), (), (), ()), config=found)
+    text = render_text(review)
+    assert text.index("!! Where packages come from and go: imagebot.toml changes (2; NOT") < (
+        text.index("Entries added, changed or removed")
+    )
+    assert (
+        '  ~ index.cran_upstream: "https://packagemanager.posit.co/cran/2025-11-20" -> '
+        f'"{OTHER_UPSTREAM}"\n'
+    ) in text
+    assert f"--accept-config {found.fingerprint}" in text
+    markdown = render_markdown(review)
+    assert markdown.index("### Where packages come from and go") < markdown.index("### Entries")
+    assert f'| changed | index.cran\\_upstream | "https://packagemanager.posit.co/cran/2025-11-20" | "{OTHER_UPSTREAM}" |' in markdown  # fmt: skip
+    data = review_json(review)
+    assert list(data)[:2] == ["base", "config"]
+    assert data["config"]["changes"][1] == {
+        "key": "index.cran_upstream",
+        "kind": "changed",
+        "meaning": found.changes[1].meaning,
+        "r_upstream": True,
+        "old": "https://packagemanager.posit.co/cran/2025-11-20",
+        "new": OTHER_UPSTREAM,
+    }
+    assert data["config"]["accepted"] is False
+    assert [p["file"] for p in data["problems"]] == ["imagebot.toml"]
+
+
+def test_no_section_when_imagebot_toml_keeps_its_values() -> None:
+    from imagebot.review import config_changes
+
+    reformatted = "# a comment\n" + CONFIG.replace('auth = "basic"', "auth    =   'basic'  # why")
+    found = config_changes(CONFIG, reformatted)
+    assert not found.shown and found.problems() == [] and found.fingerprint == ""
+    review = Review("main (abc)", Changes((), (), (), ()), config=found)
+    assert "Where packages come from" not in render_text(review) + render_markdown(review)
+    assert review_json(review)["config"] == {
+        "file": "imagebot.toml",
+        "changes": [],
+        "note": "",
+        "fingerprint": "",
+        "accepted": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("base", "unreadable", "note"),
+    [
+        ("[index\nurl = 1", "", "the base's imagebot.toml is not valid TOML (Expected ']'"),
+        (None, "", "the base's imagebot.toml does not exist: every key"),
+        (None, "is not UTF-8", "the base's imagebot.toml is not UTF-8: every key"),
+        ("[a]\n" + "x = " + "[" * 5000 + "]" * 5000, "", "not valid TOML"),
+    ],
+    ids=["not-toml", "absent", "not-utf8", "too-deep"],
+)
+def test_a_base_imagebot_toml_that_cannot_be_compared_is_said(
+    base: str | None, unreadable: str, note: str
+) -> None:
+    from imagebot.review import config_changes
+
+    found = config_changes(base, CONFIG, base_unreadable=unreadable)
+    assert note in found.note
+    assert {c.kind for c in found.changes} == {"added"}
+    assert "registry.url" in {c.key for c in found.changes}
+    review = Review("main (abc)", Changes((), (), (), ()), config=found)
+    assert f"  note: {found.note[:40]}" in render_text(review)
+    assert "**Note: the base" in render_markdown(review)
+    assert found.problems()  # a whole new configuration needs a reviewer's acceptance too
+
+
+def test_a_broken_working_tree_file_is_said_not_raised() -> None:
+    from imagebot.review import config_changes
+
+    found = config_changes(CONFIG, "[index\n")
+    assert (
+        found.changes == () and "the working tree's imagebot.toml is not valid TOML" in found.note
+    )
+    assert found.problems() == []  # load_config refuses such a file before a review runs
+
+
+def test_profiles_count_and_pick_the_r_upstream_only_for_the_review_s_profile() -> None:
+    from imagebot.review import config_changes
+
+    head = CONFIG + '\n[profiles.local.images.lab]\nr_repo = "http://127.0.0.1:9/cran"\n'
+    local = config_changes(CONFIG, head, profile="local")
+    plain = config_changes(CONFIG, head)
+    assert [c.key for c in local.changes] == ["profiles.local.images.lab.r_repo"]
+    assert local.changes[0].r_upstream and not plain.changes[0].r_upstream
+    assert local.changes[0].meaning.startswith("CRAN-like repository for sets")
+
+
+def test_an_acceptance_is_for_exactly_these_changes() -> None:
+    from imagebot.review import accept_config_changes, config_changes
+
+    found = config_changes(CONFIG, CONFIG.replace("registry.example.org", "evil.example"))
+    accepted = accept_config_changes(found, found.fingerprint)
+    assert accepted.accepted and accepted.problems() == []
+    assert "accepted with --accept-config" in render_text(Review("b", Changes((), (), (), ()), config=accepted))  # fmt: skip
+    again = config_changes(CONFIG, CONFIG.replace("registry.example.org", "evil2.example"))
+    refused = accept_config_changes(again, found.fingerprint)
+    assert not refused.accepted and refused.refused == found.fingerprint
+    assert f"the acceptance given ({found.fingerprint}) is not for these changes" in render_text(
+        Review("b", Changes((), (), (), ()), config=refused)
+    )
+    assert accept_config_changes(config_changes(CONFIG, CONFIG), "anything").problems() == []
+
+
+def test_toml_values_that_json_cannot_hold_are_text() -> None:
+    from imagebot.review import config_changes
+
+    found = config_changes(CONFIG, CONFIG + "[x]\nwhen = 1979-05-27\nn = inf\n")
+    data = review_json(Review("b", Changes((), (), (), ()), config=found))
+    assert [(c["key"], c["new"]) for c in data["config"]["changes"]] == [
+        ("x.n", "inf"),
+        ("x.when", "1979-05-27"),
+    ]
+    json.dumps(data, allow_nan=False)
+    assert "not a key imagebot reads" in render_text(Review("b", Changes((), (), (), ()), config=found))  # fmt: skip
+
+
+def test_a_pull_request_that_points_the_r_upstream_at_its_own_server_fails_until_accepted(
+    r_repo: tuple[Any, Upstream], run_cli: Any
+) -> None:
+    """The pull request moves cran_upstream (and r_repo) to another server and relocks: its
+    server vouches for the lock, and the report says so, first and in the verified line."""
+    project, upstream = r_repo
+    with cran_upstream() as own:
+        project.write("imagebot.toml", r_config(CONFIG, own.url))
+        project.path("requirements/cran.lock").unlink()
+        assert run_cli("--config", project.config, "lock").code == 0
+        result = run_cli(
+            "--config", project.config, "review", "--base", "main", "--json", "--advisories", "osv"
+        )
+        assert result.code == 4, result.err
+        assert result.error_lines == ["error: 1 problem in the pull request"]
+        assert "imagebot.toml: this pull request changes 2 key(s)" in result.err
+        report = json.loads(result.out)
+        changed = {c["key"]: (c["old"], c["new"]) for c in report["config"]["changes"]}
+        assert changed == {
+            "images.lab.r_repo": (upstream.url, own.url),
+            "index.cran_upstream": (upstream.url, own.url),
+        }
+        assert report["r"]["verified"]["upstreams"] == [own.url]
+        assert report["r"]["verified"]["changed_by_pull_request"] == [
+            "images.lab.r_repo",
+            "index.cran_upstream",
+        ]
+        text = run_cli(
+            "--config", project.config, "review", "--base", "main", "--advisories", "osv"
+        ).out
+        assert text.splitlines()[2].startswith("!! Where packages come from and go")
+        assert (
+            f"  verified: the PACKAGES of {own.url} lists the 2 new or changed package versions "
+            "of requirements/cran.lock exactly as the lock says (1 request); BUT this pull "
+            "request itself sets that upstream (it changes imagebot.toml's images.lab.r_repo, "
+            "index.cran_upstream)"
+        ) in text
+        fingerprint = report["config"]["fingerprint"]
+        accepted = run_cli(
+            "--config", project.config, "review", "--base", "main", "--advisories", "osv",
+            "--accept-config", fingerprint,
+        )  # fmt: skip
+        assert accepted.code == 0, accepted.err
+        assert f"accepted with --accept-config {fingerprint}" in accepted.out
+
+
+def test_a_base_imagebot_toml_that_does_not_parse_does_not_stop_the_review(
+    r_repo: tuple[Any, Upstream], run_cli: Any
+) -> None:
+    import subprocess
+
+    project, _ = r_repo
+    good = project.path("imagebot.toml").read_text()
+    for broken, note in (
+        (b"[registry\n", "the base's imagebot.toml is not valid TOML"),
+        (b'[registry]\nurl = "\xff"\n', "the base's imagebot.toml is not UTF-8"),
+    ):
+        project.path("imagebot.toml").write_bytes(broken)
+        subprocess.run(["git", "commit", "-qam", "broken"], cwd=project.root, check=True)
+        project.write("imagebot.toml", good)
+        result = run_cli(
+            "--config", project.config, "review", "--base", "HEAD", "--json", "--advisories", "osv"
+        )
+        assert result.code == 4 and "Traceback" not in result.err
+        assert note in json.loads(result.out)["config"]["note"]
