@@ -48,7 +48,7 @@ def run_check(app_state: AppState) -> None:
         f"ok: {len(sets)} sets, {counts['python']} python, {counts['r']} r and "
         f"{counts['apt']} apt packages; locks {'stale' if stale else 'up to date'}"
     )
-    _check_registered_environments(config)
+    _check_registered_environments(config, sets, index_only)
 
 
 def _check_waivers(config: Config) -> None:
@@ -67,8 +67,11 @@ def _check_waivers(config: Config) -> None:
             )
 
 
-def _check_registered_environments(config: Config) -> None:
-    """environments/<team>/<name>.txt: path, owner and pins (exit 14 listing every problem)."""
+def _check_registered_environments(
+    config: Config, sets: Mapping[str, RequirementSet], index_only: RequirementSet | None
+) -> None:
+    """environments/<team>/<name>.txt: path, owner and pins (exit 14 listing every problem),
+    vetted against the sets and index-only.toml `check` has loaded."""
     from imagebot.environments import (
         check_environments,
         kept_versions,
@@ -80,7 +83,7 @@ def _check_registered_environments(config: Config) -> None:
     environments, problems = load_environments(config.root, *target_of(config))
     if not environments and not problems:
         return
-    vetted = vetted_in(config)
+    vetted = vetted_in(config, sets=sets, index_only=index_only)
     check_environments(environments, problems, vetted)
     for environment in environments:
         for pin in kept_versions(environment, vetted):

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from imagebot.config import Config
     from imagebot.index_pages import Root
     from imagebot.osv import AdvisorySource
+    from imagebot.requirements import RequirementSet
     from imagebot.waivers import Waiver
 
 ENVIRONMENTS_DIR = "environments"
@@ -458,21 +459,37 @@ def target_of(config: Config) -> tuple[str, str]:
     return images[0].python, images[0].platform
 
 
-def vetted_in(config: Config) -> Vetted:
+def vetted_in(
+    config: Config,
+    *,
+    sets: Mapping[str, RequirementSet] | None = None,
+    index_only: RequirementSet | None = None,
+) -> Vetted:
     """Every entry and lock pin of every configured set, index-only.toml's Python entries, and
     what requirements/cran.lock serves. A file that cannot be read or parsed lends nothing:
-    `check` and `lock --check` report it on their own."""
+    `check` and `lock --check` report it on their own.
+
+    A caller that has loaded and validated the set files already (`check`) passes them as
+    `sets`, and with them `index_only` (None: there is no index-only.toml); without `sets`,
+    both are read here."""
     from imagebot.lockfile import lock_path, pins
     from imagebot.requirements import INDEX_ONLY, set_path
 
+    loaded = sets or {}
     in_sets: list[tuple[str, str]] = []
     names = dict.fromkeys(n for image in config.locked_images for n in image.sets)
     for name in names:
-        in_sets.extend(_python_entries(set_path(config.requirements_dir, name)))
+        if name in loaded:
+            in_sets.extend((entry.key, entry.version) for entry in loaded[name].python)
+        else:
+            in_sets.extend(_python_entries(set_path(config.requirements_dir, name)))
         text = _text_or_none(lock_path(config.requirements_dir, name))
         in_sets.extend((pin.name, pin.version) for pin in pins(text or ""))
-    index_only = _python_entries(set_path(config.requirements_dir, INDEX_ONLY))
-    return vetted_from(in_sets, index_only, r_served(config.requirements_dir))
+    if sets is None:
+        listed = _python_entries(set_path(config.requirements_dir, INDEX_ONLY))
+    else:
+        listed = [(entry.key, entry.version) for entry in index_only.python] if index_only else []
+    return vetted_from(in_sets, listed, r_served(config.requirements_dir))
 
 
 def r_served(requirements_dir: Path) -> list[tuple[str, str]]:

@@ -175,8 +175,13 @@ def dependency_edges(packages: Iterable[LockedPackage]) -> dict[str, frozenset[s
 
 
 def pins(text: str) -> list[Pin]:
-    """Every `name==version` of a lock or of `uv pip compile` output, in file order."""
-    return [package.pin for package in split_blocks(text)]
+    """Every `name==version` of a lock or of `uv pip compile` output, in file order: the first
+    line of each of `split_blocks`' blocks, read without building the blocks."""
+    return [
+        Pin(normalize(match.group(1)), match.group(2))
+        for line in text.splitlines()
+        if (match := _BLOCK_START.match(line))
+    ]
 
 
 def hashes_by_pin(text: str) -> dict[Pin, frozenset[str]]:

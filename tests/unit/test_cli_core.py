@@ -409,16 +409,26 @@ def test_fast_commands_import_no_heavy_library(argv: list[str]) -> None:
 # What the fast commands import only when the repository uses it: the R lock's model when
 # requirements/cran.lock exists, R's site profile (imagebot.cran) for an image with R, the
 # advisory model when waivers.toml holds a waiver, render (for check) when an image with R has
-# no r_repo, traceback when something fails.
-NOT_USED = ("imagebot.cranlock", "imagebot.cran", "imagebot.advisories", "traceback")
+# no r_repo, traceback when something fails. What they never import: uv's adapter and what it
+# runs (subprocess, tempfile), which only `lock` needs; render --check reads locks through
+# imagebot.lockfile, not imagebot.lock.
+NOT_USED = (
+    "imagebot.cranlock",
+    "imagebot.cran",
+    "imagebot.advisories",
+    "traceback",
+    "imagebot.uv",
+    "subprocess",
+)
 
 
 @pytest.mark.parametrize(
     ("argv", "not_used"),
     [
-        (["check"], (*NOT_USED, "imagebot.render")),
-        (["lock", "--check"], (*NOT_USED, "imagebot.render")),
-        (["render", "--check"], NOT_USED),
+        (["check"], (*NOT_USED, "imagebot.render", "tempfile")),
+        (["lock", "--check"], (*NOT_USED, "imagebot.render", "tempfile")),
+        # render reads its in-container module through importlib.resources, which imports tempfile
+        (["render", "--check"], (*NOT_USED, "imagebot.lock")),
     ],
 )
 def test_fast_commands_import_only_what_the_repository_uses(
@@ -448,6 +458,25 @@ def test_fast_commands_import_only_what_the_repository_uses(
     assert done.returncode == 0, done.stderr
     assert "registered environment" in done.stderr or argv != ["check"], done.stderr
     assert json.loads(done.stdout) == []
+
+
+def test_check_vets_environments_against_the_sets_it_loaded(locked_project: Project) -> None:
+    from imagebot.checks import all_sets
+    from imagebot.config import load_config
+    from imagebot.environments import vetted_in
+    from imagebot.requirements import load_index_only
+
+    locked_project.write(
+        "requirements/index-only.toml",
+        '[python]\ntabulate = { version = "0.9.0", reason = "tables", requested_by = "@anna" }\n',
+    )
+    config = load_config(Path(locked_project.config), None, {})
+    sets = all_sets(config)
+    index_only = load_index_only(config.requirements_dir, [*sets.values()])
+    assert index_only is not None and index_only.python
+    vetted = vetted_in(config)
+    assert vetted.locked and vetted.index_only
+    assert vetted_in(config, sets=sets, index_only=index_only) == vetted
 
 
 def test_waivers_and_environments_name_what_they_import_lazily() -> None:
