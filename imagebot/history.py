@@ -188,6 +188,18 @@ def place_of(path: str, requirements_dir: str, ecosystem: str = PYTHON) -> str |
     return None
 
 
+def is_version(ecosystem: str, version: str) -> bool:
+    """Whether `version` is a version by the ecosystem's rule: anything else read from the
+    history (a hand-edited lock, an odd image listing) is not a pin, and is never printed."""
+    from imagebot import validate
+
+    try:
+        (validate.r_version if ecosystem == R else validate.python_version)(version)
+    except validate.InvalidValue:
+        return False
+    return True
+
+
 def pins_reader(package: str, ecosystem: str) -> Callable[[str, str], frozenset[str] | None]:
     """The versions of `package` a file's text pins, by the file's own parser; None when the
     text is not readable by it. Python names are compared PEP 503 normalised, R names exactly."""
@@ -331,6 +343,7 @@ def parse_repo_log(
             after = read(change.path, "\n".join(new))
             if after is None:
                 continue
+            after = frozenset(v for v in after if is_version(ecosystem, v))
             before = known.get(change.path, frozenset())
             known[change.path] = after
             for version in after - before:
@@ -398,6 +411,8 @@ def parse_promotion_log(
                 continue
             sign, name, first, second = change.groups()
             if (normalize(name) if ecosystem == PYTHON else name) != key:
+                continue
+            if not all(is_version(ecosystem, v) for v in (first, second) if v is not None):
                 continue
             where = f"{environment} {image}"
             if sign in "-~":

@@ -4,8 +4,7 @@ entered or left each set, the index, each registered environment and each deploy
 `impact` is local and pure over the working tree (locks, cran.lock, sets, environments/), and
 the entry point runs `impact PACKAGE [--json] [--r]` on its fast path (imagebot.checks);
 `history [--r]` reads git: one log of this repository and one per GitOps repository
-(imagebot.history). Reports go to
-stdout as text, or as JSON with `--json`.
+(imagebot.history). Reports go to stdout as text, or as JSON with `--json`.
 """
 
 from __future__ import annotations

@@ -385,3 +385,18 @@ def test_a_commit_message_cannot_forge_a_commit_or_a_patch() -> None:
     assert [c.sha for c in commits] == ["a" * 40]
     assert parse_repo_log(text, "cli", ecosystem=R, markers=markers) == []
     assert markers != Markers.fresh()
+
+
+def test_a_value_that_is_no_version_is_not_a_pin() -> None:
+    hostile = "##vso[task.complete]"
+    text = log(
+        ("a", 1, "base", created("requirements/base.lock", f"numpy=={hostile} \\\n")),
+        ("b", 2, "survey", created("environments/methods/survey.txt", "numpy==2.4.6\n")),
+    )
+    assert events(parse_repo_log(text, "numpy")) == [
+        ("b", "environment methods/survey", ENTERED, "2.4.6")
+    ]
+    message = promotion_message(f"r: 0 added, 0 removed, 1 changed\n  ~ cli 3.6.1 -> {hostile}")
+    subject, _, body = message.partition("\n\n")
+    promotion = MARKERS.record + MARKERS.field.join(["e" * 40, "2026-02-05", subject, body, ""])
+    assert parse_promotion_log(promotion, "cli", ecosystem=R) == []
