@@ -120,7 +120,9 @@ def review(
         )
         hints = [confirm] if result.problems else []
         hints += [accept] if result.config.problems() else []
-        raise RequirementsError(result.all_problems, "the pull request", "; and ".join(hints))
+        what = ["the pull request's entries"] if result.problems else []
+        what += ["the pull request's imagebot.toml"] if result.config.problems() else []
+        raise RequirementsError(result.all_problems, " and ".join(what), "; and ".join(hints))
     missing = [p for p in result.changes.new_packages if p.facts is None or p.facts.problem]
     if missing:
         raise PackageIndexError(

@@ -550,9 +550,9 @@ HERE_ENTRY = (
 
 
 @pytest.fixture(scope="module")
-def real_cran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A CRAN-layout repository of the real CRAN tarballs of here 1.0.1 and rprojroot 2.0.3
-    (from Debian's source packages, tests/integration/fixtures/cran), served on loopback."""
+def real_cran_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CRAN-layout repository (in `cran/`) of the real CRAN tarballs of here 1.0.1 and
+    rprojroot 2.0.3 (from Debian's source packages, tests/integration/fixtures/cran)."""
     try:
         tarballs = [
             download_orig_tarball(name, R_SOURCES) for name in ("r-cran-here", "r-cran-rprojroot")
@@ -561,7 +561,13 @@ def real_cran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail(f"cannot fetch R sources with apt-get source: {exc}")
     root = tmp_path_factory.mktemp("real-cran")
     build_repo(root / "cran", tarballs)
-    with serve(root) as url:
+    return root
+
+
+@pytest.fixture(scope="module")
+def real_cran(real_cran_root: Path) -> Iterator[str]:
+    """The real CRAN-layout repository, served on loopback."""
+    with serve(real_cran_root) as url:
         yield f"{url}/cran"
 
 
@@ -662,3 +668,60 @@ def test_a_resealed_r_lock_the_upstream_contradicts_fails_the_review(
     ]
     assert "hint: the lock must say what the upstream says" in run.err
     assert run.out == "" and "Traceback" not in run.err
+
+
+def test_a_pull_request_that_moves_the_r_upstream_and_relocks_is_named_first(
+    r_locked_request: Path, real_cran: str, real_cran_root: Path, tmp_path: Path
+) -> None:
+    """The pull request points cran_upstream at a server of its own (here serving the same
+    files) and relocks: that server vouches for the lock. The report names the change first,
+    the verified line says so, and the review fails until a reviewer accepts the change."""
+    source = r_advisories(tmp_path / "osv")
+    repo = r_locked_request
+    git(repo, "checkout", "--quiet", "-b", "own-upstream")
+    with serve(real_cran_root) as other:
+        own = f"{other}/cran"
+        config = (repo / "imagebot.toml").read_text(encoding="utf-8")
+        write(repo, {"imagebot.toml": config.replace(real_cran, own)})
+        (repo / "requirements" / "cran.lock").unlink()
+        locked = imagebot(repo, "lock")
+        assert locked.code == 0, locked.err
+        git(repo, "commit", "--quiet", "--all", "-m", "relock from my own server")
+        run = review_with(repo, source, "review", "--base", "r-request", "--json")
+        assert run.code == 4, run.err
+        assert "imagebot.toml: this pull request changes 1 key(s)" in run.err
+        assert "(index.cran_upstream)" in run.err
+        report = json.loads(run.out)
+        assert report["config"]["changes"] == [
+            {
+                "key": "index.cran_upstream",
+                "kind": "changed",
+                "meaning": report["config"]["changes"][0]["meaning"],
+                "r_upstream": True,
+                "old": real_cran,
+                "new": own,
+            }
+        ]
+        assert report["r"]["verified"] == {
+            "packages": 2,
+            "upstreams": [own],
+            "requests": 1,
+            "changed_by_pull_request": ["index.cran_upstream"],
+        }
+        text = review_with(repo, source, "review", "--base", "r-request")
+        lines = text.out.splitlines()
+        assert (
+            lines[2]
+            == "!! Where packages come from and go: imagebot.toml changes (1; NOT accepted)"
+        )
+        assert f'  ~ index.cran_upstream: "{real_cran}" -> "{own}"' in lines
+        assert any(
+            line.startswith(f"  verified: the PACKAGES of {own} lists the 2 new or changed")
+            and "BUT this pull request itself sets that upstream" in line
+            for line in lines
+        )
+        accepted = review_with(
+            repo, source, "review", "--base", "r-request", "--accept-config",
+            report["config"]["fingerprint"],
+        )  # fmt: skip
+        assert accepted.code == 0, accepted.err

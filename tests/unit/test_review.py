@@ -982,7 +982,7 @@ def test_a_pull_request_that_points_the_r_upstream_at_its_own_server_fails_until
             "--config", project.config, "review", "--base", "main", "--json", "--advisories", "osv"
         )
         assert result.code == 4, result.err
-        assert result.error_lines == ["error: 1 problem in the pull request"]
+        assert result.error_lines == ["error: 1 problem in the pull request's imagebot.toml"]
         assert "imagebot.toml: this pull request changes 2 key(s)" in result.err
         report = json.loads(result.out)
         changed = {c["key"]: (c["old"], c["new"]) for c in report["config"]["changes"]}
