@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+from paths import CORPUS
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

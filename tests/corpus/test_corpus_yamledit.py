@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paths import CORPUS
 
 from imagebot import yamledit
 from imagebot.errors import YamlEditError
 from imagebot.tags import ImageRef
-
-from .conftest import CORPUS
 
 SETTERS = CORPUS / "flux-setters"
 FLUX = "fluxcd__image-automation-controller__internal__update__testdata__"

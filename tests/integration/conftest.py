@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SMALL_CONFIG = FIXTURES / "small" / "imagebot.toml"
 STACK = REPO_ROOT / "scripts" / "stack"

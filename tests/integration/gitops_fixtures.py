@@ -8,7 +8,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from paths import REPO_ROOT
+
 SEED = REPO_ROOT / "examples" / "platform-dev"
 STAGING_FILE = "flux/staging-bip-app/dapla-spark/jupyter/jupyter.yaml"
 PROD_FILE = "flux/prod-bip-app/dapla-spark/jupyter/jupyter.yaml"

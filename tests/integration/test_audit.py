@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import Result
+from paths import REPO_ROOT, SHARED
 
 from imagebot.advisories import PYPI, Package
 from imagebot.audit import AuditResult, audit
@@ -21,11 +22,7 @@ from imagebot.osv import DirectorySource, OsvApi
 
 from .osv_server import OsvServer, osv_server
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ADVISORIES = Path(
-    os.environ.get("IMAGEBOT_TEST_ADVISORIES")
-    or Path(__file__).resolve().parents[3] / "shared" / "advisories"
-)
+ADVISORIES = Path(os.environ.get("IMAGEBOT_TEST_ADVISORIES") or SHARED / "advisories")
 pytestmark = pytest.mark.skipif(
     not (ADVISORIES / "vulns").is_dir(), reason=f"{ADVISORIES} (advisory snapshot) is absent"
 )

@@ -8,8 +8,9 @@ A cold build takes about six minutes on 2 cores; with the engine's cache, second
 from __future__ import annotations
 
 import pytest
+from paths import REPO_ROOT
 
-from .conftest import REPO_ROOT, Stack, run_imagebot
+from .conftest import Stack, run_imagebot
 
 CONFIG = REPO_ROOT / "imagebot.toml"
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from paths import REPO_ROOT
 
 from imagebot.assemble import PACKAGES_TAG
 from imagebot.base_image import BASE_DIGEST_LABEL
@@ -27,7 +28,7 @@ from imagebot.config import load_config
 from imagebot.registry import open_registry
 from imagebot.tags import ImageRef, image_ref
 
-from .conftest import FIXTURES, REPO_ROOT, Stack, run_imagebot
+from .conftest import FIXTURES, Stack, run_imagebot
 
 LAYERED = FIXTURES / "layered"
 BASE = "imagebot-local/bookworm-python:3.11"

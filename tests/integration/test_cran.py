@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 
-from .conftest import FIXTURES, REPO_ROOT, Stack, run_imagebot
+from .conftest import FIXTURES, Stack, run_imagebot
 from .fixtures.cran.cran_repo import build_repo, download_orig_tarball, serve
 
 CRAN_CONFIG = FIXTURES / "cran" / "imagebot.toml"

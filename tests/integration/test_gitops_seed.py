@@ -6,12 +6,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 
 from imagebot import promote as promoting
 from imagebot.config import load_config
 from imagebot.tags import ImageRef
 
-from .gitops_fixtures import REPO_ROOT, remote_log
+from .gitops_fixtures import remote_log
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 
-from .conftest import FIXTURES, REPO_ROOT, Stack
+from .conftest import FIXTURES, Stack
 
 
 def _ours(tmp: Path) -> list[str]:

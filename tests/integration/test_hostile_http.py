@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from paths import REPO_ROOT
 
 from imagebot.errors import RegistryAuthError
 from imagebot.registry import Credentials, RegistryClient
 from imagebot.tags import ImageRef
 
-from .conftest import REGISTRY, REPO_ROOT, SMALL_CONFIG, Run, Stack
+from .conftest import REGISTRY, SMALL_CONFIG, Run, Stack
 
 
 class Front(http.server.BaseHTTPRequestHandler):

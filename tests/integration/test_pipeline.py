@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 from pipeline_steps import expand_macros, load_pipeline, script_steps
 
 from imagebot.config import Config, load_config
 from imagebot.promote_plan import read_refs
 from imagebot.tags import ImageRef
 
-from .conftest import REPO_ROOT, Stack
+from .conftest import Stack
 from .gitops_fixtures import git, remote_file
 
 

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 from publish_fixtures import wheel_name, write_index
 
 from imagebot.destinations import LocalDirectory, read_index
 from imagebot.publish import PublishOptions, publish
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK = REPO_ROOT / "scripts" / "stack"
 JSON = "application/vnd.pypi.simple.v1+json"
 _HREF = re.compile(r'href="([^"]+)"')

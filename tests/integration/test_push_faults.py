@@ -11,8 +11,9 @@ from pathlib import Path
 
 import docker
 import pytest
+from paths import REPO_ROOT
 
-from .conftest import REPO_ROOT, SMALL_CONFIG, Run, Stack, run_imagebot
+from .conftest import SMALL_CONFIG, Run, Stack, run_imagebot
 
 
 def _build_variant(stack: Stack, stamp: str, payload_mb: int = 0) -> str:

@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 from cli_runner import Result
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 CONFIG = """\
 [project]
 source = "https://example.org/stats/images"

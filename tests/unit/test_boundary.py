@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 
-from tests.unit.conftest import REPO_ROOT, Project, Result
+from tests.unit.conftest import Project, Result
 
 Run = Callable[..., Result]
 

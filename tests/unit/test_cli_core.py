@@ -13,8 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 
-from tests.unit.conftest import REPO_ROOT, FakeResolver, Project, Result
+from tests.unit.conftest import FakeResolver, Project, Result
 
 Run = Callable[..., Result]
 

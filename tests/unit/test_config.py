@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 
 from imagebot.config import ConfigProblems, expand, load_config
 from imagebot.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def test_shipped_config_loads_with_defaults() -> None:
-    config = load_config(REPO / "imagebot.toml", env={})
+    config = load_config(REPO_ROOT / "imagebot.toml", env={})
     lab = config.image("jupyterlab")
     assert lab.sets == ("jupyterhub", "base", "datascience", "r")
     assert (lab.python, lab.platform) == ("3.11", "x86_64-manylinux_2_36")
@@ -27,8 +26,8 @@ def test_shipped_config_loads_with_defaults() -> None:
 
 
 def test_local_profile_overrides_registry_and_build_args_only() -> None:
-    prod = load_config(REPO / "imagebot.toml", env={})
-    local = load_config(REPO / "imagebot.toml", profile="local", env={})
+    prod = load_config(REPO_ROOT / "imagebot.toml", env={})
+    local = load_config(REPO_ROOT / "imagebot.toml", profile="local", env={})
     assert local.registry.url == "127.0.0.1:5555/jupyter" and local.registry.insecure
     assert local.image("jupyterlab").build_args["BASE_IMAGE"].startswith("imagebot-local/")
     # What the rendered Dockerfile uses is the same in both (the render ignores profiles anyway).

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from cran_fixtures import PACKAGES, R_SET, Upstream, cran_upstream, r_config
+from paths import REPO_ROOT
 
 from imagebot.cran import Available, RPackage, RRoot, closure
 from imagebot.cranlock import (
@@ -589,7 +590,7 @@ def test_check_and_lock_check_import_no_r_module_where_no_r_is_vetted() -> None:
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         check=False,

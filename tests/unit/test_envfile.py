@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from paths import CORPUS
 
 from imagebot.envfile import (
     check_env_file,
@@ -35,7 +36,7 @@ from imagebot.index_pages import (
 from imagebot.main import main
 
 TARGET = Target("3.11", "x86_64-manylinux_2_36")
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "dockerfiles"
+DOCKERFILES = CORPUS / "dockerfiles"
 
 
 def wheel(name: str, version: str) -> DistFile:
@@ -322,7 +323,8 @@ def test_cli_index_build_with_a_broken_index_only_file_exits_4(
 @pytest.mark.corpus
 def test_pip_compile_output_parses_cleanly_and_is_reported_as_not_vetted() -> None:
     path = (
-        CORPUS / "jupyterhub__zero-to-jupyterhub-k8s__images__singleuser-sample__requirements.txt"
+        DOCKERFILES
+        / "jupyterhub__zero-to-jupyterhub-k8s__images__singleuser-sample__requirements.txt"
     )
     if not path.is_file():
         pytest.skip("corpus not present")
@@ -343,11 +345,12 @@ def test_pip_compile_output_parses_cleanly_and_is_reported_as_not_vetted() -> No
 @pytest.mark.corpus
 def test_unfrozen_and_vcs_requirements_are_reported_line_by_line() -> None:
     unfrozen = (
-        CORPUS
+        DOCKERFILES
         / "jupyterhub__zero-to-jupyterhub-k8s__images__singleuser-sample__unfrozen__requirements.txt"
     )
     infra = (
-        CORPUS / "berkeley-dsep-infra__datahub__deployments__biology__image__infra-requirements.txt"
+        DOCKERFILES
+        / "berkeley-dsep-infra__datahub__deployments__biology__image__infra-requirements.txt"
     )
     if not unfrozen.is_file() or not infra.is_file():
         pytest.skip("corpus not present")

@@ -6,16 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 
 from imagebot import base_image
 from imagebot.config import load_config
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def test_the_base_is_the_build_arg_then_the_configured_base() -> None:
-    local = load_config(ROOT / "imagebot.toml", "local", {})
-    production = load_config(ROOT / "imagebot.toml", None, {})
+    local = load_config(REPO_ROOT / "imagebot.toml", "local", {})
+    production = load_config(REPO_ROOT / "imagebot.toml", None, {})
     assert base_image.base_reference(local, "jupyterlab") == "imagebot-local/bookworm-python:3.11"
     assert (
         base_image.base_reference(production, "jupyterlab")
@@ -42,7 +41,7 @@ def test_without_a_configured_base_the_dockerfile_default_counts(tmp_path: Path)
 def test_an_unresolvable_base_leaves_the_digest_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = load_config(ROOT / "imagebot.toml", None, {})
+    config = load_config(REPO_ROOT / "imagebot.toml", None, {})
     monkeypatch.setattr(base_image, "_local_image", lambda reference, env: None)
     monkeypatch.setattr(base_image, "_registry_digest", lambda config, ref, env: None)
     monkeypatch.setattr(base_image, "_RESOLVED", {})
@@ -54,7 +53,7 @@ def test_an_unresolvable_base_leaves_the_digest_out(
 def test_a_local_only_base_is_its_image_id_and_a_pulled_one_its_registry_digest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    config = load_config(ROOT / "imagebot.toml", None, {})
+    config = load_config(REPO_ROOT / "imagebot.toml", None, {})
     monkeypatch.setattr(base_image, "_RESOLVED", {})
     monkeypatch.setattr(base_image, "_local_image", lambda reference, env: ("sha256:id", []))
     assert base_image.resolve(config, "jupyterlab", {}).digest == "sha256:id"
@@ -73,10 +72,10 @@ def test_a_local_only_base_is_its_image_id_and_a_pulled_one_its_registry_digest(
 def test_a_nightly_run_releases_staging_when_only_the_base_changed() -> None:
     import sys
 
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
     from pipeline_steps import load_pipeline
 
-    pipeline = load_pipeline(ROOT / "azure-pipelines.yml")
+    pipeline = load_pipeline(REPO_ROOT / "azure-pipelines.yml")
     [schedule] = pipeline["schedules"]
     assert schedule["branches"]["include"] == ["master"]
     assert schedule["always"] is True  # runs with no commit: the base may have changed

@@ -4,12 +4,11 @@ argument and config errors fail before any engine or registry call."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+from paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 Result = Any  # tests/unit/conftest.py's Result (conftest is not importable as a module)
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 
 from imagebot.build import cache_ref, oci_labels
 from imagebot.config import load_config
@@ -127,7 +128,7 @@ def test_no_buildkit_cli_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_oci_labels() -> None:
-    config = load_config(Path(__file__).parents[2] / "imagebot.toml", None, {})
+    config = load_config(REPO_ROOT / "imagebot.toml", None, {})
     labels = oci_labels(config, "abc123", "deadbeef", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
     assert labels == {
         "org.opencontainers.image.created": "2026-01-02T03:04:05Z",
@@ -138,7 +139,7 @@ def test_oci_labels() -> None:
 
 
 def test_cache_ref_and_resolve_ref() -> None:
-    config = load_config(Path(__file__).parents[2] / "imagebot.toml", "local", {})
+    config = load_config(REPO_ROOT / "imagebot.toml", "local", {})
     assert str(cache_ref(ImageRef("r.example/j/lab", "abc"))) == "r.example/j/lab:cache"
     name, ref = resolve_ref(config, "jupyterlab")
     assert name == "jupyterlab" and ref.name == "127.0.0.1:5555/jupyter/jupyterlab" and ref.tag

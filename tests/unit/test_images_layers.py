@@ -9,6 +9,8 @@ import tarfile
 from pathlib import Path
 from types import SimpleNamespace
 
+from paths import REPO_ROOT
+
 from imagebot import layers
 from imagebot.assemble import is_assembled, pip_index_url, split_archive
 from imagebot.engine import BuildRequest, build_command
@@ -214,9 +216,8 @@ def test_assemble_appends_layers_history_and_labels_to_the_frame() -> None:
 
 
 def test_only_rendered_dockerfiles_are_assembled() -> None:
-    root = Path(__file__).parents[2]
-    assert is_assembled((root / "jupyter" / "Dockerfile").read_text())
-    small = root / "tests" / "integration" / "fixtures" / "small" / "Dockerfile"
+    assert is_assembled((REPO_ROOT / "jupyter" / "Dockerfile").read_text())
+    small = REPO_ROOT / "tests" / "integration" / "fixtures" / "small" / "Dockerfile"
     assert not is_assembled(small.read_text())
     assert not is_assembled("FROM x AS system\nRUN true\n")
 

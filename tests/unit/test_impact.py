@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from paths import REPO_ROOT
 
 from imagebot import impact, promote_plan
 from imagebot.environments import EnvironmentPin, RegisteredEnvironment
@@ -12,7 +11,6 @@ from imagebot.lockfile import LockedPackage, dependency_edges, split_blocks
 from imagebot.promote_plan import ImageChange
 from imagebot.tags import ImageRef
 
-REPO = Path(__file__).resolve().parents[2]
 NUMPY_REQUESTERS = {
     ("numpy", "@platform-team", True),
     ("matplotlib", "@platform-team", False),
@@ -26,7 +24,7 @@ NUMPY_REQUESTERS = {
 
 def repo_files() -> dict[str, str]:
     """The committed sets, index-only.toml and locks: the default sets, as a state."""
-    folder = REPO / "requirements"
+    folder = REPO_ROOT / "requirements"
     return {
         f"requirements/{p.name}": p.read_text(encoding="utf-8")
         for p in folder.iterdir()
@@ -270,7 +268,7 @@ def test_promotion_impact_reads_both_images_and_never_fails(
     from imagebot import manifest
     from imagebot.config import load_config
 
-    config = load_config(REPO / "imagebot.toml", None, {})
+    config = load_config(REPO_ROOT / "imagebot.toml", None, {})
     listings = {
         "r/lab:1": {"python": {"numpy": "2.4.6", "NumPy-Extra": "1.0"}},
         "r/lab:2": {"python": {"numpy": "2.5.0"}},
@@ -306,7 +304,7 @@ def test_impact_takes_the_fast_path_and_imports_no_heavy_library() -> None:
         f"print(__import__('json').dumps([m for m in {heavy!r} if m in sys.modules]))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     report, _, loaded = done.stdout.rpartition("\n[")
     assert json.loads("[" + loaded) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from paths import CORPUS
 
 from imagebot.errors import ConfigError, ResolutionError
 from imagebot.lock import (
@@ -441,9 +442,9 @@ def test_needed_by_reads_the_via_comments() -> None:
     assert _needed_by(lock, "jinja2") == []  # only "-r base.in": a direct pin
 
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "dockerfiles"
+DOCKERFILES = CORPUS / "dockerfiles"
 Z2JH_COMPILED = (
-    CORPUS / "jupyterhub__zero-to-jupyterhub-k8s__images__singleuser-sample__requirements.txt"
+    DOCKERFILES / "jupyterhub__zero-to-jupyterhub-k8s__images__singleuser-sample__requirements.txt"
 )
 
 

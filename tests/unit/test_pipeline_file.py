@@ -3,18 +3,16 @@ tests/integration/test_pipeline.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from paths import REPO_ROOT
 from pipeline_steps import MACRO, load_pipeline, script_steps
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {"IMAGEBOT_GIT_TOKEN", "garKey.secureFilePath", "indexReader.secureFilePath"}
 
 
 @pytest.fixture(scope="module")
 def pipeline() -> dict:
-    return load_pipeline(ROOT / "azure-pipelines.yml")
+    return load_pipeline(REPO_ROOT / "azure-pipelines.yml")
 
 
 def test_merge_to_master_triggers_only_on_image_inputs(pipeline: dict) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 
 from imagebot.errors import RequirementsError, UsageError
 from imagebot.requirements import (
@@ -20,7 +21,6 @@ from imagebot.requirements import (
     parse_set,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 GOOD = """\
 # comment at the top
 [set]
@@ -68,7 +68,7 @@ def test_parses_a_good_set() -> None:
 
 
 def test_shipped_sets_are_valid() -> None:
-    sets = load_sets(REPO / "requirements")
+    sets = load_sets(REPO_ROOT / "requirements")
     assert {s.name for s in sets} >= {"base", "datascience", "r"}
     ds = next(s for s in sets if s.name == "datascience")
     assert {"pandas", "numpy", "pyarrow", "matplotlib", "scikit-learn", "statsmodels"} <= {
