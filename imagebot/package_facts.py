@@ -13,7 +13,7 @@ whose page does not say is tried anyway (a 404 then means there is none); a whee
 says `false` is not. Metadata files are checked against the sha256 the page gives for them.
 Lookups run in a thread pool; `requests` counts every HTTP request made. Every value that comes
 back is untrusted: URLs that `validate.url` refuses are dropped, the rest is cleaned by the
-renderers in `imagebot.review`.
+renderers in `imagebot.review_render`.
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ from imagebot.errors import ImagebotError, UsageError
 
 if TYPE_CHECKING:
     from imagebot.config import Config
-    from imagebot.review import ConfigChanges, Review, RVerified, Vulnerabilities
+    from imagebot.review import Review, RVerified, Vulnerabilities
+    from imagebot.review_config import ConfigChanges
 
 # Branches tried, in order, when no --base is given and no CI names the target branch.
 DEFAULT_BASES = ("origin/HEAD", "origin/main", "origin/master", "main", "master")
@@ -77,13 +78,9 @@ def review(
     (safe_because), or when imagebot.toml changes without a reviewer's --accept-config."""
     from imagebot import console
     from imagebot.errors import PackageIndexError, RequirementsError
-    from imagebot.review import (
-        ACCEPT_OPTION,
-        CONFIRMATION_FIELD,
-        render_markdown,
-        render_text,
-        review_json,
-    )
+    from imagebot.review import CONFIRMATION_FIELD
+    from imagebot.review_config import ACCEPT_OPTION
+    from imagebot.review_render import render_markdown, render_text, review_json
     from imagebot.state import state
 
     config = state(ctx).config
@@ -155,12 +152,12 @@ def run_review(
     from imagebot.requirements import check_sets, index_only_problems, parse_set
     from imagebot.review import (
         Review,
-        accept_config_changes,
         compare,
         confirmation_problems,
         state_from_files,
         with_facts,
     )
+    from imagebot.review_config import accept_config_changes
 
     root = config.root
     directory = config.requirements_dir.relative_to(root).as_posix()
@@ -215,11 +212,11 @@ def run_review(
 
 def config_changes_since(config: Config, revision: str) -> ConfigChanges:
     """What the working tree's imagebot.toml changes since `revision`'s, as the files say
-    (imagebot.review.config_changes). A base file that is absent, not UTF-8 or not TOML is
+    (imagebot.review_config.config_changes). A base file that is absent, not UTF-8 or not TOML is
     said in the report, never fatal: the base is history."""
     from imagebot.files import read_text
     from imagebot.gitops import run_git
-    from imagebot.review import config_changes
+    from imagebot.review_config import config_changes
 
     root = config.root
     name = config.path.resolve().relative_to(root).as_posix()

@@ -42,17 +42,15 @@ from imagebot.review import (
     Vulnerabilities,
     Vulnerability,
     change_kind,
-    clean,
     compare,
     confirmation_problems,
     lock_via,
     r_change_kind,
-    render_markdown,
-    render_text,
-    review_json,
     state_from_files,
     with_facts,
 )
+from imagebot.review_escape import clean
+from imagebot.review_render import render_markdown, render_text, review_json
 from tests.unit.conftest import CONFIG
 
 GOLDEN = Path(__file__).parent / "golden" / "review"
@@ -836,7 +834,7 @@ OTHER_UPSTREAM = "http://127.0.0.1:9/cran"
 
 
 def test_a_changed_cran_upstream_is_reported_first_with_both_values() -> None:
-    from imagebot.review import config_changes
+    from imagebot.review_config import config_changes
 
     head = r_config(CONFIG, OTHER_UPSTREAM)
     base = r_config(CONFIG, "https://packagemanager.posit.co/cran/2025-11-20")
@@ -877,7 +875,7 @@ def test_a_changed_cran_upstream_is_reported_first_with_both_values() -> None:
 
 
 def test_no_section_when_imagebot_toml_keeps_its_values() -> None:
-    from imagebot.review import config_changes
+    from imagebot.review_config import config_changes
 
     reformatted = "# a comment\n" + CONFIG.replace('auth = "basic"', "auth    =   'basic'  # why")
     found = config_changes(CONFIG, reformatted)
@@ -906,7 +904,7 @@ def test_no_section_when_imagebot_toml_keeps_its_values() -> None:
 def test_a_base_imagebot_toml_that_cannot_be_compared_is_said(
     base: str | None, unreadable: str, note: str
 ) -> None:
-    from imagebot.review import config_changes
+    from imagebot.review_config import config_changes
 
     found = config_changes(base, CONFIG, base_unreadable=unreadable)
     assert note in found.note
@@ -919,7 +917,7 @@ def test_a_base_imagebot_toml_that_cannot_be_compared_is_said(
 
 
 def test_a_broken_working_tree_file_is_said_not_raised() -> None:
-    from imagebot.review import config_changes
+    from imagebot.review_config import config_changes
 
     found = config_changes(CONFIG, "[index\n")
     assert (
@@ -929,7 +927,7 @@ def test_a_broken_working_tree_file_is_said_not_raised() -> None:
 
 
 def test_profiles_count_and_pick_the_r_upstream_only_for_the_review_s_profile() -> None:
-    from imagebot.review import config_changes
+    from imagebot.review_config import config_changes
 
     head = CONFIG + '\n[profiles.local.images.lab]\nr_repo = "http://127.0.0.1:9/cran"\n'
     local = config_changes(CONFIG, head, profile="local")
@@ -940,7 +938,7 @@ def test_profiles_count_and_pick_the_r_upstream_only_for_the_review_s_profile() 
 
 
 def test_an_acceptance_is_for_exactly_these_changes() -> None:
-    from imagebot.review import accept_config_changes, config_changes
+    from imagebot.review_config import accept_config_changes, config_changes
 
     found = config_changes(CONFIG, CONFIG.replace("registry.example.org", "evil.example"))
     accepted = accept_config_changes(found, found.fingerprint)
@@ -956,7 +954,7 @@ def test_an_acceptance_is_for_exactly_these_changes() -> None:
 
 
 def test_toml_values_that_json_cannot_hold_are_text() -> None:
-    from imagebot.review import config_changes
+    from imagebot.review_config import config_changes
 
     found = config_changes(CONFIG, CONFIG + "[x]\nwhen = 1979-05-27\nn = inf\n")
     data = review_json(Review("b", Changes((), (), (), ()), config=found))
