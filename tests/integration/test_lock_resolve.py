@@ -6,11 +6,12 @@ Needs network access to pypi.org; skipped when it is unreachable.
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_runner import Result
+from paths import REPO_ROOT
 
 from imagebot.lockfile import Pin, hashes_by_pin, parse_lock, seal
 
@@ -50,93 +51,97 @@ def project(tmp_path: Path, base: str, extra: str) -> Path:
     return tmp_path
 
 
-def imagebot(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "imagebot", "--config", str(root / "imagebot.toml"), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+Run = Callable[..., Result]
 
 
-def test_layers_resolve_and_shared_dependencies_land_in_the_earliest(tmp_path: Path) -> None:
+@pytest.fixture
+def run_lock(run_cli: Run) -> Run:
+    """`imagebot --config ROOT/imagebot.toml lock FLAGS` (the shared in-process runner)."""
+
+    def run(root: Path, *flags: str) -> Result:
+        return run_cli("--config", root / "imagebot.toml", "lock", *flags)
+
+    return run
+
+
+def test_layers_resolve_and_shared_dependencies_land_in_the_earliest(
+    tmp_path: Path, run_lock: Run
+) -> None:
     root = project(
         tmp_path,
         pins(**{"python-dateutil": "2.9.0.post0"}),  # depends on six
         pins(arrow="1.4.0"),  # depends on python-dateutil (and so six), and tzdata
     )
-    done = imagebot(root, "lock")
-    assert done.returncode == 0, done.stderr
+    done = run_lock(root)
+    assert done.code == 0, done.err
     base = (root / "requirements" / "base.lock").read_text()
     extra = (root / "requirements" / "extra.lock").read_text()
     assert "\nsix==" in base and "\npython-dateutil==2.9.0.post0 \\\n" in base
     assert "--hash=sha256:" in base
     assert "\narrow==1.4.0 \\\n" in extra
     assert "six==" not in extra and "python-dateutil==" not in extra
-    assert imagebot(root, "lock", "--check").returncode == 0
+    assert run_lock(root, "--check").code == 0
 
     (root / "requirements" / "extra.toml").write_text(pins(arrow="1.3.0"))
-    assert imagebot(root, "lock", "--check").returncode == 5
-    assert imagebot(root, "lock").returncode == 0
+    assert run_lock(root, "--check").code == 5
+    assert run_lock(root).code == 0
     assert (root / "requirements" / "base.lock").read_text() == base  # earlier layer untouched
 
 
-def assert_one_error(done: subprocess.CompletedProcess[str], code: int) -> str:
-    assert done.returncode == code, done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in done.stderr
-    assert len(done.stderr.splitlines()) <= 6, done.stderr  # no resolver dump
+def assert_one_error(done: Result, code: int) -> str:
+    assert done.code == code, done.err
+    errors = done.error_lines
+    assert len(errors) == 1 and "Traceback" not in done.err
+    assert len(done.err.splitlines()) <= 6, done.err  # no resolver dump
     return errors[0]
 
 
-def test_later_set_clashing_with_an_earlier_lock(tmp_path: Path) -> None:
+def test_later_set_clashing_with_an_earlier_lock(tmp_path: Path, run_lock: Run) -> None:
     root = project(tmp_path, pins(**{"python-dateutil": "2.9.0.post0"}), pins(six="1.15.0"))
-    error = assert_one_error(imagebot(root, "lock"), 6)
+    error = assert_one_error(run_lock(root), 6)
     assert "six==1.15.0 (requirements/extra.toml:2)" in error
     assert "locked by earlier layer 'base' in base.lock" in error
     assert not (root / "requirements" / "base.lock").exists()  # all or nothing
 
 
-def test_two_sets_pinning_incompatible_versions(tmp_path: Path) -> None:
+def test_two_sets_pinning_incompatible_versions(tmp_path: Path, run_lock: Run) -> None:
     root = project(tmp_path, pins(pandas="3.1.1"), pins(numpy="1.26.4"))
-    error = assert_one_error(imagebot(root, "lock"), 6)
+    error = assert_one_error(run_lock(root), 6)
     assert "numpy==1.26.4 (requirements/extra.toml:2)" in error
     assert "locked by earlier layer 'base' in base.lock, needed by pandas" in error
 
 
-def test_clash_inside_one_set(tmp_path: Path) -> None:
+def test_clash_inside_one_set(tmp_path: Path, run_lock: Run) -> None:
     root = project(tmp_path, pins(six="1.17.0"), pins(numpy="1.26.4", pandas="3.1.1"))
-    error = assert_one_error(imagebot(root, "lock"), 6)
+    error = assert_one_error(run_lock(root), 6)
     assert "numpy==1.26.4 (requirements/extra.toml:2)" in error
     assert "pandas==3.1.1 (requirements/extra.toml:3)" in error
     assert "depends on numpy>=" in error
 
 
-def test_version_that_does_not_exist(tmp_path: Path) -> None:
+def test_version_that_does_not_exist(tmp_path: Path, run_lock: Run) -> None:
     root = project(tmp_path, pins(six="1.17.0"), pins(numpy="9.9.9"))
-    error = assert_one_error(imagebot(root, "lock"), 6)
+    error = assert_one_error(run_lock(root), 6)
     assert "no version numpy==9.9.9 exists" in error and "requirements/extra.toml:2" in error
 
 
-def test_package_that_does_not_exist(tmp_path: Path) -> None:
+def test_package_that_does_not_exist(tmp_path: Path, run_lock: Run) -> None:
     root = project(tmp_path, pins(six="1.17.0"), pins(**{"imagebot-no-such-package-x": "1.0"}))
-    error = assert_one_error(imagebot(root, "lock"), 6)
+    error = assert_one_error(run_lock(root), 6)
     assert "'imagebot-no-such-package-x' does not exist" in error
 
 
-def test_committed_locks_resolve_again(tmp_path: Path) -> None:
+def test_committed_locks_resolve_again(tmp_path: Path, run_lock: Run) -> None:
     """The shipped sets still resolve together (upgrade re-resolves every layer)."""
-    repo = Path(__file__).resolve().parents[2]
     for name in ("base", "datascience", "r"):
         (tmp_path / "requirements").mkdir(exist_ok=True)
-        source = repo / "requirements" / f"{name}.toml"
+        source = REPO_ROOT / "requirements" / f"{name}.toml"
         (tmp_path / "requirements" / f"{name}.toml").write_text(source.read_text())
     (tmp_path / "imagebot.toml").write_text(
         CONFIG.replace('sets = ["base", "extra"]', 'sets = ["base", "datascience", "r"]')
     )
-    done = imagebot(tmp_path, "lock")
-    assert done.returncode == 0, done.stderr
+    done = run_lock(tmp_path)
+    assert done.code == 0, done.err
     assert "pandas==" in (tmp_path / "requirements" / "datascience.lock").read_text()
 
 
@@ -163,43 +168,43 @@ def locked_pins(root: Path, set_name: str) -> dict[str, str]:
 
 
 def test_adding_an_entry_keeps_older_transitive_pins_and_upgrade_moves_them(
-    tmp_path: Path,
+    tmp_path: Path, run_lock: Run
 ) -> None:
     dateutil = {"python-dateutil": "2.9.0.post0"}  # depends on six
     root = project(tmp_path, pins(**dateutil), pins(arrow="1.4.0"))  # arrow: tzdata
-    assert imagebot(root, "lock").returncode == 0
+    assert run_lock(root).code == 0
     base_lock = root / "requirements" / "base.lock"
     newest_hashes = set().union(*hashes_by_pin(base_lock.read_text()).values())
     newest_six = aged(root, "base", "six", "1.16.0")
     newest_tzdata = aged(root, "extra", "tzdata", "2024.1")
 
     (root / "requirements" / "base.toml").write_text(pins(**dateutil, idna="3.10"))
-    done = imagebot(root, "lock")
-    assert done.returncode == 0, done.stderr
+    done = run_lock(root)
+    assert done.code == 0, done.err
     base = locked_pins(root, "base")
     assert base == {"idna": "3.10", "python-dateutil": "2.9.0.post0", "six": "1.16.0"}
     assert locked_pins(root, "extra")["tzdata"] == "2024.1"  # the later layer keeps its pins
     # uv wrote six 1.16.0's own hashes, not the ones left over from the newer release
     six_hashes = hashes_by_pin(base_lock.read_text())[Pin("six", "1.16.0")]
     assert six_hashes and not six_hashes & newest_hashes
-    assert imagebot(root, "lock", "--check").returncode == 0
+    assert run_lock(root, "--check").code == 0
 
-    done = imagebot(root, "lock", "--upgrade")
-    assert done.returncode == 0, done.stderr
+    done = run_lock(root, "--upgrade")
+    assert done.code == 0, done.err
     assert locked_pins(root, "base")["six"] == newest_six
     assert locked_pins(root, "extra")["tzdata"] == newest_tzdata
 
 
-def test_a_lock_edited_by_hand_does_not_steer_the_resolution(tmp_path: Path) -> None:
+def test_a_lock_edited_by_hand_does_not_steer_the_resolution(tmp_path: Path, run_lock: Run) -> None:
     dateutil = {"python-dateutil": "2.9.0.post0"}
     root = project(tmp_path, pins(**dateutil), pins(arrow="1.4.0"))
-    assert imagebot(root, "lock").returncode == 0
+    assert run_lock(root).code == 0
     path = root / "requirements" / "base.lock"
     newest_six = aged(root, "base", "six", "1.16.0")
     # the pull request's own edit, not sealed: its content digest fails
     path.write_text(path.read_text().replace("\nsix==1.16.0 \\\n", "\nsix==1.15.0 \\\n"))
 
     (root / "requirements" / "base.toml").write_text(pins(**dateutil, idna="3.10"))
-    done = imagebot(root, "lock")
-    assert done.returncode == 0, done.stderr
+    done = run_lock(root)
+    assert done.code == 0, done.err
     assert locked_pins(root, "base")["six"] == newest_six
