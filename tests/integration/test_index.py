@@ -17,14 +17,17 @@ import sys
 import textwrap
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cli_runner import Result
+from paths import REPO_ROOT
+
+from .conftest import run_imagebot
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 DOCKER = os.environ.get(
     "IMAGEBOT_DOCKER", "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 )
@@ -70,27 +73,36 @@ SERVE = textwrap.dedent(
 )
 
 
+Run = Callable[..., Result]
+
+
 def clean_env() -> dict[str, str]:
     """The caller's environment without IMAGEBOT_* (a profile or config would leak in)."""
     return {k: v for k, v in os.environ.items() if not k.startswith("IMAGEBOT_")}
 
 
-def imagebot(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "imagebot", "-c", str(project / "imagebot.toml"), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-        env=clean_env(),
-    )
+@pytest.fixture(autouse=True)
+def _no_imagebot_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """clean_env() for the in-process runs too."""
+    for name in os.environ.keys() - clean_env().keys():
+        monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def imagebot(run_cli: Run) -> Run:
+    """`imagebot -c PROJECT/imagebot.toml ARGS` (the shared in-process runner)."""
+
+    def run(project: Path, *args: str) -> Result:
+        return run_cli("-c", project / "imagebot.toml", *args)
+
+    return run
 
 
 def in_container(
     index: Path, script: str, mounts: dict[Path, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run bash SCRIPT in a fresh container with no network but its own loopback."""
-    volumes = [f"{index}:/index:ro", f"{REPO / 'imagebot'}:/src/imagebot:ro"]
+    volumes = [f"{index}:/index:ro", f"{REPO_ROOT / 'imagebot'}:/src/imagebot:ro"]
     volumes += [f"{host}:{inside}" for host, inside in (mounts or {}).items()]
     command = [DOCKER, "run", "--rm", "--network", "none"]
     for volume in volumes:
@@ -124,7 +136,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def index(project: Path) -> Path:
     out = project / "index"
-    done = imagebot(project, "index", "build", str(out), "--json")
+    # Built once for the module, so in a subprocess: the in-process runner captures with
+    # capsys, which lives for one test.
+    done = run_imagebot(
+        ["index", "build", str(out), "--json"], clean_env(), config=project / "imagebot.toml"
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert (summary["packages"], summary["downloaded"]) == (3, 3)
@@ -146,10 +162,10 @@ def test_build_writes_a_hashed_index_and_a_manifest(index: Path) -> None:
     }
 
 
-def test_rebuild_downloads_nothing(project: Path, index: Path) -> None:
+def test_rebuild_downloads_nothing(project: Path, index: Path, imagebot: Run) -> None:
     done = imagebot(project, "index", "build", str(index), "--json")
-    assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
+    assert done.code == 0, done.err
+    summary = json.loads(done.out)
     assert (summary["downloaded"], summary["reused"], summary["resolutions"]) == (0, 3, 0)
     # No lock vouches for these files, so each is checked against PyPI's hash: one metadata
     # request per project (python-dateutil, six), never a download.
@@ -171,7 +187,7 @@ def test_rebuild_downloads_nothing(project: Path, index: Path) -> None:
     ],
 )
 def test_bad_input_fails_with_13_and_leaves_out_untouched(
-    project: Path, index: Path, tmp_path: Path, entry: str, message: str
+    project: Path, index: Path, tmp_path: Path, entry: str, message: str, imagebot: Run
 ) -> None:
     bad = tmp_path / "bad"
     shutil.copytree(project, bad, ignore=shutil.ignore_patterns("index"))
@@ -182,9 +198,9 @@ def test_bad_input_fails_with_13_and_leaves_out_untouched(
         f'[python]\n{entry}, reason = "r", requested_by = "@itest" }}\n'
     )
     done = imagebot(bad, "index", "build", str(bad / "index"))
-    assert done.returncode == 13, done.stderr
-    assert f"error: {message}" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert done.code == 13, done.err
+    assert f"error: {message}" in done.err
+    assert "Traceback" not in done.err
     assert sorted(str(p.relative_to(bad)) for p in bad.rglob("*")) == before
     assert (bad / "index" / "imagebot-index.json").read_bytes() == manifest
 
@@ -293,15 +309,15 @@ def test_served_index_works_for_host_pip_and_uv(served: str, tmp_path: Path) -> 
 
 
 def test_env_script_replays_an_environment_in_a_fresh_container(
-    base_image: str, project: Path, index: Path, served: str, tmp_path: Path
+    base_image: str, project: Path, index: Path, served: str, tmp_path: Path, imagebot: Run
 ) -> None:
     env_file = tmp_path / "environment.txt"
     env_file.write_text("# my analysis\npython-dateutil==2.9.0.post0\n")
     check = imagebot(project, "env", "check", str(env_file), "--index", served)
-    assert check.returncode == 0, check.stderr
+    assert check.code == 0, check.err
     script = tmp_path / "install-env.sh"
     done = imagebot(project, "env", "script", str(env_file), "--index", served, "-o", str(script))
-    assert done.returncode == 0, done.stderr
+    assert done.code == 0, done.err
     text = script.read_text()
     assert "six==1.17.0" in text and text.count("--hash=sha256:") == 2
     for _ in range(2):  # two fresh pods, the same environment
@@ -315,17 +331,17 @@ def test_env_script_replays_an_environment_in_a_fresh_container(
 
 
 def test_env_check_reports_unvetted_lines_against_the_served_index(
-    project: Path, served: str, tmp_path: Path
+    project: Path, served: str, tmp_path: Path, imagebot: Run
 ) -> None:
     env_file = tmp_path / "environment.txt"
     env_file.write_text("python-dateutil==2.9.0.post0\nsix==1.15.0\nidna\n")
     done = imagebot(project, "env", "check", str(env_file), "--index", served)
-    assert done.returncode == 14
+    assert done.code == 14
     assert (
         f"{env_file}:2: six==1.15.0 is not vetted (hint: vetted versions: 1.16.0, 1.17.0"
-        in done.stderr
+        in done.err
     )
-    assert f"{env_file}:3: idna is not pinned" in done.stderr
+    assert f"{env_file}:3: idna is not pinned" in done.err
 
 
 def rendered_index_config_step(dockerfile: Path) -> str | None:
@@ -352,7 +368,7 @@ def test_the_rendered_images_pip_and_uv_config_install_from_the_index(
     """The same pip.conf and uv.toml the image gets: plain `pip install` and `uv pip install`."""
     from uv import find_uv_bin
 
-    step = rendered_index_config_step(REPO / "jupyter" / "Dockerfile")
+    step = rendered_index_config_step(REPO_ROOT / "jupyter" / "Dockerfile")
     if step is None:
         pytest.skip("jupyter/Dockerfile does not write /etc/pip.conf yet")
     uv_bin = Path(find_uv_bin())
