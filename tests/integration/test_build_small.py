@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 
 import docker
@@ -30,8 +31,23 @@ def test_build_push_reports_the_digest_the_registry_has(stack: Stack, small_push
     # The content tag, the base image's digest included (the local base: its image ID).
     assert ref.tag == content_ref(config, "small", stack.env()).tag
     assert open_registry(config, stack.env()).digest(ref) == outcome["digest"]
+
+
+def test_build_push_moves_the_cache_tag_to_the_manifest_it_pushed(
+    stack: Stack, docker_config: Path
+) -> None:
+    # Every push moves the cache tag, so this test pushes its own variant (a stamp no other
+    # build uses) rather than trusting that no other test pushed since the session's first.
+    env = stack.env(DOCKER_CONFIG=str(docker_config), FIXTURE_STAMP=f"cache-{secrets.token_hex(4)}")
+    run = run_imagebot(["build", "--push", "--json", "small"], env)
+    assert run.returncode == 0, run.output
+    outcome = _outcome(run)
+    assert outcome["built"] is True and outcome["pushed"] is True
+    ref = ImageRef.parse(str(outcome["ref"]))
+    registry = open_registry(load_config(SMALL_CONFIG, None, stack.env()), stack.env())
+    assert registry.digest(ref) == outcome["digest"]
     # The moving cache tag (next build's --cache-from) points at the same manifest.
-    assert open_registry(config, stack.env()).digest(ref.with_tag("cache")) == outcome["digest"]
+    assert registry.digest(ref.with_tag("cache")) == outcome["digest"]
 
 
 def test_image_carries_oci_labels(stack: Stack, small_pushed: Run) -> None:
