@@ -449,90 +449,89 @@ def _md_entries(entries: Sequence[EntryChange]) -> list[str]:
     return [*out, ""]
 
 
+def _md_section(
+    title: str, count: int, items: Sequence[str], preface: Sequence[str] = ()
+) -> list[str]:
+    """A Markdown section: `### title (count)`, its preface paragraphs, the list or "None."."""
+    return [f"### {title} ({count})", "", *preface, *(items if count else ["None."]), ""]
+
+
+def _md_move(name: str, old: Sequence[str], new: Sequence[str], kind: str) -> str:
+    """One version change as a list item; a major upgrade or a downgrade in bold."""
+    text = _KIND_TEXT[kind]
+    shown = f"**{text}**" if kind in ("major", "downgrade") else text
+    return f"- {md(name)} {md(_versions_text(old))} → {md(_versions_text(new))}: {shown}"
+
+
 def _md_new_packages(review: Review) -> list[str]:
     """The Markdown list of Python packages new to the locks or the index, with their facts."""
     m = md
     new_packages = review.changes.new_packages
-    out = [f"### Python packages new to the locks or the index ({len(new_packages)})", ""]
+    preface = []
     if review.facts_source:
-        out.append(f"Facts from {md_url(review.facts_source)}, {review.requests} requests.")
-        out.append("")
+        preface = [f"Facts from {md_url(review.facts_source)}, {review.requests} requests.", ""]
+    items = []
     for n in new_packages:
-        out.append(f"- **{m(n.name)} {m(n.version)}**: {m(_how(n))}; in {m(_where(n.where))}")
-        out.extend(f"  - {line}" for line in _facts_markdown(n.facts))
-    if not new_packages:
-        out.append("None.")
-    return [*out, ""]
+        items.append(f"- **{m(n.name)} {m(n.version)}**: {m(_how(n))}; in {m(_where(n.where))}")
+        items.extend(f"  - {line}" for line in _facts_markdown(n.facts))
+    title = "Python packages new to the locks or the index"
+    return _md_section(title, len(new_packages), items, preface)
 
 
 def _md_version_changes(version_changes: Sequence[VersionChange]) -> list[str]:
     """The Markdown list of version changes; a major upgrade or a downgrade in bold."""
-    m = md
-    out = [f"### Version changes ({len(version_changes)})", ""]
-    for v in version_changes:
-        out.append(
-            f"- {m(v.name)} {m(_versions_text(v.old))} → {m(_versions_text(v.new))}: "
-            f"{'**' + _KIND_TEXT[v.kind] + '**' if v.kind in ('major', 'downgrade') else _KIND_TEXT[v.kind]}"
-            f"; in {m(_where(v.where))}"
-        )
-    if not version_changes:
-        out.append("None.")
-    return [*out, ""]
+    items = [
+        f"{_md_move(v.name, v.old, v.new, v.kind)}; in {md(_where(v.where))}"
+        for v in version_changes
+    ]
+    return _md_section("Version changes", len(version_changes), items)
 
 
 def _md_leaving(leaving: Sequence[LeavingPackage]) -> list[str]:
     """The Markdown list of packages that leave the locks and the index."""
     m = md
-    out = [f"### Packages that leave ({len(leaving)})", ""]
-    for gone in leaving:
-        out.append(
-            f"- {m(gone.name)} {m(_versions_text(gone.old))}; was in {m(_where(gone.where))}"
-        )
-    if not leaving:
-        out.append("None.")
-    return [*out, ""]
+    items = [
+        f"- {m(gone.name)} {m(_versions_text(gone.old))}; was in {m(_where(gone.where))}"
+        for gone in leaving
+    ]
+    return _md_section("Packages that leave", len(leaving), items)
 
 
 def _md_r(r: RChanges, verified: RVerified) -> list[str]:
     """The Markdown R sections: packages new to, changed in and leaving the R lock."""
     m = md
-    out = [f"### R packages new to the R lock ({len(r.new_packages)})", ""]
-    out += [f"{m(R_FACTS_SOURCE[0].upper() + R_FACTS_SOURCE[1:])}.", ""]
+    preface = [f"{m(R_FACTS_SOURCE[0].upper() + R_FACTS_SOURCE[1:])}.", ""]
     if verified.packages:
         text = _verified_text(verified)
-        out += [f"{m(text[0].upper() + text[1:])}.", ""]
+        preface += [f"{m(text[0].upper() + text[1:])}.", ""]
     if r.note:
-        out += [f"**Note: {m(r.note)}.**", ""]
+        preface += [f"**Note: {m(r.note)}.**", ""]
+    new_items = []
     for n in r.new_packages:
-        out.append(f"- **{m(n.name)} {m(n.version)}**: {m(_r_how(n.vetted_in, n.dependency_of))}")
+        new_items.append(
+            f"- **{m(n.name)} {m(n.version)}**: {m(_r_how(n.vetted_in, n.dependency_of))}"
+        )
         if n.facts is None:
-            out.append(f"  - {m(NO_R_FACTS)}")
+            new_items.append(f"  - {m(NO_R_FACTS)}")
             continue
         compiles = "yes" if n.facts.needs_compilation else "no"
         upstream = md_url(n.facts.upstream) if n.facts.upstream else "not named"
-        out.append(f"  - licence: {m(n.facts.license) or 'not stated'}")
-        out.append(f"  - compiles C/C++/Fortran code: {compiles}; from {upstream}")
-    if not r.new_packages:
-        out.append("None.")
-    out += ["", f"### R version changes ({len(r.version_changes)})", ""]
-    for v in r.version_changes:
-        kind = _KIND_TEXT[v.kind]
-        out.append(
-            f"- {m(v.name)} {m(_versions_text(v.old))} → {m(_versions_text(v.new))}: "
-            f"{'**' + kind + '**' if v.kind in ('major', 'downgrade') else kind}"
-            f"; {m(_r_how(v.vetted_in, v.dependency_of))}"
-        )
-    if not r.version_changes:
-        out.append("None.")
-    out += ["", f"### R packages that leave ({len(r.leaving)})", ""]
-    for gone in r.leaving:
-        out.append(
-            f"- {m(gone.name)} {m(_versions_text(gone.old))}; was "
-            f"{m(_r_how(gone.vetted_in, gone.dependency_of))}"
-        )
-    if not r.leaving:
-        out.append("None.")
-    return [*out, ""]
+        new_items.append(f"  - licence: {m(n.facts.license) or 'not stated'}")
+        new_items.append(f"  - compiles C/C++/Fortran code: {compiles}; from {upstream}")
+    changes = [
+        f"{_md_move(v.name, v.old, v.new, v.kind)}; {m(_r_how(v.vetted_in, v.dependency_of))}"
+        for v in r.version_changes
+    ]
+    leaving = [
+        f"- {m(gone.name)} {m(_versions_text(gone.old))}; was "
+        f"{m(_r_how(gone.vetted_in, gone.dependency_of))}"
+        for gone in r.leaving
+    ]
+    return [
+        *_md_section("R packages new to the R lock", len(r.new_packages), new_items, preface),
+        *_md_section("R version changes", len(r.version_changes), changes),
+        *_md_section("R packages that leave", len(r.leaving), leaving),
+    ]
 
 
 def _facts_markdown(facts: PackageFacts | None) -> list[str]:
