@@ -383,9 +383,51 @@ def _r_site(spec: DockerfileSpec) -> str:
     """R's site profile points at the vetted CRAN-like repository beside the index."""
     if not (spec.index_url and _any_r(spec)):
         return ""
-    from imagebot.cran import r_site_dockerfile
-
     return r_site_dockerfile(spec.request_url)
+
+
+# --- the image's R: the site profile --------------------------------------------------------
+
+R_SITE_PROFILE = "/etc/R/Rprofile.site"  # Debian's R reads it for every session
+# In the Dockerfile's shell: the vetted repository beside the index's simple/ (OUT/cran,
+# imagebot.cran.CRAN_DIR; a test keeps the two equal without render importing the R modules).
+REPO_FROM_INDEX_ARG = "${IMAGEBOT_INDEX_URL%/simple}/cran"
+
+
+def rprofile_site(repo_url: str, request_url: str) -> list[str]:
+    """Lines of the image's Rprofile.site: R installs from the vetted repository only, into
+    the user's own library (R_LIBS_USER, created on first use: the home directory is a volume
+    in the pod), and a package the repository does not serve is explained."""
+    ask = f" Ask for one at {request_url}" if request_url else ""
+    explain = f"Only vetted packages are served by {repo_url}.{ask}"
+    return [
+        f"# {explain}",
+        "local({",
+        f'  options(repos = c(CRAN = "{repo_url}"))',
+        '  lib <- Sys.getenv("R_LIBS_USER")',
+        "  if (nzchar(lib)) {",
+        "    dir.create(lib, recursive = TRUE, showWarnings = FALSE)",
+        "    if (dir.exists(lib)) .libPaths(c(lib, .libPaths()))",
+        "  }",
+        "})",
+        "globalCallingHandlers(warning = function(w) {",
+        '  if (grepl("is not available", conditionMessage(w), fixed = TRUE))',
+        f'    message("{explain}")',
+        "})",
+    ]
+
+
+def r_site_dockerfile(request_url: str) -> str:
+    """The Dockerfile section that writes Rprofile.site; the repository follows the
+    IMAGEBOT_INDEX_URL build arg, so the local stack's index is used locally."""
+    lines = rprofile_site(REPO_FROM_INDEX_ARG, request_url)
+    # Double quotes let the shell expand the build arg; the URLs were validated (no quotes).
+    quoted = " \\\n    ".join('"' + line.replace('"', '\\"') + '"' for line in lines)
+    return (
+        "# R in the running image installs from the vetted CRAN-like repository only, into the\n"
+        "# user's library (R_LIBS_USER); pure-R source packages need nothing but R to install.\n"
+        f"RUN printf '%s\\n' \\\n    {quoted} \\\n    > {R_SITE_PROFILE}\n"
+    )
 
 
 def _quoted_lines(lines: Sequence[str]) -> str:

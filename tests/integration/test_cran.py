@@ -329,7 +329,7 @@ cat("OVER-HTTP", as.character(packageVersion("R6", lib.loc = "/tmp/http")), "\n"
 def _r_pod_image(tmp_path: Path) -> str:
     """bookworm + r-base-core (the layer test_cran's image shares) + the Rprofile.site that
     `imagebot render` writes, pointed at the index mounted under /srv/index."""
-    from imagebot.cran import r_site_dockerfile
+    from imagebot.render import r_site_dockerfile
 
     tmp_path.mkdir()
     (tmp_path / "Dockerfile").write_text(

@@ -407,9 +407,8 @@ def test_fast_commands_import_no_heavy_library(argv: list[str]) -> None:
     assert json.loads(done.stdout) == []
 
 
-# What the fast commands import only when the repository uses it: the R lock's model when
-# requirements/cran.lock exists, R's site profile (imagebot.cran) for an image with R, the
-# advisory model when waivers.toml holds a waiver, render (for check) when an image with R has
+# What the fast commands import only when the repository uses it: the R lock's model (and
+# imagebot.cran) when requirements/cran.lock exists, the advisory model when waivers.toml holds a waiver, render (for check) when an image with R has
 # no r_repo, traceback when something fails. What they never import: uv's adapter and what it
 # runs (subprocess, tempfile), which only `lock` needs; render --check reads locks through
 # imagebot.lockfile, not imagebot.lock.

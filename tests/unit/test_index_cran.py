@@ -24,7 +24,6 @@ from imagebot.cran import (
     packages_from_dcf,
     parse_dcf,
     parse_dependencies,
-    rprofile_site,
     same_r_version,
     version_key,
     write_dcf,
@@ -34,6 +33,7 @@ from imagebot.cranlock import cran_lock_inputs, format_cran_lock, parse_cran_loc
 from imagebot.errors import PackageIndexError, StaleError
 from imagebot.index import BuildResult, CranInputs, IndexBuildOptions, NoProgress, build_index
 from imagebot.index_pages import MANIFEST_NAME, manifest_from_json, manifest_to_json
+from imagebot.render import rprofile_site
 
 # --- DCF ----------------------------------------------------------------------------------------
 

@@ -213,3 +213,10 @@ def test_check_rendered_passes_when_equal_and_diffs_when_not() -> None:
     assert caught.value.diff.startswith("--- jupyter/Dockerfile (committed)\n")
     with pytest.raises(StaleError, match="is missing"):
         check_rendered("jupyter/Dockerfile", None, "FROM b\n")
+
+
+def test_the_site_profile_names_the_vetted_repository_where_index_build_writes_it() -> None:
+    from imagebot.cran import CRAN_DIR
+    from imagebot.render import REPO_FROM_INDEX_ARG
+
+    assert REPO_FROM_INDEX_ARG == "${IMAGEBOT_INDEX_URL%/simple}/" + CRAN_DIR
