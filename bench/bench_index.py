@@ -5,7 +5,7 @@
 1. cold build: an empty OUT, every vetted package resolved and downloaded in parallel; every
    file must be fetched exactly once (counted per file name);
 2. no-op rebuild: nothing resolved, nothing fetched;
-3. add one package to index-only.toml (default `python-slugify==9.2.0`, which brings one
+3. add one package to index-only.toml (default `jsonpath-ng==1.7.0`, which brings one
    new dependency) and rebuild: only that
    package's closure is resolved, and only its new files are downloaded;
 4. baseline: the same files fetched by plain threads, the network's floor for step 1.
@@ -87,7 +87,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=REPO / "imagebot.toml")
     parser.add_argument("--jobs", type=int, default=8)
-    parser.add_argument("--add", default="python-slugify==9.2.0", help="package to add in step 3")
+    parser.add_argument("--add", default="jsonpath-ng==1.7.0", help="package to add in step 3")
     args = parser.parse_args()
 
     config = load_config(args.config, None, os.environ)

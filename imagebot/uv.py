@@ -22,12 +22,18 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
 from imagebot import validate
 from imagebot.errors import ResolutionError
+
+# `find_uv_bin` reads sysconfig, whose first read fills a global dict without a lock on Python
+# 3.11: another thread can see it half-filled (`EXE` None) and fail. `index build` runs uv from
+# several threads, so one thread at a time finds it.
+_FINDING_UV = threading.Lock()
 
 UPSTREAM_VARIABLE = "IMAGEBOT_UPSTREAM_INDEX"
 CONSTRAINTS_FILE = "earlier-layers.txt"
@@ -180,9 +186,9 @@ class Uv:
             output = Path(scratch, PREFERENCES_FILE)
             if preferences:
                 output.write_text(checked_lines(preferences, PREFERENCES_FILE), encoding="utf-8")
-            command = self.command(
-                find_uv_bin(), inputs, python, platform, preferences=bool(preferences)
-            )
+            with _FINDING_UV:
+                uv_bin = find_uv_bin()
+            command = self.command(uv_bin, inputs, python, platform, preferences=bool(preferences))
             try:
                 done = subprocess.run(
                     command,

@@ -477,3 +477,30 @@ def test_serve_stays_inside_out_and_lists_nothing(
     assert answer == code
     assert b"secret" not in body
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_threads_find_uv_one_at_a_time(fake_uv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """index build runs uv from several threads; `find_uv_bin`'s first sysconfig read is not
+    thread-safe on Python 3.11, so it runs under the adapter's lock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import uv
+
+    from imagebot import uv as adapter
+
+    found = uv.find_uv_bin()
+    held = []
+
+    def find() -> str:
+        held.append(adapter._FINDING_UV.locked())
+        return found
+
+    monkeypatch.setattr(uv, "find_uv_bin", find)
+    with ThreadPoolExecutor(4) as pool:
+        list(
+            pool.map(
+                lambda _: adapter.Uv().compile({"a.in": "six==1.16.0\n"}, "", "3.11", "x86_64"),
+                range(8),
+            )
+        )
+    assert held == [True] * 8
