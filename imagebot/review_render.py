@@ -100,33 +100,32 @@ def render_text(review: Review) -> str:
     out += _text_config(review.config)
     out += _text_entries(changes.entries)
     source = f"; facts from {p(review.facts_source)}" if review.facts_source else ""
-    out.append(
-        f"Python packages new to the locks or the index ({len(changes.new_packages)}"
-        f"{source}, {review.requests} requests)"
-    )
+    new_items = []
     for n in changes.new_packages:
-        out.append(f"  {p(n.name)} {p(n.version)}  {p(_how(n))}; in {p(_where(n.where))}")
-        out.extend(f"      {line}" for line in _facts_lines(n.facts, p))
-    if not changes.new_packages:
-        out.append("  none")
-    out.append("")
-    out.append(f"Version changes ({len(changes.version_changes)})")
-    for v in changes.version_changes:
-        out.append(
-            f"  {p(v.name)} {p(_versions_text(v.old))} -> {p(_versions_text(v.new))}"
-            f"  {_KIND_TEXT[v.kind]}; in {p(_where(v.where))}"
-        )
-    if not changes.version_changes:
-        out.append("  none")
-    out.append("")
-    out.append(f"Packages that leave ({len(changes.leaving)})")
-    for gone in changes.leaving:
-        out.append(
+        new_items.append(f"  {p(n.name)} {p(n.version)}  {p(_how(n))}; in {p(_where(n.where))}")
+        new_items.extend(f"      {line}" for line in _facts_lines(n.facts, p))
+    out += _text_section(
+        f"Python packages new to the locks or the index ({len(changes.new_packages)}"
+        f"{source}, {review.requests} requests)",
+        len(changes.new_packages),
+        new_items,
+    )
+    out += _text_section(
+        f"Version changes ({len(changes.version_changes)})",
+        len(changes.version_changes),
+        [
+            f"{_text_move(v.name, v.old, v.new, v.kind)}; in {p(_where(v.where))}"
+            for v in changes.version_changes
+        ],
+    )
+    out += _text_section(
+        f"Packages that leave ({len(changes.leaving)})",
+        len(changes.leaving),
+        [
             f"  {p(gone.name)} {p(_versions_text(gone.old))}; was in {p(_where(gone.where))}"
-        )
-    if not changes.leaving:
-        out.append("  none")
-    out.append("")
+            for gone in changes.leaving
+        ],
+    )
     out += _text_r(changes.r, review.r_verified)
     out.append("Known vulnerabilities")
     out.extend(f"  {line}" for line in _vulnerability_lines(review.vulnerabilities, p))
@@ -163,33 +162,52 @@ def _text_entries(entries: Sequence[EntryChange]) -> list[str]:
 def _text_r(r: RChanges, verified: RVerified) -> list[str]:
     """The text report's R sections: packages new to, changed in and leaving the R lock."""
     p = plain
-    out = [f"R packages new to the R lock ({len(r.new_packages)}; {R_FACTS_SOURCE})"]
-    if verified.packages:
-        out.append(f"  {p(_verified_text(verified))}")
+    preface = [f"  {p(_verified_text(verified))}"] if verified.packages else []
     if r.note:
-        out.append(f"  note: {p(r.note)}")
+        preface.append(f"  note: {p(r.note)}")
+    new_items = []
     for n in r.new_packages:
-        out.append(f"  {p(n.name)} {p(n.version)}  {p(_r_how(n.vetted_in, n.dependency_of))}")
-        out.extend(f"      {line}" for line in _r_facts_lines(n.facts, p))
-    if not r.new_packages:
-        out.append("  none")
-    out += ["", f"R version changes ({len(r.version_changes)})"]
-    for v in r.version_changes:
-        out.append(
-            f"  {p(v.name)} {p(_versions_text(v.old))} -> {p(_versions_text(v.new))}"
-            f"  {_KIND_TEXT[v.kind]}; {p(_r_how(v.vetted_in, v.dependency_of))}"
-        )
-    if not r.version_changes:
-        out.append("  none")
-    out += ["", f"R packages that leave ({len(r.leaving)})"]
-    for gone in r.leaving:
-        out.append(
-            f"  {p(gone.name)} {p(_versions_text(gone.old))}; was "
-            f"{p(_r_how(gone.vetted_in, gone.dependency_of))}"
-        )
-    if not r.leaving:
-        out.append("  none")
-    return [*out, ""]
+        new_items.append(f"  {p(n.name)} {p(n.version)}  {p(_r_how(n.vetted_in, n.dependency_of))}")
+        new_items.extend(f"      {line}" for line in _r_facts_lines(n.facts, p))
+    return [
+        *_text_section(
+            f"R packages new to the R lock ({len(r.new_packages)}; {R_FACTS_SOURCE})",
+            len(r.new_packages),
+            new_items,
+            preface,
+        ),
+        *_text_section(
+            f"R version changes ({len(r.version_changes)})",
+            len(r.version_changes),
+            [
+                f"{_text_move(v.name, v.old, v.new, v.kind)}; "
+                f"{p(_r_how(v.vetted_in, v.dependency_of))}"
+                for v in r.version_changes
+            ],
+        ),
+        *_text_section(
+            f"R packages that leave ({len(r.leaving)})",
+            len(r.leaving),
+            [
+                f"  {p(gone.name)} {p(_versions_text(gone.old))}; was "
+                f"{p(_r_how(gone.vetted_in, gone.dependency_of))}"
+                for gone in r.leaving
+            ],
+        ),
+    ]
+
+
+def _text_section(
+    heading: str, count: int, items: Sequence[str], preface: Sequence[str] = ()
+) -> list[str]:
+    """A text section: its heading line, preface lines, the items or "none", a blank line."""
+    return [heading, *preface, *(items if count else ["  none"]), ""]
+
+
+def _text_move(name: str, old: Sequence[str], new: Sequence[str], kind: str) -> str:
+    """One version change as an indented text line."""
+    p = plain
+    return f"  {p(name)} {p(_versions_text(old))} -> {p(_versions_text(new))}  {_KIND_TEXT[kind]}"
 
 
 R_FACTS_SOURCE = (
