@@ -169,6 +169,14 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.split(r"[.-]", version))
 
 
+def sort_key(version: str) -> tuple[tuple[int, ...], str]:
+    """A sort key in R's version order that also takes a version R would not parse (last)."""
+    try:
+        return version_key(version), version
+    except ValueError:
+        return (), version
+
+
 def same_r_version(a: str, b: str) -> bool:
     try:
         return version_key(a) == version_key(b)

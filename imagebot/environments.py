@@ -330,6 +330,7 @@ def r_vetting_problems(environment: RegisteredEnvironment, vetted: Vetted) -> li
     """Every pin of an R environment that requirements/cran.lock does not serve exactly: R
     environments replay from the vetted R repository, which serves what that lock holds."""
     from imagebot.cran import same_r_version
+    from imagebot.cran import sort_key as r_sort_key
 
     problems: list[Problem] = []
     for pin in environment.pins:
@@ -338,7 +339,7 @@ def r_vetting_problems(environment: RegisteredEnvironment, vetted: Vetted) -> li
             message = f"R package {pin.name} {pin.version} is not vetted: requirements/cran.lock"
             problems.append(Problem(environment.path, pin.line, f"{message} lacks it", R_ASK_HINT))
         elif not any(same_r_version(pin.version, v) for v in served):
-            listed = ", ".join(sorted(served, key=_r_order))
+            listed = ", ".join(sorted(served, key=r_sort_key))
             problems.append(
                 Problem(
                     environment.path,
@@ -350,15 +351,6 @@ def r_vetting_problems(environment: RegisteredEnvironment, vetted: Vetted) -> li
                 )
             )
     return problems
-
-
-def _r_order(version: str) -> tuple[tuple[int, ...], str]:
-    from imagebot.cran import version_key
-
-    try:
-        return version_key(version), version
-    except ValueError:
-        return (), version
 
 
 def kept_versions(environment: RegisteredEnvironment, vetted: Vetted) -> list[EnvironmentPin]:

@@ -451,9 +451,10 @@ def r_changes(
     the versions that leave pair with the versions that enter, lowest with lowest; what is
     left over leaves (new None) or enters (old None)."""
     from imagebot.cran import same_r_version
+    from imagebot.cran import sort_key as r_sort_key
 
     def versions(pairs: Collection[tuple[str, str]], name: str) -> list[str]:
-        return sorted({v for n, v in pairs if n == name}, key=_r_order)
+        return sorted({v for n, v in pairs if n == name}, key=r_sort_key)
 
     changes: list[tuple[str, str | None, str | None]] = []
     for name in sorted({n for n, _ in old} | {n for n, _ in new}):
@@ -469,15 +470,6 @@ def r_changes(
                 )
             )
     return changes
-
-
-def _r_order(version: str) -> tuple[tuple[int, ...], str]:
-    from imagebot.cran import version_key
-
-    try:
-        return version_key(version), version
-    except ValueError:
-        return (), version
 
 
 def change_kind(old: str | None, new: str | None) -> str:
@@ -706,7 +698,9 @@ def r_package_report(
 ) -> PackageImpact:
     """`imagebot impact --r NAME[==VERSION]`: the R package's newest vetted version is the
     current one; who needs any vetted version of it, and who pins it."""
-    versions = sorted({v for n, v in snapshot.r_pins if n == name}, key=_r_order)
+    from imagebot.cran import sort_key as r_sort_key
+
+    versions = sorted({v for n, v in snapshot.r_pins if n == name}, key=r_sort_key)
     current = versions[-1] if versions else None
     target = version if version is not None else current
     moved = current and target and not _same_r_version(current, target)
