@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import pytest
 from paths import REPO_ROOT
+
+from .gitops_fixtures import make_remote
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SMALL_CONFIG = FIXTURES / "small" / "imagebot.toml"
@@ -163,3 +166,58 @@ def write_six_advisory(advisories: Path, number: int, introduced: str, fixed: st
     path = advisories / "vulns" / "six" / f"PYSEC-2099-{number}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(SIX_RECORD.format(number=number, introduced=introduced, fixed=fixed))
+
+
+RELEASE_GITOPS_FILE = "jupyter.yaml"
+RELEASE_HELMRELEASE = """\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: jupyter
+spec:
+  values:
+    singleuser:
+      image:
+        name: {namespace}/small
+        tag: "seed"
+"""
+
+
+def small_release_project(
+    stack: Stack,
+    tmp_path: Path,
+    *,
+    config_extra: str = "",
+    requirements: Mapping[str, str] | None = None,
+) -> tuple[Path, Path]:
+    """A copy of the small fixture with a staging environment over a fresh bare GitOps remote,
+    an advisory directory whose one record (six) the release's audit passes, `requirements`
+    files written, and imagebot's own locks and Dockerfile: (imagebot.toml, the remote)."""
+    remote = make_remote(
+        tmp_path,
+        {RELEASE_GITOPS_FILE: RELEASE_HELMRELEASE.format(namespace=stack.namespace)},
+        "gitops",
+    )
+    copy = tmp_path / "small"
+    shutil.copytree(FIXTURES / "small", copy)
+    config = copy / "imagebot.toml"
+    config.write_text(
+        config.read_text()
+        + config_extra
+        + "\n[environments.staging]\n"
+        + f'repo = "{remote}"\nbranch = "master"\nfile = "{RELEASE_GITOPS_FILE}"\n'
+        + 'targets.small = "spec.values.singleuser.image"\n'
+        + f'\n[advisories]\nsource = "{tmp_path / "advisories"}"\n'
+    )
+    write_six_advisory(tmp_path / "advisories", 1, "0", "1.0")
+    for name, text in (requirements or {}).items():
+        (copy / "requirements" / name).write_text(text)
+    lock_and_render(stack, config)
+    return config, remote
+
+
+def lock_and_render(stack: Stack, config: Path) -> None:
+    """A release verifies the locks and the Dockerfile: make them imagebot's own."""
+    for command in ("lock", "render"):
+        run = run_imagebot([command], stack.env(), config=config)
+        assert run.returncode == 0, run.output

@@ -11,65 +11,35 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 from pathlib import Path
 
 import pytest
 
 from imagebot.manifest import manifest_cache_path
 
-from .conftest import FIXTURES, Run, Stack, run_imagebot, write_six_advisory
-from .gitops_fixtures import IDENTITY, git, make_remote, remote_head
+from .conftest import (
+    Run,
+    Stack,
+    lock_and_render,
+    run_imagebot,
+    small_release_project,
+    write_six_advisory,
+)
+from .gitops_fixtures import IDENTITY, git, remote_head
 
 pytestmark = pytest.mark.integration
-
-GITOPS_FILE = "jupyter.yaml"
-HELMRELEASE = """\
-apiVersion: helm.toolkit.fluxcd.io/v2
-kind: HelmRelease
-metadata:
-  name: jupyter
-spec:
-  values:
-    singleuser:
-      image:
-        name: {namespace}/small
-        tag: "seed"
-"""
 
 
 @pytest.fixture
 def project(stack: Stack, tmp_path: Path) -> tuple[Path, Path]:
     """A copy of the small fixture with a staging environment over a fresh bare remote."""
-    remote = make_remote(
-        tmp_path, {GITOPS_FILE: HELMRELEASE.format(namespace=stack.namespace)}, "gitops"
-    )
-    copy = tmp_path / "small"
-    shutil.copytree(FIXTURES / "small", copy)
-    config = copy / "imagebot.toml"
-    config.write_text(
-        config.read_text()
-        + "\n[environments.staging]\n"
-        + f'repo = "{remote}"\nbranch = "master"\nfile = "{GITOPS_FILE}"\n'
-        + 'targets.small = "spec.values.singleuser.image"\n'
-        + f'\n[advisories]\nsource = "{tmp_path / "advisories"}"\n'
-    )
-    write_six_advisory(tmp_path / "advisories", 1, "0", "1.0")
-    _lock_and_render(stack, config)
-    return config, remote
-
-
-def _lock_and_render(stack: Stack, config: Path) -> None:
-    """The release verifies the locks and the Dockerfile: make them imagebot's own."""
-    for command in ("lock", "render"):
-        run = run_imagebot([command], stack.env(), config=config)
-        assert run.returncode == 0, run.output
+    return small_release_project(stack, tmp_path)
 
 
 def _edit_set(stack: Stack, config: Path, old: str, new: str) -> None:
     toml = config.parent / "requirements" / "small.toml"
     toml.write_text(toml.read_text().replace(old, new))
-    _lock_and_render(stack, config)
+    lock_and_render(stack, config)
 
 
 def _env(stack: Stack, tmp_path: Path, **overrides: str) -> dict[str, str]:

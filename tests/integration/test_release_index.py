@@ -14,63 +14,38 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FIXTURES, Run, Stack, run_imagebot, write_six_advisory
-from .gitops_fixtures import IDENTITY, make_remote, remote_head
+from .conftest import Run, Stack, run_imagebot, small_release_project
+from .gitops_fixtures import IDENTITY, remote_head
 
 pytestmark = pytest.mark.integration
 
-GITOPS_FILE = "jupyter.yaml"
-HELMRELEASE = """\
-apiVersion: helm.toolkit.fluxcd.io/v2
-kind: HelmRelease
-metadata:
-  name: jupyter
-spec:
-  values:
-    singleuser:
-      image:
-        name: {namespace}/small
-        tag: "seed"
-"""
 INDEX_ONLY = """\
 [python]
 {entries}"""
 ENTRY = '{name} = {{ version = "{version}", reason = "a test", requested_by = "@tests" }}\n'
 
 
-def _index_only(config: Path, **versions: str) -> None:
+def _index_only_text(**versions: str) -> str:
     entries = "".join(
         ENTRY.format(name=name.replace("_", "-"), version=version)
         for name, version in sorted(versions.items())
     )
-    (config.parent / "requirements" / "index-only.toml").write_text(
-        INDEX_ONLY.format(entries=entries)
-    )
+    return INDEX_ONLY.format(entries=entries)
+
+
+def _index_only(config: Path, **versions: str) -> None:
+    (config.parent / "requirements" / "index-only.toml").write_text(_index_only_text(**versions))
 
 
 @pytest.fixture
 def project(stack: Stack, tmp_path: Path) -> tuple[Path, Path]:
-    remote = make_remote(
-        tmp_path, {GITOPS_FILE: HELMRELEASE.format(namespace=stack.namespace)}, "gitops"
+    return small_release_project(
+        stack,
+        tmp_path,
+        config_extra='\n[index]\nurl = "http://127.0.0.1:5557/simple"\n'
+        + f'publish = "{tmp_path / "published"}"\n',
+        requirements={"index-only.toml": _index_only_text(tabulate="0.9.0")},
     )
-    copy = tmp_path / "small"
-    shutil.copytree(FIXTURES / "small", copy)
-    config = copy / "imagebot.toml"
-    config.write_text(
-        config.read_text()
-        + '\n[index]\nurl = "http://127.0.0.1:5557/simple"\n'
-        + f'publish = "{tmp_path / "published"}"\n'
-        + "\n[environments.staging]\n"
-        + f'repo = "{remote}"\nbranch = "master"\nfile = "{GITOPS_FILE}"\n'
-        + 'targets.small = "spec.values.singleuser.image"\n'
-        + f'\n[advisories]\nsource = "{tmp_path / "advisories"}"\n'
-    )
-    write_six_advisory(tmp_path / "advisories", 1, "0", "1.0")  # the release's audit passes
-    _index_only(config, tabulate="0.9.0")
-    for command in ("lock", "render"):
-        run = run_imagebot([command], stack.env(), config=config)
-        assert run.returncode == 0, run.output
-    return config, remote
 
 
 def _release(config: Path, env: dict[str, str]) -> Run:
