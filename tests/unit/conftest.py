@@ -189,3 +189,27 @@ def assert_refused(
     assert "Traceback" not in result.err
     assert project.snapshot() == before  # every input byte-identical, nothing half-written
     return result
+
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.org",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.org",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "HOME": "/nonexistent",
+}
+
+
+def git_repo(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The project as a git repository with one commit on `main` (a review's base)."""
+    import subprocess
+
+    for name, value in GIT_ENV.items():
+        monkeypatch.setenv(name, value)
+    for args in (
+        ["init", "--quiet", "--initial-branch=main"],
+        ["add", "--all"],
+        ["commit", "--quiet", "-m", "base"],
+    ):
+        subprocess.run(["git", *args], cwd=project.root, check=True, capture_output=True)

@@ -7,13 +7,12 @@ byte-identical.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.unit.conftest import Hostile, Project, Result, assert_refused
+from tests.unit.conftest import Hostile, Project, Result, assert_refused, git_repo
 
 OWNED = "# owner: @kari\n"
 ENV = "environments/methods/survey.txt"
@@ -48,20 +47,6 @@ def symlinked_team(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def nothing(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     return None
-
-
-def git_repo(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.org",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.org",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "HOME": "/nonexistent",
-    }.items():
-        monkeypatch.setenv(name, value)
-    for args in (["init", "--quiet"], ["add", "--all"], ["commit", "--quiet", "-m", "base"]):
-        subprocess.run(["git", *args], cwd=project.root, check=True, capture_output=True)
 
 
 RENV = "environments/methods/survey.renv.lock"

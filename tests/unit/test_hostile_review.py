@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,31 +17,10 @@ import pytest
 from cran_fixtures import Upstream, cran_upstream, r_config
 
 from imagebot.lockfile import seal
-from tests.unit.conftest import CONFIG, Hostile, Project, Result, assert_refused
+from tests.unit.conftest import CONFIG, Hostile, Project, Result, assert_refused, git_repo
 
 if TYPE_CHECKING:
     from imagebot.cran import RPackage
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.org",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.org",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "HOME": "/nonexistent",
-}
-
-
-def git_repo(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The project as a git repository with one commit on `main`."""
-    for name, value in GIT_ENV.items():
-        monkeypatch.setenv(name, value)
-    for args in (
-        ["init", "--quiet", "--initial-branch=main"],
-        ["add", "--all"],
-        ["commit", "--quiet", "-m", "base"],
-    ):
-        subprocess.run(["git", *args], cwd=project.root, check=True, capture_output=True)
 
 
 def base(value: str) -> Hostile:

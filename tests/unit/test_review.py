@@ -51,7 +51,7 @@ from imagebot.review import (
 )
 from imagebot.review_escape import clean
 from imagebot.review_render import render_markdown, render_text, review_json
-from tests.unit.conftest import CONFIG
+from tests.unit.conftest import CONFIG, git_repo
 
 GOLDEN = Path(__file__).parent / "golden" / "review"
 
@@ -709,14 +709,6 @@ def test_add_writes_the_confirmation(project: Any, run_cli: Any) -> None:
 
 # --- the R lock's new or changed stanzas, verified against the upstream (commands/review) -----
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.org",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.org",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "HOME": "/nonexistent",
-}
 R6_ENTRY = (
     '[r]\nR6 = { version = "2.5.1", reason = "classes", requested_by = "@ola", '
     'safe_because = "r-lib, MIT, no advisories" }\n'
@@ -729,12 +721,9 @@ def r_repo(
 ) -> Iterator[tuple[Any, Upstream]]:
     """A git repository whose `main` locks here==1.0.1 (and rprojroot) from a loopback
     upstream with `imagebot lock`; an advisory directory so review needs no network."""
-    import subprocess
 
     with cran_upstream() as upstream:
         monkeypatch.chdir(project.root)
-        for name, value in GIT_ENV.items():
-            monkeypatch.setenv(name, value)
         project.write("imagebot.toml", r_config(CONFIG, upstream.url))
         project.write("requirements/base.toml", '[set]\ndescription = "none"\n')
         project.write("requirements/extra.toml", R_SET)
@@ -744,12 +733,7 @@ def r_repo(
             '{"ecosystem": "CRAN", "name": "R6"}, "versions": ["2.4.0"]}]}',
         )
         assert run_cli("--config", project.config, "lock").code == 0
-        for args in (
-            ["init", "--quiet", "--initial-branch=main"],
-            ["add", "--all"],
-            ["commit", "--quiet", "-m", "base"],
-        ):
-            subprocess.run(["git", *args], cwd=project.root, check=True, capture_output=True)
+        git_repo(project, monkeypatch)
         upstream.requests.clear()
         yield project, upstream
 
