@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from http_fixtures import loopback
+from http_fixtures import serve_files
 
 # (name, version, Imports) -> tarball bytes: here imports rprojroot, a dependency of its own.
 PACKAGES: dict[tuple[str, str, str], bytes] = {
@@ -32,12 +30,12 @@ here = { version = "1.0.1", reason = "paths", requested_by = "@kari" }
 
 @dataclass
 class Upstream:
-    """What the loopback upstream serves (path -> body) and the paths it was asked for."""
+    """What the loopback upstream serves (path -> body; change it in place, the server reads
+    this dict) and the paths it was asked for."""
 
     host: str
     served: dict[str, bytes] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def url(self) -> str:
@@ -59,26 +57,12 @@ class Upstream:
 
 @contextmanager
 def cran_upstream(packages: dict[tuple[str, str, str], bytes] | None = None) -> Iterator[Upstream]:
-    state: list[Upstream] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            upstream = state[0]
-            with upstream.lock:
-                upstream.requests.append(self.path)
-            body = upstream.served.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, format: str, *args: object) -> None:
-            return None
-
-    with loopback(Handler) as host:
-        state.append(Upstream(host))
-        state[0].publish(PACKAGES if packages is None else packages)
-        yield state[0]
+    served: dict[str, bytes] = {}
+    requests: list[str] = []
+    with serve_files(served, on_request=lambda handler: requests.append(handler.path)) as host:
+        upstream = Upstream(host, served, requests)
+        upstream.publish(PACKAGES if packages is None else packages)
+        yield upstream
 
 
 def r_config(config: str, upstream_url: str) -> str:

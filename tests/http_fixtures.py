@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import http.server
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import ClassVar
 
@@ -21,6 +21,39 @@ def loopback(
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serve_files(
+    served: Mapping[str, bytes],
+    *,
+    failures: dict[str, int] | None = None,
+    on_request: Callable[[http.server.BaseHTTPRequestHandler], None] | None = None,
+) -> Iterator[str]:
+    """Serve `served` (path -> body, read at every request, so a test may change it) on
+    loopback, 404 for any other path; a path in `failures` first answers 503 that many times;
+    `on_request` sees every request. Yields "127.0.0.1:PORT"."""
+
+    class Files(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if on_request is not None:
+                on_request(self)
+            if failures and failures.get(self.path, 0):
+                failures[self.path] -= 1
+                self.send_response(503)
+                self.end_headers()
+                return
+            body = served.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+    with loopback(Files) as host:
+        yield host
 
 
 class Elsewhere(http.server.BaseHTTPRequestHandler):

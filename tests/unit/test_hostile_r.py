@@ -10,12 +10,11 @@ input file byte-identical and nothing written.
 from __future__ import annotations
 
 import gzip
-import http.server
 import json
 from collections.abc import Callable, Iterator
 
 import pytest
-from http_fixtures import loopback
+from http_fixtures import serve_files
 
 from tests.unit.conftest import CONFIG, Hostile, Project, Result, assert_refused
 
@@ -26,21 +25,9 @@ Setup = Callable[[Project, pytest.MonkeyPatch], None]
 SERVED: dict[str, bytes] = {}
 
 
-class _Upstream(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = SERVED.get(self.path)
-        self.send_response(200 if body is not None else 404)
-        self.send_header("Content-Length", str(len(body or b"")))
-        self.end_headers()
-        self.wfile.write(body or b"")
-
-    def log_message(self, format: str, *args: object) -> None:
-        return None
-
-
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
-    with loopback(_Upstream) as host:
+    with serve_files(SERVED) as host:
         yield f"http://{host}"
 
 

@@ -195,7 +195,8 @@ def serve(upstream: Upstream, packages: list[RPackage]) -> None:
     from imagebot.cran import write_dcf
 
     text = write_dcf({**p.fields, "MD5sum": p.md5} for p in packages)
-    upstream.served = {"/cran/src/contrib/PACKAGES.gz": gzip.compress(text.encode(), mtime=0)}
+    upstream.served.clear()  # the server reads this dict
+    upstream.served["/cran/src/contrib/PACKAGES.gz"] = gzip.compress(text.encode(), mtime=0)
     upstream.requests.clear()
 
 

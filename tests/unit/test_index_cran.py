@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from http_fixtures import loopback
+from http_fixtures import serve_files
 from index_fixtures import TARGET
 
 from imagebot.cran import (
@@ -430,24 +430,10 @@ def test_upstream_adapter_reads_archive_retries_and_verifies(tmp_path: Path) -> 
     failures = {"/cran/src/contrib/PACKAGES.gz": 1}
     seen: list[tuple[str, str]] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append((self.path, self.headers.get("User-Agent", "")))
-            if failures.get(self.path, 0):
-                failures[self.path] -= 1
-                self.send_response(503)
-                self.end_headers()
-                return
-            data = served.get(self.path)
-            self.send_response(200 if data is not None else 404)
-            self.send_header("Content-Length", str(len(data or b"")))
-            self.end_headers()
-            self.wfile.write(data or b"")
+    def record(handler: http.server.BaseHTTPRequestHandler) -> None:
+        seen.append((handler.path, handler.headers.get("User-Agent", "")))
 
-        def log_message(self, format: str, *args: object) -> None:
-            return None
-
-    with loopback(Handler) as host:
+    with serve_files(served, failures=failures, on_request=record) as host:
         upstream = CranUpstream(f"http://{host}/cran", "R (4.2.2 test)", backoff=0)
         (package,) = upstream.packages()
         sha256, size = upstream.download(package, tmp_path / "R6.tar.gz")
