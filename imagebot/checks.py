@@ -178,7 +178,7 @@ def run_render(app_state: AppState, *, check_only: bool) -> None:
         console.info(f"ok: {', '.join(shown(p, config) for p in outputs)} up to date")
         return
     changed = {p: t for p, t in outputs.items() if read_text_or_none(p) != t}
-    write_atomically(changed)
+    write_atomically(changed, inside=config.root)
     for path in outputs:
         console.info(f"{'wrote' if path in changed else 'unchanged'} {shown(path, config)}")
     _warn_stale_locks(config, sets)

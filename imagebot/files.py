@@ -42,15 +42,29 @@ def read_text(path: Path) -> str:
         raise Unreadable(path, f"is not UTF-8 text (byte {exc.start})") from None
 
 
-def write_atomically(files: Mapping[Path, str], *, mode: int | None = None) -> None:
+def write_atomically(
+    files: Mapping[Path, str], *, mode: int | None = None, inside: Path | None = None
+) -> None:
     """Write every file to a temp file beside it, then rename them all over their targets.
 
     A file keeps its permission bits (git records the executable bit) unless `mode` is given;
-    a new one gets `mode` or 0644. A symlink's target is replaced, not the link. On failure no
-    target has changed and no temp file is left behind; the error names the file (exit 1).
+    a new one gets `mode` or 0644. A symlink's target is replaced, not the link; with `inside`
+    (the repository, for the files imagebot generates there), a target outside it is refused
+    before anything is written: a pull request could make a lock a link to any file. On
+    failure no target has changed and no temp file is left behind; the error names the file
+    (exit 1).
     """
     import tempfile  # here, not at the top: the read-only checks never write
 
+    if inside is not None:
+        root = inside.resolve()
+        for path in files:
+            if not path.resolve().is_relative_to(root):
+                raise ImagebotError(
+                    f"{path}: a symlink to {path.resolve()}, outside {root}; refusing to write "
+                    "through it",
+                    f"make {path.name} a regular file (remove the link), then run again",
+                )
     staged: list[tuple[str, Path]] = []
     try:
         for path, text in files.items():

@@ -89,7 +89,7 @@ def add(
             safe_because=(safe_because or "").strip(),
         ),
     )
-    write_atomically({path: added.text})
+    write_atomically({path: added.text}, inside=config.root)
     console.info(f"added {added.description} to {shown(path, config)}:{added.line}")
     console.info("next: imagebot lock && imagebot render, then open a pull request")
 
@@ -169,7 +169,7 @@ def run_lock(app_state: AppState, *, upgrade: bool) -> None:
         texts[cran.path] = cran.text
         if cran.changed:
             changed.append(cran.path)
-    write_atomically({path: texts[path] for path in changed})
+    write_atomically({path: texts[path] for path in changed}, inside=config.root)
     for path, text in texts.items():
         if path == cran.path:
             count = cran.packages

@@ -11,6 +11,22 @@ from imagebot.errors import ImagebotError
 from imagebot.files import Unreadable, read_text, write_atomically
 
 
+def test_inside_refuses_a_symlink_out_of_the_tree_before_writing_anything(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    outside = tmp_path / "bashrc"
+    outside.write_text("mine\n")
+    (repo / "a.lock").symlink_to(outside)
+    (repo / "b.lock").write_text("old\n")
+    (repo / "c.lock").symlink_to(repo / "b.lock")  # a link within the tree is fine
+
+    with pytest.raises(ImagebotError, match="refusing to write through it"):
+        write_atomically({repo / "b.lock": "new\n", repo / "a.lock": "new\n"}, inside=repo)
+    assert outside.read_text() == "mine\n" and (repo / "b.lock").read_text() == "old\n"
+    write_atomically({repo / "c.lock": "new\n"}, inside=repo)
+    assert (repo / "b.lock").read_text() == "new\n"
+
+
 def test_keeps_the_mode_and_replaces_a_symlinks_target(tmp_path: Path) -> None:
     script = tmp_path / "run.sh"
     script.write_text("old\n")

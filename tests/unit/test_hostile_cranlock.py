@@ -81,6 +81,17 @@ def contradicting_upstream(project: Project, monkeypatch: pytest.MonkeyPatch) ->
     UPSTREAM[0].publish({**PACKAGES, ("here", "1.0.1", "rprojroot (>= 2.0.2)"): b"other bytes"})
 
 
+OUTSIDE = "outside.txt"  # beside the project, not in it
+
+
+def link_outside(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cran.lock made a link to a file outside the repository (any file, in a pull request)."""
+    outside = project.root.parent / OUTSIDE
+    outside.write_text("# someone's file\n")
+    project.path("requirements/cran.lock").unlink()
+    project.path("requirements/cran.lock").symlink_to(outside)
+
+
 def set_named_cran(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(project.root)
     project.write("requirements/cran.toml", R_SET)
@@ -150,6 +161,13 @@ ROWS = [
         13,
         'NeedsCompilation (none), cran.lock has "no"',
     ),
+    Hostile(
+        "a-symlink-outside-the-repository",
+        locked(then=link_outside),
+        ("lock",),
+        1,
+        "refusing to write through it",
+    ),
     Hostile("set-named-cran-check", set_named_cran, ("check",), 4, "set name 'cran' is reserved"),
     Hostile("set-named-cran-lock", set_named_cran, ("lock",), 4, "1 problem in"),
 ]
@@ -165,6 +183,8 @@ def test_hostile_cran_lock_is_refused(
     assert not project.path("out").exists()
     if "resealed" in case.id and case.code == 13:  # lock --check passes it: only the upstream
         assert run_cli("--config", project.config, *CHECK).code == 0  # can refute the claim
+    if case.id == "a-symlink-outside-the-repository":
+        assert (project.root.parent / OUTSIDE).read_text() == "# someone's file\n"
     if case.id == "index-build-upstream-md5-contradicts-the-lock":
         other = hashlib.md5(b"other bytes").hexdigest()
         assert f"MD5sum {other}, cran.lock has " in result.err
